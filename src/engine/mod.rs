@@ -1,0 +1,312 @@
+//! The decision: which clients a change to an mTLS rule cuts off.
+//!
+//! Pure and synchronous: an [`Index`] snapshot and a [`Change`] in, a [`Verdict`] out. No I/O,
+//! no clock, no Kubernetes client, no user-facing text (that is `report`'s job).
+
+mod clients;
+mod mode;
+#[cfg(test)]
+mod tests;
+mod view;
+
+use std::collections::{BTreeSet, HashMap};
+
+use serde::Serialize;
+
+use crate::inventory::{Index, Workload, WorkloadId};
+use crate::model::{LegacyScope, Mode, Origin, Rule, TlsMode};
+
+pub use clients::host_matches;
+pub use mode::{namespace_level, port_mode, Resolved};
+pub use view::View;
+
+/// A reviewed object before and after the request; `None` where it does not exist.
+#[derive(Debug, Clone, Copy)]
+pub struct Change<'a> {
+    pub old: Option<&'a Rule>,
+    pub new: Option<&'a Rule>,
+}
+
+impl<'a> Change<'a> {
+    /// The object's identity; `None` when the change has neither side.
+    pub fn key(&self) -> Option<&'a Origin> {
+        self.new.or(self.old).map(Rule::origin)
+    }
+}
+
+/// How the guard knows a client sends plaintext.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Tier {
+    /// The client has no proxy: it could reach the server and cannot speak mTLS.
+    Inventory,
+    /// The client has a proxy, but its configuration makes it send plaintext to this server.
+    ClientConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum Client {
+    /// Pods of a workload (the owning Deployment, StatefulSet, …, or a bare pod).
+    Workload { namespace: String, name: String },
+    /// The kubelet probing the server's pods.
+    Kubelet { namespace: String, name: String },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum Reason {
+    NoProxy,
+    HostNetwork,
+    /// `istio.io/dataplane-mode=ambient` asked for it, but istio-cni never enrolled the pod.
+    AmbientNotEnrolled,
+    DestinationRule {
+        rule: Origin,
+        mode: TlsMode,
+        port: u16,
+    },
+    PlaintextSubset {
+        rule: Origin,
+        subset: String,
+        mode: TlsMode,
+    },
+    AutoMtlsOff,
+    /// The server pods lack `security.istio.io/tlsMode=istio`, so auto mTLS sends plaintext.
+    TargetNotLabelled,
+    /// The server namespace's namespace-or-mesh mode is DISABLE, which turns off auto mTLS.
+    NamespaceDisable {
+        namespace: String,
+        by: Option<Origin>,
+    },
+    /// A headless Service with a backend lacking the tlsMode label: plaintext to all backends.
+    HeadlessBackend {
+        service: String,
+        backend: String,
+    },
+    /// ztunnel passes traffic through as-is to a sidecar that does not accept HBONE.
+    AmbientToSidecar,
+    OutboundBypass {
+        annotation: &'static str,
+        port: u16,
+    },
+    /// An httpGet or gRPC probe on a captured port with probe rewriting off.
+    KubeletProbe {
+        port: u16,
+    },
+}
+
+impl Reason {
+    pub fn tier(&self) -> Tier {
+        match self {
+            Reason::NoProxy | Reason::HostNetwork | Reason::AmbientNotEnrolled => Tier::Inventory,
+            _ => Tier::ClientConfig,
+        }
+    }
+}
+
+/// One port of a server workload that is STRICT after the change.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PortChange {
+    /// `None` for pods without any port: judged on the workload-level mode.
+    pub port: Option<u16>,
+    pub before: Mode,
+    pub after: Mode,
+    pub decided_by: Option<Origin>,
+}
+
+/// A server workload with clients the change cuts off.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Server {
+    pub namespace: String,
+    pub workload: String,
+    pub pods: usize,
+    pub ports: Vec<PortChange>,
+}
+
+impl Server {
+    /// A mode change (not-STRICT to STRICT), rather than a client-side change hitting it.
+    pub fn locked_down(&self) -> bool {
+        self.ports.iter().any(|p| p.before != Mode::Strict)
+    }
+}
+
+/// A client cut off from one or more servers, and why.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Break {
+    pub client: Client,
+    pub tier: Tier,
+    pub reason: Reason,
+    /// Indices into [`Verdict::servers`].
+    pub servers: Vec<usize>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Verdict {
+    pub servers: Vec<Server>,
+    pub breaks: Vec<Break>,
+}
+
+impl Verdict {
+    pub fn breaks_clients(&self) -> bool {
+        !self.breaks.is_empty()
+    }
+}
+
+#[derive(Default)]
+struct VerdictBuilder {
+    verdict: Verdict,
+    server_slots: HashMap<WorkloadId, usize>,
+    break_slots: HashMap<(Client, Reason), usize>,
+}
+
+impl VerdictBuilder {
+    fn add(
+        &mut self,
+        id: WorkloadId,
+        w: &Workload,
+        port: PortChange,
+        client: Client,
+        reason: Reason,
+    ) {
+        let servers = &mut self.verdict.servers;
+        let server = *self.server_slots.entry(id).or_insert_with(|| {
+            servers.push(Server {
+                namespace: w.namespace.clone(),
+                workload: w.name.clone(),
+                pods: w.pods.len(),
+                ports: Vec::new(),
+            });
+            servers.len() - 1
+        });
+        let ports = &mut self.verdict.servers[server].ports;
+        if !ports.iter().any(|p| p.port == port.port) {
+            ports.push(port);
+        }
+        let breaks = &mut self.verdict.breaks;
+        let slot = *self
+            .break_slots
+            .entry((client.clone(), reason.clone()))
+            .or_insert_with(|| {
+                breaks.push(Break {
+                    client,
+                    tier: reason.tier(),
+                    reason,
+                    servers: Vec::new(),
+                });
+                breaks.len() - 1
+            });
+        let b = &mut self.verdict.breaks[slot];
+        if !b.servers.contains(&server) {
+            b.servers.push(server);
+        }
+    }
+
+    fn finish(mut self) -> Verdict {
+        self.verdict
+            .breaks
+            .sort_by(|a, b| (a.tier, &a.client).cmp(&(b.tier, &b.client)));
+        self.verdict
+    }
+}
+
+/// Which clients does applying `change` to `index` cut off?
+pub fn evaluate(index: &Index, change: &Change) -> Verdict {
+    let Some(key) = change.key() else {
+        return Verdict::default();
+    };
+    let before = View::new(index, key, change.old);
+    let after = View::new(index, key, change.new);
+    let mut out = VerdictBuilder::default();
+    for id in candidates(index, change) {
+        let w = index.workload(id);
+        if !Index::is_server(w) {
+            continue;
+        }
+        for port in clients::server_ports(index, w) {
+            let b = port_mode(&before, w, port);
+            let a = port_mode(&after, w, port);
+            if a.mode != Mode::Strict {
+                continue;
+            }
+            let now = clients::plaintext_clients(&after, id, w, port);
+            if now.is_empty() {
+                continue;
+            }
+            let was = if b.mode == Mode::Strict {
+                clients::plaintext_clients(&before, id, w, port)
+            } else {
+                Vec::new()
+            };
+            let change = PortChange {
+                port,
+                before: b.mode,
+                after: a.mode,
+                decided_by: a.by.cloned(),
+            };
+            for (client, reason) in now {
+                if !was.iter().any(|(c, _)| *c == client) {
+                    out.add(id, w, change.clone(), client, reason);
+                }
+            }
+        }
+    }
+    out.finish()
+}
+
+/// Server workloads whose mode or clients the change can affect, in a stable order.
+fn candidates(index: &Index, change: &Change) -> BTreeSet<WorkloadId> {
+    let mut ids = BTreeSet::new();
+    for rule in [change.old, change.new].into_iter().flatten() {
+        scope(index, rule, &mut ids);
+    }
+    ids
+}
+
+fn scope(index: &Index, rule: &Rule, ids: &mut BTreeSet<WorkloadId>) {
+    let ns = rule.origin().namespace.as_str();
+    let root = index.mesh().root_namespace.as_str();
+    match rule {
+        Rule::PeerAuthentication(pa) => match &pa.selector {
+            None if ns == root => ids.extend(index.workloads().map(|(id, _)| id)),
+            None => ids.extend(index.workloads_in(ns).map(|(id, _)| id)),
+            Some(_) if ns == root => {}
+            Some(sel) => ids.extend(
+                index
+                    .workloads_in(ns)
+                    .filter(|(_, w)| crate::model::selector_matches(sel, &w.shape.labels))
+                    .map(|(id, _)| id),
+            ),
+        },
+        Rule::Legacy(p) => match &p.scope {
+            LegacyScope::Mesh => ids.extend(index.workloads().map(|(id, _)| id)),
+            LegacyScope::Namespace => ids.extend(index.workloads_in(ns).map(|(id, _)| id)),
+            LegacyScope::Targets(targets) => {
+                for svc in index
+                    .services_in(ns)
+                    .iter()
+                    .filter(|s| targets.iter().any(|t| t.service == s.name))
+                {
+                    ids.extend(
+                        index
+                            .workloads_in(ns)
+                            .filter(|(_, w)| svc.selects(&w.shape.labels))
+                            .map(|(id, _)| id),
+                    );
+                }
+            }
+            LegacyScope::Ignored => {}
+        },
+        Rule::DestinationRule(dr) => {
+            let domain = &index.filters().cluster_domain;
+            for (id, w) in index.workloads() {
+                let behind_host = index.services_in(&w.namespace).iter().any(|s| {
+                    s.selects(&w.shape.labels)
+                        && host_matches(dr, &s.host(domain), domain).is_some()
+                });
+                if behind_host {
+                    ids.insert(id);
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,130 @@
+//! Effective inbound mode of a server port: workload > namespace > mesh (design §3).
+//!
+//! PeerAuthentication follows istiod's `ComposePeerAuthentication`; v1alpha1 Policy and
+//! MeshPolicy follow Pilot 1.4. At each level an applicable PeerAuthentication, even one with
+//! an UNSET mode, replaces the v1alpha1 policy of that level.
+
+use super::view::View;
+use crate::inventory::Workload;
+use crate::model::legacy::PortSelector;
+use crate::model::{selector_matches, LegacyScope, Mode, Origin, PeerAuthentication};
+
+/// A mode and the policy that decided it (`None`: nothing applies, Istio's PERMISSIVE default).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Resolved<'a> {
+    pub mode: Mode,
+    pub by: Option<&'a Origin>,
+}
+
+impl<'a> Resolved<'a> {
+    const DEFAULT: Resolved<'static> = Resolved {
+        mode: Mode::Permissive,
+        by: None,
+    };
+
+    /// `UNSET` keeps the parent's mode but still names the policy that applied.
+    fn inherit(self, mode: Mode, by: &'a Origin) -> Resolved<'a> {
+        Resolved {
+            mode: mode.or_inherit(self.mode),
+            by: if mode == Mode::Unset {
+                self.by
+            } else {
+                Some(by)
+            },
+        }
+    }
+}
+
+/// The oldest selector-less PeerAuthentication of a namespace.
+fn namespace_wide<'a>(view: &View<'a>, namespace: &str) -> Option<&'a PeerAuthentication> {
+    view.peer_authns(namespace).find(|p| p.selector.is_none())
+}
+
+pub fn mesh_level<'a>(view: &View<'a>) -> Resolved<'a> {
+    let root = view.index.mesh().root_namespace.as_str();
+    if let Some(pa) = namespace_wide(view, root) {
+        return Resolved::DEFAULT.inherit(pa.mode, &pa.origin);
+    }
+    view.legacy_policies("")
+        .find(|p| p.scope == LegacyScope::Mesh)
+        .map_or(Resolved::DEFAULT, |p| Resolved {
+            mode: p.mode,
+            by: Some(&p.origin),
+        })
+}
+
+/// The namespace-or-mesh mode: what auto mTLS reads for every Service of the namespace.
+pub fn namespace_level<'a>(view: &View<'a>, namespace: &str) -> Resolved<'a> {
+    let mesh = mesh_level(view);
+    let root = view.index.mesh().root_namespace.as_str();
+    if namespace != root {
+        if let Some(pa) = namespace_wide(view, namespace) {
+            return mesh.inherit(pa.mode, &pa.origin);
+        }
+    }
+    view.legacy_policies(namespace)
+        .find(|p| p.scope == LegacyScope::Namespace)
+        .map_or(mesh, |p| Resolved {
+            mode: p.mode,
+            by: Some(&p.origin),
+        })
+}
+
+/// The mode of one port of a server workload; `None` for a pod without ports.
+pub fn port_mode<'a>(view: &View<'a>, w: &Workload, port: Option<u16>) -> Resolved<'a> {
+    let base = namespace_level(view, &w.namespace);
+    if w.namespace == view.index.mesh().root_namespace {
+        return base;
+    }
+    let workload_pa = view.peer_authns(&w.namespace).find(|p| {
+        p.selector
+            .as_ref()
+            .is_some_and(|s| selector_matches(s, &w.shape.labels))
+    });
+    if let Some(pa) = workload_pa {
+        let resolved = base.inherit(pa.mode, &pa.origin);
+        return match port.and_then(|p| pa.port_modes.get(&p)) {
+            Some(m) => resolved.inherit(*m, &pa.origin),
+            None => resolved,
+        };
+    }
+    legacy_target(view, w, port).unwrap_or(base)
+}
+
+/// The targeted v1alpha1 Policy for a port: one naming the port wins, then the oldest.
+fn legacy_target<'a>(view: &View<'a>, w: &Workload, port: Option<u16>) -> Option<Resolved<'a>> {
+    let services = view.index.services_in(&w.namespace);
+    let mut whole_pod = None;
+    for policy in view.legacy_policies(&w.namespace) {
+        let LegacyScope::Targets(targets) = &policy.scope else {
+            continue;
+        };
+        for target in targets {
+            let Some(svc) = services
+                .iter()
+                .find(|s| s.name == target.service && s.selects(&w.shape.labels))
+            else {
+                continue;
+            };
+            let resolved = Resolved {
+                mode: policy.mode,
+                by: Some(&policy.origin),
+            };
+            if target.ports.is_empty() {
+                whole_pod.get_or_insert(resolved);
+                continue;
+            }
+            let Some(port) = port else { continue };
+            let names_port = svc.ports_to(&w.shape, port).any(|sp| {
+                target.ports.iter().any(|sel| match sel {
+                    PortSelector::Number(n) => *n == sp.port,
+                    PortSelector::Name(name) => sp.name.as_deref() == Some(name.as_str()),
+                })
+            });
+            if names_port {
+                return Some(resolved);
+            }
+        }
+    }
+    whole_pod
+}

@@ -1,0 +1,787 @@
+//! Engine rules on the seed scenario: foo and bar with sidecars, legacy/sleep without,
+//! a PERMISSIVE MeshPolicy, an ISTIO_MUTUAL DestinationRule for httpbin.foo, auto mTLS off.
+
+use serde_json::{json, Value};
+
+use super::*;
+use crate::inventory::{file, Filters, Index};
+use crate::model::{MeshConfig, Pod, RuleKind};
+
+fn seed() -> Index {
+    file::demo(Filters::default(), "istio-system").unwrap()
+}
+
+fn auto_mtls(mut index: Index) -> Index {
+    index.set_mesh(MeshConfig::default());
+    index
+}
+
+fn rule(api: &str, kind: &str, ns: &str, name: &str, spec: Value) -> Rule {
+    let group = api.split('/').next().unwrap();
+    let mut meta = json!({"name": name});
+    if !ns.is_empty() {
+        meta["namespace"] = json!(ns);
+    }
+    Rule::from_json(
+        RuleKind::from_group_kind(group, kind).unwrap(),
+        &json!({"apiVersion": api, "kind": kind, "metadata": meta, "spec": spec}),
+    )
+    .unwrap()
+}
+
+fn aged(mut r: Rule, created: i64) -> Rule {
+    match &mut r {
+        Rule::PeerAuthentication(p) => p.origin.created = created,
+        Rule::Legacy(p) => p.origin.created = created,
+        Rule::DestinationRule(d) => d.origin.created = created,
+    }
+    r
+}
+
+fn pa(ns: &str, name: &str, spec: Value) -> Rule {
+    rule(
+        "security.istio.io/v1beta1",
+        "PeerAuthentication",
+        ns,
+        name,
+        spec,
+    )
+}
+
+fn policy(ns: &str, name: &str, spec: Value) -> Rule {
+    rule("authentication.istio.io/v1alpha1", "Policy", ns, name, spec)
+}
+
+fn mesh_policy(spec: Value) -> Rule {
+    rule(
+        "authentication.istio.io/v1alpha1",
+        "MeshPolicy",
+        "",
+        "default",
+        spec,
+    )
+}
+
+fn dr(ns: &str, name: &str, spec: Value) -> Rule {
+    rule(
+        "networking.istio.io/v1alpha3",
+        "DestinationRule",
+        ns,
+        name,
+        spec,
+    )
+}
+
+/// The seed's lock-down: `Policy example-httpbin-strict` on httpbin in foo.
+fn seed_lockdown() -> Rule {
+    policy(
+        "foo",
+        "example-httpbin-strict",
+        json!({"targets": [{"name": "httpbin"}], "peers": [{"mtls": {"mode": "STRICT"}}]}),
+    )
+}
+
+fn seed_dr_origin() -> crate::model::Origin {
+    dr("foo", "example-httpbin-istio-client-mtls", json!({}))
+        .origin()
+        .clone()
+}
+
+fn strict_httpbin_pa() -> Rule {
+    pa(
+        "foo",
+        "httpbin",
+        json!({"selector": {"matchLabels": {"app": "httpbin"}}, "mtls": {"mode": "STRICT"}}),
+    )
+}
+
+/// A pod built like the seed's: `app` label, optional sidecar, extra metadata merged in.
+fn pod(ns: &str, app: &str, sidecar: bool, extra: Value) -> Pod {
+    let mut labels = json!({"app": app});
+    let mut containers = vec![json!({"name": app, "ports": [{"containerPort": 80}]})];
+    if sidecar {
+        labels["security.istio.io/tlsMode"] = json!("istio");
+        containers.push(json!({"name": "istio-proxy"}));
+    }
+    let mut value = json!({
+        "metadata": {"name": format!("{app}-1"), "namespace": ns, "labels": labels},
+        "spec": {"containers": containers},
+        "status": {"phase": "Running", "podIP": "10.244.9.9"}
+    });
+    merge(&mut value, extra);
+    let mut pod = Pod::from_api(&serde_json::from_value(value).unwrap()).unwrap();
+    pod.workload = app.to_string();
+    pod
+}
+
+fn merge(into: &mut Value, from: Value) {
+    match (into, from) {
+        (Value::Object(a), Value::Object(b)) => {
+            for (k, v) in b {
+                merge(a.entry(k).or_insert(Value::Null), v);
+            }
+        }
+        (slot, v) => *slot = v,
+    }
+}
+
+fn create(index: &Index, new: &Rule) -> Verdict {
+    evaluate(
+        index,
+        &Change {
+            old: None,
+            new: Some(new),
+        },
+    )
+}
+
+fn update(index: &Index, old: &Rule, new: &Rule) -> Verdict {
+    evaluate(
+        index,
+        &Change {
+            old: Some(old),
+            new: Some(new),
+        },
+    )
+}
+
+fn delete(index: &Index, old: &Rule) -> Verdict {
+    evaluate(
+        index,
+        &Change {
+            old: Some(old),
+            new: None,
+        },
+    )
+}
+
+fn with(mut index: Index, rules: impl IntoIterator<Item = Rule>) -> Index {
+    for r in rules {
+        index.upsert_rule(r);
+    }
+    index
+}
+
+/// `ns/name: reason-kind` of every broken client, in verdict order.
+fn broken(v: &Verdict) -> Vec<String> {
+    v.breaks
+        .iter()
+        .map(|b| {
+            let (ns, name) = match &b.client {
+                Client::Workload { namespace, name } => (namespace, name.clone()),
+                Client::Kubelet { namespace, name } => (namespace, format!("kubelet:{name}")),
+            };
+            let reason = serde_json::to_value(&b.reason).unwrap()["kind"]
+                .as_str()
+                .unwrap()
+                .to_string();
+            format!("{ns}/{name}: {reason}")
+        })
+        .collect()
+}
+
+#[test]
+fn seed_lockdown_breaks_only_legacy_sleep() {
+    let v = create(&seed(), &seed_lockdown());
+    assert_eq!(broken(&v), ["legacy/sleep: no-proxy"]);
+    assert_eq!(v.servers.len(), 1);
+    let s = &v.servers[0];
+    assert_eq!(
+        (s.namespace.as_str(), s.workload.as_str()),
+        ("foo", "httpbin")
+    );
+    assert_eq!(s.ports[0].port, Some(80));
+    assert_eq!(
+        (s.ports[0].before, s.ports[0].after),
+        (Mode::Permissive, Mode::Strict)
+    );
+    assert_eq!(
+        s.ports[0].decided_by.as_ref().unwrap().name,
+        "example-httpbin-strict"
+    );
+    assert!(s.locked_down());
+}
+
+#[test]
+fn lockdown_allowed_once_legacy_has_a_sidecar() {
+    let mut index = seed();
+    index.remove_pod("legacy", "sleep-7d9b5c8f4-q9w4z");
+    index.upsert_pod(pod("legacy", "sleep", true, json!({})));
+    assert!(!create(&index, &seed_lockdown()).breaks_clients());
+}
+
+#[test]
+fn mesh_wide_strict_breaks_sidecars_without_mtls_config_when_auto_mtls_is_off() {
+    let old = mesh_policy(json!({"peers": [{"mtls": {"mode": "PERMISSIVE"}}]}));
+    let v = update(
+        &seed(),
+        &old,
+        &mesh_policy(json!({"peers": [{"mtls": {}}]})),
+    );
+    let b = broken(&v);
+    assert!(b.contains(&"legacy/sleep: no-proxy".to_string()), "{b:?}");
+    assert!(
+        b.contains(&"foo/sleep: auto-mtls-off".to_string()),
+        "{b:?}: no DR for bar/httpbin"
+    );
+    assert!(v
+        .servers
+        .iter()
+        .any(|s| s.namespace == "bar" && s.workload == "httpbin"));
+}
+
+#[test]
+fn relaxing_and_unrelated_edits_are_allowed() {
+    let index = with(seed(), [aged(strict_httpbin_pa(), 1)]);
+    let permissive = pa(
+        "foo",
+        "httpbin",
+        json!({"selector": {"matchLabels": {"app": "httpbin"}}, "mtls": {"mode": "PERMISSIVE"}}),
+    );
+    assert!(
+        !update(&index, &strict_httpbin_pa(), &permissive).breaks_clients(),
+        "relaxing"
+    );
+    let relabelled = pa(
+        "foo",
+        "httpbin",
+        json!({"selector": {"matchLabels": {"app": "httpbin"}}, "mtls": {"mode": "STRICT"}, "x": 1}),
+    );
+    assert!(
+        !update(&index, &strict_httpbin_pa(), &relabelled).breaks_clients(),
+        "no one's mode changes"
+    );
+}
+
+#[test]
+fn deleting_a_permissive_override_under_strict_mesh_is_a_lockdown() {
+    let override_ = aged(
+        pa("foo", "default", json!({"mtls": {"mode": "PERMISSIVE"}})),
+        5,
+    );
+    let index = with(
+        seed(),
+        [
+            aged(mesh_policy(json!({"peers": [{"mtls": {}}]})), 1),
+            override_.clone(),
+        ],
+    );
+    let v = delete(&index, &override_);
+    assert!(
+        broken(&v).contains(&"legacy/sleep: no-proxy".to_string()),
+        "{:?}",
+        broken(&v)
+    );
+    assert!(v.servers.iter().all(|s| s.namespace == "foo"));
+}
+
+#[test]
+fn workload_level_beats_namespace_and_unset_inherits() {
+    let keep_permissive = aged(
+        pa(
+            "foo",
+            "httpbin",
+            json!({"selector": {"matchLabels": {"app": "httpbin"}}, "mtls": {"mode": "PERMISSIVE"}}),
+        ),
+        1,
+    );
+    let index = with(auto_mtls(seed()), [keep_permissive]);
+    let v = create(
+        &index,
+        &pa("foo", "default", json!({"mtls": {"mode": "STRICT"}})),
+    );
+    assert!(
+        v.servers.iter().all(|s| s.workload != "httpbin"),
+        "workload PERMISSIVE wins"
+    );
+    assert!(
+        v.servers.iter().any(|s| s.workload == "sleep"),
+        "foo/sleep has no workload policy"
+    );
+
+    let unset = aged(
+        pa(
+            "foo",
+            "httpbin",
+            json!({"selector": {"matchLabels": {"app": "httpbin"}}}),
+        ),
+        1,
+    );
+    let index = with(auto_mtls(seed()), [unset]);
+    let v = create(
+        &index,
+        &pa("foo", "default", json!({"mtls": {"mode": "STRICT"}})),
+    );
+    assert!(
+        v.servers.iter().any(|s| s.workload == "httpbin"),
+        "UNSET inherits STRICT"
+    );
+}
+
+#[test]
+fn only_the_oldest_workload_policy_counts_and_newer_port_levels_are_ignored() {
+    let older = aged(
+        pa(
+            "foo",
+            "a-old",
+            json!({"selector": {"matchLabels": {"app": "httpbin"}}, "mtls": {"mode": "PERMISSIVE"}}),
+        ),
+        1,
+    );
+    let index = with(seed(), [older]);
+    let newer = pa(
+        "foo",
+        "b-new",
+        json!({"selector": {"matchLabels": {"app": "httpbin"}}, "mtls": {"mode": "STRICT"}}),
+    );
+    assert!(
+        !create(&index, &newer).breaks_clients(),
+        "the older PERMISSIVE policy wins"
+    );
+
+    let index = with(seed(), [aged(strict_httpbin_pa(), 1)]);
+    let newer_port = pa(
+        "foo",
+        "z",
+        json!({"selector": {"matchLabels": {"app": "httpbin"}}, "mtls": {"mode": "STRICT"}, "portLevelMtls": {"80": {"mode": "PERMISSIVE"}}}),
+    );
+    let same_age_smaller_name = aged(
+        pa(
+            "foo",
+            "a",
+            json!({"selector": {"matchLabels": {"app": "httpbin"}}, "mtls": {"mode": "PERMISSIVE"}}),
+        ),
+        1,
+    );
+    let v = create(
+        &with(seed(), [aged(strict_httpbin_pa(), 1)]),
+        &same_age_smaller_name,
+    );
+    assert!(!v.breaks_clients(), "a relaxing tie-winner breaks no one");
+    assert!(
+        !create(&index, &newer_port).breaks_clients(),
+        "newer port-level has no effect, nothing changes"
+    );
+}
+
+#[test]
+fn port_level_mtls_keys_are_container_ports() {
+    let container = pa(
+        "foo",
+        "httpbin",
+        json!({"selector": {"matchLabels": {"app": "httpbin"}}, "mtls": {"mode": "STRICT"}, "portLevelMtls": {"80": {"mode": "PERMISSIVE"}}}),
+    );
+    assert!(
+        !create(&seed(), &container).breaks_clients(),
+        "port 80 stays PERMISSIVE"
+    );
+    let service_port = pa(
+        "foo",
+        "httpbin",
+        json!({"selector": {"matchLabels": {"app": "httpbin"}}, "mtls": {"mode": "STRICT"}, "portLevelMtls": {"8000": {"mode": "PERMISSIVE"}}}),
+    );
+    assert_eq!(
+        broken(&create(&seed(), &service_port)),
+        ["legacy/sleep: no-proxy"],
+        "a Service port key does nothing"
+    );
+}
+
+#[test]
+fn selector_policies_in_the_root_namespace_are_ignored_and_empty_selectors_are_namespace_wide() {
+    let root_selector = pa(
+        "istio-system",
+        "x",
+        json!({"selector": {"matchLabels": {"app": "httpbin"}}, "mtls": {"mode": "STRICT"}}),
+    );
+    assert!(!create(&seed(), &root_selector).breaks_clients());
+    let empty = pa(
+        "foo",
+        "x",
+        json!({"selector": {"matchLabels": {}}, "mtls": {"mode": "STRICT"}}),
+    );
+    let v = create(&seed(), &empty);
+    assert!(v
+        .servers
+        .iter()
+        .any(|s| s.workload == "sleep" && s.namespace == "foo"));
+}
+
+#[test]
+fn mesh_peer_authentication_replaces_mesh_policy_even_when_unset() {
+    let index = with(
+        seed(),
+        [aged(mesh_policy(json!({"peers": [{"mtls": {}}]})), 1)],
+    );
+    let unset_mesh_pa = aged(pa("istio-system", "default", json!({})), 2);
+    let index = with(index, [unset_mesh_pa.clone()]);
+    let v = delete(&index, &unset_mesh_pa);
+    assert!(
+        broken(&v).contains(&"legacy/sleep: no-proxy".to_string()),
+        "deleting it exposes the STRICT MeshPolicy"
+    );
+}
+
+#[test]
+fn legacy_targets_narrow_to_named_service_ports() {
+    let by_number = policy(
+        "foo",
+        "p",
+        json!({"targets": [{"name": "httpbin", "ports": [{"number": 8000}]}], "peers": [{"mtls": {}}]}),
+    );
+    assert_eq!(
+        broken(&create(&seed(), &by_number)),
+        ["legacy/sleep: no-proxy"]
+    );
+    let by_name = policy(
+        "foo",
+        "p",
+        json!({"targets": [{"name": "httpbin", "ports": [{"name": "http"}]}], "peers": [{"mtls": {}}]}),
+    );
+    assert_eq!(
+        broken(&create(&seed(), &by_name)),
+        ["legacy/sleep: no-proxy"]
+    );
+    let other_port = policy(
+        "foo",
+        "p",
+        json!({"targets": [{"name": "httpbin", "ports": [{"number": 9999}]}], "peers": [{"mtls": {}}]}),
+    );
+    assert!(!create(&seed(), &other_port).breaks_clients());
+    let unknown_service = policy(
+        "foo",
+        "p",
+        json!({"targets": [{"name": "nope"}], "peers": [{"mtls": {}}]}),
+    );
+    assert!(!create(&seed(), &unknown_service).breaks_clients());
+}
+
+#[test]
+fn the_policy_naming_the_port_wins_over_an_older_whole_pod_policy() {
+    let whole = aged(
+        policy(
+            "foo",
+            "whole",
+            json!({"targets": [{"name": "httpbin"}], "peers": [{"mtls": {}}]}),
+        ),
+        1,
+    );
+    let index = with(seed(), [whole]);
+    let named = policy(
+        "foo",
+        "named",
+        json!({"targets": [{"name": "httpbin", "ports": [{"number": 8000}]}], "peers": [{"mtls": {"mode": "PERMISSIVE"}}]}),
+    );
+    assert!(!create(&index, &named).breaks_clients(), "relaxes port 80");
+    let v = delete(&with(index, [aged(named.clone(), 2)]), &named);
+    assert_eq!(broken(&v), ["legacy/sleep: no-proxy"]);
+}
+
+#[test]
+fn destination_rule_turning_clients_to_plaintext_toward_strict_server() {
+    let index = with(seed(), [aged(strict_httpbin_pa(), 1)]);
+    let disable = dr(
+        "bar",
+        "to-httpbin",
+        json!({"host": "httpbin.foo.svc.cluster.local", "trafficPolicy": {"tls": {"mode": "DISABLE"}}}),
+    );
+    let v = create(&index, &disable);
+    assert_eq!(
+        broken(&v),
+        [
+            "bar/httpbin: destination-rule",
+            "bar/sleep: destination-rule"
+        ]
+    );
+    assert!(
+        !v.servers[0].locked_down(),
+        "the server was already STRICT: it is hit, not locked down"
+    );
+
+    let simple_subset = dr(
+        "foo",
+        "example-httpbin-istio-client-mtls",
+        json!({"host": "httpbin.foo.svc.cluster.local", "trafficPolicy": {"tls": {"mode": "ISTIO_MUTUAL"}}, "subsets": [{"name": "v1", "trafficPolicy": {"tls": {"mode": "SIMPLE"}}}]}),
+    );
+    let old = dr(
+        "foo",
+        "example-httpbin-istio-client-mtls",
+        json!({"host": "httpbin.foo.svc.cluster.local", "trafficPolicy": {"tls": {"mode": "ISTIO_MUTUAL"}}}),
+    );
+    let b = broken(&update(&index, &old, &simple_subset));
+    assert!(
+        b.contains(&"bar/sleep: plaintext-subset".to_string()),
+        "{b:?}"
+    );
+}
+
+#[test]
+fn destination_rule_lookup_order() {
+    let index = with(seed(), [aged(strict_httpbin_pa(), 1)]);
+    let client_ns_wildcard = dr(
+        "bar",
+        "all",
+        json!({"host": "*.local", "trafficPolicy": {"tls": {"mode": "DISABLE"}}}),
+    );
+    assert_eq!(
+        broken(&create(&index, &client_ns_wildcard)),
+        [
+            "bar/httpbin: destination-rule",
+            "bar/sleep: destination-rule"
+        ],
+        "client namespace beats the service namespace"
+    );
+
+    let selected = dr(
+        "bar",
+        "sel",
+        json!({"host": "httpbin.foo.svc.cluster.local", "workloadSelector": {"matchLabels": {"app": "other"}}, "trafficPolicy": {"tls": {"mode": "DISABLE"}}}),
+    );
+    assert!(
+        !create(&index, &selected).breaks_clients(),
+        "selector matches no client"
+    );
+
+    let private = dr(
+        "foo",
+        "private",
+        json!({"host": "httpbin", "exportTo": ["."], "trafficPolicy": {"tls": {"mode": "DISABLE"}}}),
+    );
+    let index_no_seed_dr = {
+        let mut i = with(seed(), [aged(strict_httpbin_pa(), 1)]);
+        i.set_mesh(MeshConfig::default());
+        i.remove_rule(&seed_dr_origin());
+        i
+    };
+    assert_eq!(
+        broken(&create(&index_no_seed_dr, &private)),
+        ["foo/sleep: destination-rule"],
+        "exportTo . hides it from bar; short host resolves in foo"
+    );
+
+    let root_disable = dr(
+        "istio-system",
+        "mesh",
+        json!({"host": "*.local", "trafficPolicy": {"tls": {"mode": "DISABLE"}}}),
+    );
+    assert!(
+        !create(&index, &root_disable).breaks_clients(),
+        "the seed's exact-host DR in foo is found before the root namespace"
+    );
+}
+
+#[test]
+fn auto_mtls_sends_plaintext_to_unlabelled_targets_and_disabled_namespaces() {
+    let mut index = with(auto_mtls(seed()), []);
+    index.remove_rule(&seed_dr_origin());
+    let mut unlabelled = pod("foo", "httpbin", true, json!({}));
+    unlabelled.shape.labels.remove("security.istio.io/tlsMode");
+    index.remove_pod("foo", "httpbin-6c8f9d5b7-x7k2p");
+    index.upsert_pod(unlabelled);
+    let b = broken(&create(&index, &strict_httpbin_pa()));
+    assert!(
+        b.contains(&"bar/sleep: target-not-labelled".to_string()),
+        "{b:?}"
+    );
+
+    let index = with(
+        auto_mtls(seed()),
+        [aged(
+            pa("foo", "default", json!({"mtls": {"mode": "DISABLE"}})),
+            1,
+        )],
+    );
+    let mut index = index;
+    index.remove_rule(&seed_dr_origin());
+    let b = broken(&create(&index, &strict_httpbin_pa()));
+    assert!(
+        b.contains(&"bar/sleep: namespace-disable".to_string()),
+        "{b:?}"
+    );
+
+    let index = {
+        let mut i = auto_mtls(seed());
+        i.remove_rule(&seed_dr_origin());
+        i
+    };
+    assert_eq!(
+        broken(&create(&index, &strict_httpbin_pa())),
+        ["legacy/sleep: no-proxy"],
+        "auto mTLS covers labelled sidecars"
+    );
+}
+
+#[test]
+fn headless_service_with_a_sidecarless_backend_downgrades_every_client() {
+    let mut index = auto_mtls(seed());
+    index.remove_rule(&seed_dr_origin());
+    let svc: k8s_openapi::api::core::v1::Service = serde_json::from_value(json!({
+        "metadata": {"name": "db", "namespace": "foo"},
+        "spec": {"clusterIP": "None", "selector": {"role": "db"}, "ports": [{"port": 5432}]}}))
+    .unwrap();
+    index.upsert_service(crate::model::Service::from_api(&svc).unwrap());
+    let mut meshed = pod(
+        "foo",
+        "db-0",
+        true,
+        json!({"metadata": {"labels": {"role": "db"}}}),
+    );
+    meshed.shape.container_ports = vec![(None, 5432)];
+    index.upsert_pod(meshed);
+    let mut plain = pod(
+        "foo",
+        "db-1",
+        false,
+        json!({"metadata": {"labels": {"role": "db"}}}),
+    );
+    plain.shape.container_ports = vec![(None, 5432)];
+    index.upsert_pod(plain);
+    let lock = pa(
+        "foo",
+        "db",
+        json!({"selector": {"matchLabels": {"app": "db-0"}}, "mtls": {"mode": "STRICT"}}),
+    );
+    let b = broken(&create(&index, &lock));
+    assert!(
+        b.contains(&"bar/sleep: headless-backend".to_string()),
+        "{b:?}"
+    );
+}
+
+#[test]
+fn ambient_clients_and_intent() {
+    let mut index = seed();
+    index.upsert_pod(pod(
+        "bar",
+        "amb",
+        false,
+        json!({"metadata": {"annotations": {"ambient.istio.io/redirection": "enabled"}}}),
+    ));
+    index.upsert_pod(pod(
+        "bar",
+        "wants",
+        false,
+        json!({"metadata": {"labels": {"istio.io/dataplane-mode": "ambient"}}}),
+    ));
+    let b = broken(&create(&index, &seed_lockdown()));
+    assert!(
+        b.contains(&"bar/amb: ambient-to-sidecar".to_string()),
+        "{b:?}"
+    );
+    assert!(
+        b.contains(&"bar/wants: ambient-not-enrolled".to_string()),
+        "{b:?}"
+    );
+
+    let mut index = seed();
+    index.upsert_pod(pod(
+        "bar",
+        "amb",
+        false,
+        json!({"metadata": {"annotations": {"ambient.istio.io/redirection": "enabled"}}}),
+    ));
+    let mut tunnel = pod(
+        "foo",
+        "httpbin",
+        true,
+        json!({"metadata": {"labels": {"networking.istio.io/tunnel": "http"}}}),
+    );
+    tunnel.workload = "httpbin".into();
+    index.remove_pod("foo", "httpbin-6c8f9d5b7-x7k2p");
+    index.upsert_pod(tunnel);
+    let b = broken(&create(&index, &seed_lockdown()));
+    assert!(
+        !b.iter().any(|c| c.starts_with("bar/amb")),
+        "HBONE-capable sidecar: {b:?}"
+    );
+}
+
+#[test]
+fn outbound_exclusions_bypass_the_client_sidecar() {
+    let mut index = seed();
+    index.remove_pod("bar", "sleep-7d9b5c8f4-x7k2p");
+    index.upsert_pod(pod("bar", "sleep", true, json!({"metadata": {"annotations": {"traffic.sidecar.istio.io/excludeOutboundPorts": "8000"}}})));
+    let b = broken(&create(&index, &seed_lockdown()));
+    assert!(
+        b.contains(&"bar/sleep: outbound-bypass".to_string()),
+        "{b:?}"
+    );
+
+    let mut index = seed();
+    index.remove_pod("bar", "sleep-7d9b5c8f4-x7k2p");
+    index.upsert_pod(pod("bar", "sleep", true, json!({"metadata": {"annotations": {"traffic.sidecar.istio.io/excludeOutboundIPRanges": "10.96.0.0/16"}}})));
+    let b = broken(&create(&index, &seed_lockdown()));
+    assert!(
+        b.contains(&"bar/sleep: outbound-bypass".to_string()),
+        "{b:?}"
+    );
+}
+
+#[test]
+fn kubelet_probes_break_only_without_probe_rewriting() {
+    let probe = json!({"spec": {"containers": [{"name": "httpbin", "ports": [{"containerPort": 80}], "readinessProbe": {"httpGet": {"port": 80}}}, {"name": "istio-proxy"}]}});
+    let mut no_rewrite = probe.clone();
+    merge(
+        &mut no_rewrite,
+        json!({"metadata": {"annotations": {"sidecar.istio.io/rewriteAppHTTPProbers": "false"}}}),
+    );
+    for (extra, want) in [(probe, false), (no_rewrite, true)] {
+        let mut index = seed();
+        index.remove_pod("foo", "httpbin-6c8f9d5b7-x7k2p");
+        index.upsert_pod(pod("foo", "httpbin", true, extra));
+        let b = broken(&create(&index, &seed_lockdown()));
+        assert_eq!(
+            b.contains(&"foo/kubelet:httpbin: kubelet-probe".to_string()),
+            want,
+            "{b:?}"
+        );
+    }
+}
+
+#[test]
+fn inbound_exclusions_are_not_locked_down() {
+    let mut index = seed();
+    index.remove_pod("foo", "httpbin-6c8f9d5b7-x7k2p");
+    index.upsert_pod(pod("foo", "httpbin", true, json!({"metadata": {"annotations": {"traffic.sidecar.istio.io/excludeInboundPorts": "80"}}})));
+    assert!(!create(&index, &seed_lockdown()).breaks_clients());
+}
+
+#[test]
+fn ignored_inactive_and_host_network_clients() {
+    let mut index = seed();
+    index.upsert_pod(pod("kube-system", "coredns", false, json!({})));
+    index.upsert_pod(pod("istio-system", "istiod", false, json!({})));
+    index.upsert_pod(pod(
+        "bar",
+        "done",
+        false,
+        json!({"status": {"phase": "Succeeded"}}),
+    ));
+    index.upsert_pod(pod(
+        "bar",
+        "node-agent",
+        false,
+        json!({"spec": {"hostNetwork": true}}),
+    ));
+    let b = broken(&create(&index, &seed_lockdown()));
+    assert_eq!(
+        b,
+        ["bar/node-agent: host-network", "legacy/sleep: no-proxy"]
+    );
+}
+
+#[test]
+fn pods_without_ports_are_judged_on_the_workload_mode() {
+    let mut index = seed();
+    let mut portless = pod("foo", "worker", true, json!({}));
+    portless.shape.container_ports.clear();
+    index.upsert_pod(portless);
+    let lock = pa(
+        "foo",
+        "worker",
+        json!({"selector": {"matchLabels": {"app": "worker"}}, "mtls": {"mode": "STRICT"}}),
+    );
+    let v = create(&index, &lock);
+    assert_eq!(v.servers[0].ports[0].port, None);
+    assert_eq!(broken(&v), ["legacy/sleep: no-proxy"]);
+}

@@ -1,0 +1,88 @@
+//! The index as it is before or after a change: one object replaced, added or removed.
+
+use crate::inventory::Index;
+use crate::model::{DestinationRule, LegacyPolicy, Origin, PeerAuthentication, Rule};
+
+/// The index with the reviewed object set to `rule` (or absent).
+#[derive(Clone, Copy)]
+pub struct View<'a> {
+    pub index: &'a Index,
+    key: &'a Origin,
+    rule: Option<&'a Rule>,
+}
+
+impl<'a> View<'a> {
+    pub fn new(index: &'a Index, key: &'a Origin, rule: Option<&'a Rule>) -> View<'a> {
+        View { index, key, rule }
+    }
+
+    fn keep(&self, origin: &Origin) -> bool {
+        !origin.same_object(self.key)
+    }
+
+    fn extra<T>(&self, namespace: &str, pick: fn(&'a Rule) -> Option<&'a T>) -> Option<&'a T> {
+        self.rule
+            .filter(|r| r.origin().namespace == namespace)
+            .and_then(pick)
+    }
+
+    /// PeerAuthentications of a namespace, oldest first.
+    pub fn peer_authns(
+        &self,
+        namespace: &str,
+    ) -> impl Iterator<Item = &'a PeerAuthentication> + '_ {
+        let extra = self.extra(namespace, |r| match r {
+            Rule::PeerAuthentication(p) => Some(p),
+            _ => None,
+        });
+        sorted(
+            self.index.peer_authns(namespace),
+            extra,
+            |p| &p.origin,
+            *self,
+        )
+    }
+
+    pub fn legacy_policies(&self, namespace: &str) -> impl Iterator<Item = &'a LegacyPolicy> + '_ {
+        let extra = self.extra(namespace, |r| match r {
+            Rule::Legacy(p) => Some(p),
+            _ => None,
+        });
+        sorted(
+            self.index.legacy_policies(namespace),
+            extra,
+            |p| &p.origin,
+            *self,
+        )
+    }
+
+    pub fn dest_rules(&self, namespace: &str) -> impl Iterator<Item = &'a DestinationRule> + '_ {
+        let extra = self.extra(namespace, |r| match r {
+            Rule::DestinationRule(d) => Some(d),
+            _ => None,
+        });
+        sorted(
+            self.index.dest_rules(namespace),
+            extra,
+            |d| &d.origin,
+            *self,
+        )
+    }
+}
+
+/// Merges the reviewed object into the index's age-ordered list, in its place by age.
+fn sorted<'a, T>(
+    list: &'a [T],
+    extra: Option<&'a T>,
+    origin: fn(&T) -> &Origin,
+    view: View<'a>,
+) -> impl Iterator<Item = &'a T> + 'a {
+    let at = extra.map_or(list.len(), |e| {
+        list.partition_point(|x| origin(x).age_key() < origin(e).age_key())
+    });
+    list[..at]
+        .iter()
+        .chain(extra)
+        .chain(list[at..].iter())
+        .filter(move |x| extra.is_some_and(|e| std::ptr::eq(*x, e)) || view.keep(origin(x)))
+}

@@ -1,0 +1,213 @@
+//! Inventory from files: what `kubectl get … -o yaml|json` prints (a `List`, or several
+//! documents), read through the same conversions the live watches use.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use k8s_openapi::api::core::v1 as core;
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::{Filters, Index};
+use crate::model::{self, MeshConfig, ModelError, Namespace, Pod, Rule, RuleKind, Service};
+
+#[derive(Debug, thiserror::Error)]
+pub enum InventoryError {
+    #[error("cannot read inventory {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("inventory {source_name} is not valid YAML or JSON: {message}")]
+    Parse {
+        source_name: String,
+        message: String,
+    },
+    #[error("inventory {source_name}: {kind} {name}: {source}")]
+    Object {
+        source_name: String,
+        kind: String,
+        name: String,
+        source: ModelError,
+    },
+}
+
+/// Reads documents into one index.
+pub struct Loader {
+    index: Index,
+    istio_namespace: String,
+    skipped: BTreeMap<String, usize>,
+}
+
+impl Loader {
+    pub fn new(filters: Filters, istio_namespace: &str) -> Loader {
+        Loader {
+            index: Index::new(filters),
+            istio_namespace: istio_namespace.to_string(),
+            skipped: BTreeMap::new(),
+        }
+    }
+
+    /// A file, or every `.yaml`, `.yml` and `.json` file of a directory (sorted, not recursive).
+    pub fn add_path(&mut self, path: &Path) -> Result<(), InventoryError> {
+        let io = |source| InventoryError::Io {
+            path: path.to_path_buf(),
+            source,
+        };
+        if path.is_dir() {
+            let mut files: Vec<PathBuf> = std::fs::read_dir(path)
+                .map_err(io)?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| {
+                    matches!(
+                        p.extension().and_then(|e| e.to_str()),
+                        Some("yaml" | "yml" | "json")
+                    )
+                })
+                .collect();
+            files.sort();
+            for f in files {
+                self.add_path(&f)?;
+            }
+            return Ok(());
+        }
+        let text = std::fs::read_to_string(path).map_err(io)?;
+        self.add_str(&path.display().to_string(), &text)
+    }
+
+    pub fn add_str(&mut self, source_name: &str, text: &str) -> Result<(), InventoryError> {
+        for doc in documents(source_name, text)? {
+            self.add_value(source_name, doc)?;
+        }
+        Ok(())
+    }
+
+    fn add_value(&mut self, source_name: &str, value: Value) -> Result<(), InventoryError> {
+        let kind = value.get("kind").and_then(Value::as_str).unwrap_or("");
+        if kind == "List" || kind.ends_with("List") && value.get("items").is_some() {
+            if let Value::Object(mut map) = value {
+                if let Some(Value::Array(items)) = map.remove("items") {
+                    for item in items {
+                        self.add_value(source_name, item)?;
+                    }
+                }
+            }
+            return Ok(());
+        }
+        if value.is_null() {
+            return Ok(());
+        }
+        let api_version = value
+            .get("apiVersion")
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        let group = api_version.rsplit_once('/').map_or("", |(g, _)| g);
+        let object_err = |source: ModelError| InventoryError::Object {
+            source_name: source_name.to_string(),
+            kind: kind.to_string(),
+            name: value
+                .pointer("/metadata/name")
+                .and_then(Value::as_str)
+                .unwrap_or("<unnamed>")
+                .to_string(),
+            source,
+        };
+        if let Some(rule_kind) = RuleKind::from_group_kind(group, kind) {
+            let rule = Rule::from_json(rule_kind, &value).map_err(object_err)?;
+            self.index.upsert_rule(rule);
+            return Ok(());
+        }
+        match (group, kind) {
+            ("", "Pod") => {
+                let pod = Pod::from_api(&typed::<core::Pod>(kind, &value).map_err(object_err)?)
+                    .map_err(object_err)?;
+                self.index.upsert_pod(pod);
+            }
+            ("", "Service") => {
+                let svc = typed::<core::Service>(kind, &value).map_err(object_err)?;
+                self.index
+                    .upsert_service(Service::from_api(&svc).map_err(object_err)?);
+            }
+            ("", "Namespace") => {
+                let ns = typed::<core::Namespace>(kind, &value).map_err(object_err)?;
+                self.index
+                    .upsert_namespace(Namespace::from_api(&ns).map_err(object_err)?);
+            }
+            ("", "ConfigMap") => {
+                let cm = typed::<core::ConfigMap>(kind, &value).map_err(object_err)?;
+                if is_mesh_config(&cm, &self.istio_namespace) {
+                    self.index
+                        .set_mesh(MeshConfig::from_configmap(&cm).map_err(object_err)?);
+                }
+            }
+            _ => {
+                *self
+                    .skipped
+                    .entry(format!("{api_version} {kind}"))
+                    .or_default() += 1
+            }
+        }
+        Ok(())
+    }
+
+    pub fn finish(self) -> Index {
+        for (kind, count) in &self.skipped {
+            tracing::info!(kind = %kind, count, "inventory: skipped objects of a kind the guard does not read");
+        }
+        self.index
+    }
+}
+
+pub fn is_mesh_config(cm: &core::ConfigMap, istio_namespace: &str) -> bool {
+    cm.metadata.name.as_deref() == Some(model::mesh_config::CONFIGMAP_NAME)
+        && cm.metadata.namespace.as_deref() == Some(istio_namespace)
+}
+
+fn typed<T: DeserializeOwned>(kind: &str, value: &Value) -> Result<T, ModelError> {
+    T::deserialize(value).map_err(|e| ModelError::Invalid(format!("not a valid {kind}: {e}")))
+}
+
+/// YAML documents, or a stream of JSON values (faster for big `-o json` dumps).
+fn documents(source_name: &str, text: &str) -> Result<Vec<Value>, InventoryError> {
+    let parse = |message: String| InventoryError::Parse {
+        source_name: source_name.to_string(),
+        message,
+    };
+    let trimmed = text.trim_start();
+    if trimmed.starts_with('{') || trimmed.starts_with('[') {
+        let mut out = Vec::new();
+        for v in serde_json::Deserializer::from_str(text).into_iter::<Value>() {
+            match v.map_err(|e| parse(e.to_string()))? {
+                Value::Array(items) => out.extend(items),
+                v => out.push(v),
+            }
+        }
+        return Ok(out);
+    }
+    serde_yaml::Deserializer::from_str(text)
+        .map(|doc| Value::deserialize(doc).map_err(|e| parse(e.to_string())))
+        .collect()
+}
+
+/// Loads files and directories into one index.
+pub fn load(
+    paths: &[PathBuf],
+    filters: Filters,
+    istio_namespace: &str,
+) -> Result<Index, InventoryError> {
+    let mut loader = Loader::new(filters, istio_namespace);
+    for p in paths {
+        loader.add_path(p)?;
+    }
+    Ok(loader.finish())
+}
+
+/// The seed scenario (foo, bar with sidecars; legacy without), embedded in the binary.
+pub const DEMO_INVENTORY: &str = include_str!("demo.yaml");
+
+pub fn demo(filters: Filters, istio_namespace: &str) -> Result<Index, InventoryError> {
+    let mut loader = Loader::new(filters, istio_namespace);
+    loader.add_str("embedded demo inventory", DEMO_INVENTORY)?;
+    Ok(loader.finish())
+}

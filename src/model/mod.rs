@@ -1,0 +1,225 @@
+//! Normalized mTLS rules and trimmed inventory objects.
+//!
+//! Each API kind is turned into a plain value holding only what matters for mTLS, in a small
+//! file of its own. The same conversion serves the inventory (files, live watches) and the
+//! admission request, so what the webhook reads from a request is read exactly as the index
+//! reads it from the cluster.
+
+pub mod destination_rule;
+pub mod legacy;
+pub mod mesh_config;
+pub mod namespace;
+pub mod peer_authentication;
+pub mod pod;
+pub mod service;
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use serde::Serialize;
+
+pub use destination_rule::{DestinationRule, TlsMode};
+pub use legacy::{LegacyPolicy, LegacyScope};
+pub use mesh_config::MeshConfig;
+pub use namespace::Namespace;
+pub use peer_authentication::PeerAuthentication;
+pub use pod::{Pod, PodShape, Proxy};
+pub use service::{Service, TargetPort};
+
+pub type Labels = BTreeMap<String, String>;
+
+/// `true` when every selector label is on the object with an equal value (Istio's `SubsetOf`).
+pub fn selector_matches(selector: &Labels, labels: &Labels) -> bool {
+    selector.iter().all(|(k, v)| labels.get(k) == Some(v))
+}
+
+/// Inbound mTLS mode of a server port, as Istio's PeerAuthentication names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum Mode {
+    Unset,
+    Disable,
+    Permissive,
+    Strict,
+}
+
+impl Mode {
+    pub fn parse(s: Option<&str>) -> Result<Mode, ModelError> {
+        match s.unwrap_or("UNSET") {
+            "UNSET" => Ok(Mode::Unset),
+            "DISABLE" => Ok(Mode::Disable),
+            "PERMISSIVE" => Ok(Mode::Permissive),
+            "STRICT" => Ok(Mode::Strict),
+            other => Err(ModelError::Invalid(format!("unknown mTLS mode {other:?}"))),
+        }
+    }
+
+    /// `UNSET` takes the parent's mode.
+    pub fn or_inherit(self, parent: Mode) -> Mode {
+        if self == Mode::Unset {
+            parent
+        } else {
+            self
+        }
+    }
+}
+
+impl fmt::Display for Mode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Mode::Unset => "UNSET",
+            Mode::Disable => "DISABLE",
+            Mode::Permissive => "PERMISSIVE",
+            Mode::Strict => "STRICT",
+        })
+    }
+}
+
+/// Kinds the webhook reviews.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+pub enum RuleKind {
+    PeerAuthentication,
+    Policy,
+    MeshPolicy,
+    DestinationRule,
+}
+
+impl RuleKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RuleKind::PeerAuthentication => "PeerAuthentication",
+            RuleKind::Policy => "Policy",
+            RuleKind::MeshPolicy => "MeshPolicy",
+            RuleKind::DestinationRule => "DestinationRule",
+        }
+    }
+
+    /// The reviewed kind for an API group and kind, or `None` for anything else.
+    pub fn from_group_kind(group: &str, kind: &str) -> Option<RuleKind> {
+        match (group, kind) {
+            ("security.istio.io", "PeerAuthentication") => Some(RuleKind::PeerAuthentication),
+            ("authentication.istio.io", "Policy") => Some(RuleKind::Policy),
+            ("authentication.istio.io", "MeshPolicy") => Some(RuleKind::MeshPolicy),
+            ("networking.istio.io", "DestinationRule") => Some(RuleKind::DestinationRule),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for RuleKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Which object a rule came from, for ordering (oldest wins) and for messages.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+pub struct Origin {
+    pub kind: RuleKind,
+    /// Empty for the cluster-scoped MeshPolicy.
+    pub namespace: String,
+    pub name: String,
+    /// Seconds since the epoch; an object not yet created (an admission CREATE) is the newest.
+    pub created: i64,
+}
+
+impl Origin {
+    pub fn from_meta(kind: RuleKind, meta: &ObjectMeta) -> Result<Origin, ModelError> {
+        let name = meta
+            .name
+            .clone()
+            .ok_or_else(|| ModelError::Invalid(format!("{kind} without metadata.name")))?;
+        Ok(Origin {
+            kind,
+            namespace: meta.namespace.clone().unwrap_or_default(),
+            name,
+            created: meta
+                .creation_timestamp
+                .as_ref()
+                .map_or(i64::MAX, |t| t.0.as_second()),
+        })
+    }
+
+    /// Istio's order at one level: older first, ties to the smaller name.
+    pub fn age_key(&self) -> (i64, &str) {
+        (self.created, &self.name)
+    }
+
+    pub fn same_object(&self, other: &Origin) -> bool {
+        self.kind == other.kind && self.namespace == other.namespace && self.name == other.name
+    }
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.namespace.is_empty() {
+            write!(f, "{} {}", self.kind, self.name)
+        } else {
+            write!(f, "{} {}/{}", self.kind, self.namespace, self.name)
+        }
+    }
+}
+
+/// One normalized reviewed object.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Rule {
+    PeerAuthentication(PeerAuthentication),
+    Legacy(LegacyPolicy),
+    DestinationRule(DestinationRule),
+}
+
+impl Rule {
+    pub fn origin(&self) -> &Origin {
+        match self {
+            Rule::PeerAuthentication(r) => &r.origin,
+            Rule::Legacy(r) => &r.origin,
+            Rule::DestinationRule(r) => &r.origin,
+        }
+    }
+
+    /// Reads a reviewed object from its JSON form (`kubectl get -o json`, or an admission request).
+    pub fn from_json(kind: RuleKind, value: &serde_json::Value) -> Result<Rule, ModelError> {
+        Ok(match kind {
+            RuleKind::PeerAuthentication => {
+                Rule::PeerAuthentication(PeerAuthentication::from_json(value)?)
+            }
+            RuleKind::Policy | RuleKind::MeshPolicy => {
+                Rule::Legacy(LegacyPolicy::from_json(kind, value)?)
+            }
+            RuleKind::DestinationRule => Rule::DestinationRule(DestinationRule::from_json(value)?),
+        })
+    }
+}
+
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum ModelError {
+    #[error("{0}")]
+    Invalid(String),
+    #[error("cannot read {kind}: {message}")]
+    Decode { kind: &'static str, message: String },
+}
+
+impl ModelError {
+    pub fn decode(kind: &'static str, err: serde_json::Error) -> ModelError {
+        ModelError::Decode {
+            kind,
+            message: err.to_string(),
+        }
+    }
+}
+
+/// Typed metadata and spec of a custom resource we read as plain JSON.
+#[derive(serde::Deserialize)]
+pub(crate) struct Object<S> {
+    #[serde(default)]
+    pub metadata: ObjectMeta,
+    #[serde(default)]
+    pub spec: S,
+}
+
+impl<S: serde::de::DeserializeOwned + Default> Object<S> {
+    pub(crate) fn read(kind: &'static str, value: &serde_json::Value) -> Result<Self, ModelError> {
+        serde::Deserialize::deserialize(value).map_err(|e| ModelError::decode(kind, e))
+    }
+}

@@ -1,0 +1,34 @@
+//! Namespaces: the guard's per-namespace mode and ambient intent.
+
+use k8s_openapi::api::core::v1 as core;
+
+use super::{pod::DATAPLANE_MODE_LABEL, Labels, ModelError};
+
+pub const MODE_LABEL: &str = "mtls-guard.io/mode";
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Namespace {
+    pub name: String,
+    pub labels: Labels,
+}
+
+impl Namespace {
+    pub fn from_api(ns: &core::Namespace) -> Result<Namespace, ModelError> {
+        Ok(Namespace {
+            name: ns
+                .metadata
+                .name
+                .clone()
+                .ok_or_else(|| ModelError::Invalid("Namespace without metadata.name".into()))?,
+            labels: ns.metadata.labels.clone().unwrap_or_default(),
+        })
+    }
+
+    pub fn wants_ambient(&self) -> bool {
+        self.labels.get(DATAPLANE_MODE_LABEL).map(String::as_str) == Some("ambient")
+    }
+
+    pub fn guard_mode(&self) -> Option<&str> {
+        self.labels.get(MODE_LABEL).map(String::as_str)
+    }
+}

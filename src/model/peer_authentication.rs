@@ -1,0 +1,106 @@
+//! `security.istio.io` PeerAuthentication (v1beta1 and v1 share one schema).
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+
+use super::{Labels, Mode, ModelError, Object, Origin, RuleKind};
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct PeerAuthentication {
+    pub origin: Origin,
+    /// `None` when absent or `matchLabels` is empty: Istio treats both as "no selector".
+    pub selector: Option<Labels>,
+    pub mode: Mode,
+    /// Keyed by the workload's container port, never the Service port.
+    pub port_modes: BTreeMap<u16, Mode>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct Spec {
+    selector: Option<Selector>,
+    mtls: Option<Mtls>,
+    #[serde(default)]
+    port_level_mtls: BTreeMap<String, Option<Mtls>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct Selector {
+    #[serde(default)]
+    match_labels: Option<Labels>,
+}
+
+#[derive(Deserialize, Default)]
+struct Mtls {
+    mode: Option<String>,
+}
+
+fn mode_of(mtls: Option<&Mtls>) -> Result<Mode, ModelError> {
+    Mode::parse(mtls.and_then(|m| m.mode.as_deref()))
+}
+
+impl PeerAuthentication {
+    pub fn from_json(value: &serde_json::Value) -> Result<Self, ModelError> {
+        let obj: Object<Spec> = Object::read("PeerAuthentication", value)?;
+        let origin = Origin::from_meta(RuleKind::PeerAuthentication, &obj.metadata)?;
+        let selector = obj
+            .spec
+            .selector
+            .and_then(|s| s.match_labels)
+            .filter(|l| !l.is_empty());
+        let mut port_modes = BTreeMap::new();
+        for (port, mtls) in &obj.spec.port_level_mtls {
+            let port: u16 = port.parse().ok().filter(|p| *p > 0).ok_or_else(|| {
+                ModelError::Invalid(format!("portLevelMtls key {port:?} is not a port"))
+            })?;
+            port_modes.insert(port, mode_of(mtls.as_ref())?);
+        }
+        Ok(PeerAuthentication {
+            origin,
+            selector,
+            mode: mode_of(obj.spec.mtls.as_ref())?,
+            port_modes,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn empty_match_labels_is_no_selector() {
+        let pa = PeerAuthentication::from_json(&json!({
+            "metadata": {"name": "default", "namespace": "foo"},
+            "spec": {"selector": {"matchLabels": {}}, "mtls": {"mode": "STRICT"}}
+        }))
+        .unwrap();
+        assert_eq!(pa.selector, None);
+        assert_eq!(pa.mode, Mode::Strict);
+    }
+
+    #[test]
+    fn missing_mtls_is_unset_and_port_levels_parse() {
+        let pa = PeerAuthentication::from_json(&json!({
+            "metadata": {"name": "p", "namespace": "foo", "creationTimestamp": "2024-01-01T00:00:00Z"},
+            "spec": {"selector": {"matchLabels": {"app": "httpbin"}},
+                     "portLevelMtls": {"80": {"mode": "PERMISSIVE"}, "81": {}}}
+        }))
+        .unwrap();
+        assert_eq!(pa.mode, Mode::Unset);
+        assert_eq!(pa.port_modes.get(&80), Some(&Mode::Permissive));
+        assert_eq!(pa.port_modes.get(&81), Some(&Mode::Unset));
+        assert_eq!(pa.origin.created, 1_704_067_200);
+    }
+
+    #[test]
+    fn bad_mode_and_bad_port_are_errors() {
+        let bad_mode = json!({"metadata": {"name": "p"}, "spec": {"mtls": {"mode": "STRICTEST"}}});
+        assert!(PeerAuthentication::from_json(&bad_mode).is_err());
+        let bad_port = json!({"metadata": {"name": "p"}, "spec": {"portLevelMtls": {"http": {}}}});
+        assert!(PeerAuthentication::from_json(&bad_port).is_err());
+    }
+}
