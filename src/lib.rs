@@ -11,6 +11,8 @@
 //! I/O lives at the edges: `inventory::file`, `server`, `tls`, `cli`.
 #![forbid(unsafe_code)]
 
+pub mod admission;
 pub mod engine;
 pub mod inventory;
 pub mod model;
+pub mod report;

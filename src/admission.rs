@@ -1,0 +1,282 @@
+//! AdmissionReview in, AdmissionReview out: reads the change, asks the engine, shapes the
+//! answer for enforce, audit and break-glass.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::str::FromStr;
+
+use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview, Operation};
+use kube::core::{DynamicObject, Status};
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::engine::{self, Change, Verdict};
+use crate::inventory::Index;
+use crate::model::{namespace::MODE_LABEL, Rule, RuleKind};
+use crate::report;
+
+pub const BREAK_GLASS_ANNOTATION: &str = "mtls-guard.io/break-glass";
+const API_VERSION: &str = "admission.k8s.io/v1";
+
+/// Enforce denies a breaking change; audit allows it and reports what it would have denied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum GuardMode {
+    Enforce,
+    Audit,
+}
+
+impl FromStr for GuardMode {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "enforce" => Ok(GuardMode::Enforce),
+            "audit" => Ok(GuardMode::Audit),
+            other => Err(format!("mode must be enforce or audit, not {other:?}")),
+        }
+    }
+}
+
+impl fmt::Display for GuardMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            GuardMode::Enforce => "enforce",
+            GuardMode::Audit => "audit",
+        })
+    }
+}
+
+/// What happened to a review; also the `verdict` metric label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Decision {
+    Allowed,
+    Denied,
+    WouldDeny,
+    BreakGlass,
+    NotReviewed,
+    Invalid,
+}
+
+impl Decision {
+    pub const ALL: [Decision; 6] = [
+        Decision::Allowed,
+        Decision::Denied,
+        Decision::WouldDeny,
+        Decision::BreakGlass,
+        Decision::NotReviewed,
+        Decision::Invalid,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Decision::Allowed => "allowed",
+            Decision::Denied => "denied",
+            Decision::WouldDeny => "would_deny",
+            Decision::BreakGlass => "break_glass",
+            Decision::NotReviewed => "not_reviewed",
+            Decision::Invalid => "invalid",
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum AdmissionError {
+    #[error("body is not an AdmissionReview: {0}")]
+    NotAReview(String),
+    #[error("apiVersion {0:?} is not supported; send admission.k8s.io/v1")]
+    ApiVersion(String),
+    #[error("AdmissionReview has no request")]
+    NoRequest,
+}
+
+/// Reads an `admission.k8s.io/v1` AdmissionReview request.
+pub fn parse_review(body: &[u8]) -> Result<AdmissionRequest<DynamicObject>, AdmissionError> {
+    let review: AdmissionReview<DynamicObject> =
+        serde_json::from_slice(body).map_err(|e| AdmissionError::NotAReview(e.to_string()))?;
+    if review.types.api_version != API_VERSION || review.types.kind != "AdmissionReview" {
+        return Err(AdmissionError::ApiVersion(format!(
+            "{}/{}",
+            review.types.api_version, review.types.kind
+        )));
+    }
+    review.try_into().map_err(|_| AdmissionError::NoRequest)
+}
+
+/// One decision, as logged once and counted.
+#[derive(Debug, Clone, Serialize)]
+pub struct Record {
+    pub uid: String,
+    pub user: String,
+    pub operation: &'static str,
+    pub kind: String,
+    pub object: String,
+    pub decision: Decision,
+    pub mode: GuardMode,
+    pub clients: usize,
+    pub servers: usize,
+    pub change: Option<String>,
+}
+
+pub struct Outcome {
+    pub response: AdmissionResponse,
+    pub record: Record,
+    pub verdict: Verdict,
+}
+
+impl Outcome {
+    pub fn into_review_json(self) -> Value {
+        let mut review = serde_json::to_value(self.response.into_review()).unwrap_or(Value::Null);
+        review["apiVersion"] = API_VERSION.into();
+        review["kind"] = "AdmissionReview".into();
+        review
+    }
+}
+
+fn operation_name(op: &Operation) -> &'static str {
+    match op {
+        Operation::Create => "CREATE",
+        Operation::Update => "UPDATE",
+        Operation::Delete => "DELETE",
+        Operation::Connect => "CONNECT",
+    }
+}
+
+fn read(kind: RuleKind, obj: Option<&DynamicObject>) -> Result<Option<(Rule, Value)>, String> {
+    let Some(obj) = obj else { return Ok(None) };
+    let value = serde_json::to_value(obj).map_err(|e| e.to_string())?;
+    let rule = Rule::from_json(kind, &value).map_err(|e| e.to_string())?;
+    Ok(Some((rule, value)))
+}
+
+fn break_glass(obj: Option<&DynamicObject>) -> Option<String> {
+    obj?.metadata
+        .annotations
+        .as_ref()?
+        .get(BREAK_GLASS_ANNOTATION)
+        .cloned()
+}
+
+/// The mode for this request: the namespace label overrides the global flag.
+fn mode_for(index: &Index, default: GuardMode, namespace: Option<&str>) -> GuardMode {
+    let ns = namespace.unwrap_or(index.mesh().root_namespace.as_str());
+    index
+        .namespace(ns)
+        .and_then(|n| n.guard_mode())
+        .and_then(|m| m.parse().ok())
+        .unwrap_or(default)
+}
+
+/// Decides one admission request against an inventory snapshot.
+pub fn decide(
+    index: &Index,
+    default_mode: GuardMode,
+    req: &AdmissionRequest<DynamicObject>,
+) -> Outcome {
+    let mode = mode_for(index, default_mode, req.namespace.as_deref());
+    let mut record = Record {
+        uid: req.uid.clone(),
+        user: req.user_info.username.clone().unwrap_or_default(),
+        operation: operation_name(&req.operation),
+        kind: format!("{}/{}", req.kind.group, req.kind.kind),
+        object: match &req.namespace {
+            Some(ns) => format!("{ns}/{}", req.name),
+            None => req.name.clone(),
+        },
+        decision: Decision::Allowed,
+        mode,
+        clients: 0,
+        servers: 0,
+        change: None,
+    };
+    let mut response = AdmissionResponse::from(req);
+    let Some(kind) = RuleKind::from_group_kind(&req.kind.group, &req.kind.kind) else {
+        record.decision = Decision::NotReviewed;
+        response.warnings = Some(vec![format!(
+            "mtls-guard does not review {}; allowed",
+            record.kind
+        )]);
+        return Outcome {
+            response,
+            record,
+            verdict: Verdict::default(),
+        };
+    };
+    let sides = read(kind, req.old_object.as_ref())
+        .and_then(|old| Ok((old, read(kind, req.object.as_ref())?)));
+    let (old, new) = match sides {
+        Ok(sides) => sides,
+        Err(e) => {
+            record.decision = Decision::Invalid;
+            response.allowed = false;
+            response.result = Status::failure(
+                &format!("mtls-guard cannot read {kind} {}: {e}", record.object),
+                "BadRequest",
+            )
+            .with_code(400);
+            return Outcome {
+                response,
+                record,
+                verdict: Verdict::default(),
+            };
+        }
+    };
+    if let (Some((_, o)), Some((_, n))) = (&old, &new) {
+        record.change = report::spec_diff(o, n);
+    }
+    let change = Change {
+        old: old.as_ref().map(|(r, _)| r),
+        new: new.as_ref().map(|(r, _)| r),
+    };
+    let verdict = engine::evaluate(index, &change);
+    record.clients = verdict.breaks.len();
+    record.servers = verdict.servers.len();
+    if !verdict.breaks_clients() {
+        return Outcome {
+            response,
+            record,
+            verdict,
+        };
+    }
+    let object = change
+        .key()
+        .map_or_else(|| record.object.clone(), ToString::to_string);
+    let glass_source = if req.operation == Operation::Delete {
+        req.old_object.as_ref()
+    } else {
+        req.object.as_ref()
+    };
+    let mut audit = HashMap::from([("would-deny".to_string(), report::would_deny_json(&verdict))]);
+    let mut warnings = report::warnings(&verdict);
+    if let Some(reason) = break_glass(glass_source) {
+        record.decision = Decision::BreakGlass;
+        warnings.insert(0, format!("mtls-guard break-glass on {object}: {reason}"));
+        audit.insert("break-glass".into(), reason);
+    } else if mode == GuardMode::Audit {
+        record.decision = Decision::WouldDeny;
+    } else {
+        record.decision = Decision::Denied;
+        response.allowed = false;
+        response.result = Status::failure(
+            &report::deny_message(&object, &verdict, record.change.as_deref()),
+            "Forbidden",
+        )
+        .with_code(403);
+        return Outcome {
+            response,
+            record,
+            verdict,
+        };
+    }
+    response.warnings = Some(warnings);
+    response.audit_annotations = audit;
+    Outcome {
+        response,
+        record,
+        verdict,
+    }
+}
+
+#[cfg(test)]
+mod tests;

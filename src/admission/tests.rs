@@ -1,0 +1,185 @@
+use serde_json::{json, Value};
+
+use super::*;
+use crate::inventory::{file, Filters};
+use crate::model::Namespace;
+
+fn seed() -> Index {
+    file::demo(Filters::default(), "istio-system").unwrap()
+}
+
+fn fixture(name: &str) -> Vec<u8> {
+    let path = format!("{}/tests/data/{name}", env!("CARGO_MANIFEST_DIR"));
+    std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+fn run(index: &Index, mode: GuardMode, name: &str) -> (Value, Record) {
+    let req = parse_review(&fixture(name)).unwrap();
+    let out = decide(index, mode, &req);
+    let record = out.record.clone();
+    (out.into_review_json(), record)
+}
+
+#[test]
+fn enforce_denies_the_seed_lockdown_with_403_naming_legacy_sleep() {
+    let (review, record) = run(&seed(), GuardMode::Enforce, "seed-strict-policy.json");
+    let r = &review["response"];
+    assert_eq!(review["apiVersion"], "admission.k8s.io/v1");
+    assert_eq!(review["kind"], "AdmissionReview");
+    assert_eq!(r["uid"], "7f0c5a53-0001-4c55-9d7e-5c1f1c0a0001");
+    assert_eq!(r["allowed"], false);
+    assert_eq!(r["status"]["code"], 403);
+    let msg = r["status"]["message"].as_str().unwrap();
+    assert!(msg.contains("Policy foo/example-httpbin-strict"), "{msg}");
+    assert!(msg.contains("foo/httpbin becomes STRICT"), "{msg}");
+    assert!(msg.contains("legacy/sleep -> foo/httpbin"), "{msg}");
+    assert_eq!(record.decision, Decision::Denied);
+    assert_eq!(record.user, "alice@example.com");
+}
+
+#[test]
+fn audit_allows_with_warnings_and_would_deny_annotation() {
+    let (review, record) = run(&seed(), GuardMode::Audit, "seed-strict-policy.json");
+    let r = &review["response"];
+    assert_eq!(r["allowed"], true);
+    assert!(
+        r["warnings"][0].as_str().unwrap().contains("legacy/sleep"),
+        "{r}"
+    );
+    let would: Value =
+        serde_json::from_str(r["auditAnnotations"]["would-deny"].as_str().unwrap()).unwrap();
+    assert_eq!(would[0]["client"], "legacy/sleep");
+    assert_eq!(record.decision, Decision::WouldDeny);
+}
+
+#[test]
+fn namespace_label_overrides_the_global_mode() {
+    let mut index = seed();
+    index.upsert_namespace(Namespace {
+        name: "foo".into(),
+        labels: [(MODE_LABEL.to_string(), "audit".to_string())].into(),
+    });
+    let (review, _) = run(&index, GuardMode::Enforce, "seed-strict-policy.json");
+    assert_eq!(review["response"]["allowed"], true, "foo is labelled audit");
+
+    index.upsert_namespace(Namespace {
+        name: "foo".into(),
+        labels: [(MODE_LABEL.to_string(), "enforce".to_string())].into(),
+    });
+    let (review, _) = run(&index, GuardMode::Audit, "seed-strict-policy.json");
+    assert_eq!(
+        review["response"]["allowed"], false,
+        "foo is labelled enforce"
+    );
+}
+
+#[test]
+fn cluster_scoped_mesh_policy_takes_the_root_namespace_label() {
+    let mut index = seed();
+    index.upsert_namespace(Namespace {
+        name: "istio-system".into(),
+        labels: [(MODE_LABEL.to_string(), "audit".to_string())].into(),
+    });
+    let (review, record) = run(&index, GuardMode::Enforce, "seed-mesh-strict-update.json");
+    assert_eq!(review["response"]["allowed"], true);
+    assert_eq!(record.decision, Decision::WouldDeny);
+    assert_eq!(
+        record.change.as_deref(),
+        Some("remove /spec/peers/0/mtls/mode")
+    );
+}
+
+#[test]
+fn break_glass_allows_and_records_the_reason() {
+    let (review, record) = run(
+        &seed(),
+        GuardMode::Enforce,
+        "seed-strict-policy-break-glass.json",
+    );
+    let r = &review["response"];
+    assert_eq!(r["allowed"], true);
+    assert!(r["warnings"][0].as_str().unwrap().contains("INC-4711"));
+    assert_eq!(
+        r["auditAnnotations"]["break-glass"],
+        "INC-4711 legacy decommissioned tonight"
+    );
+    assert!(r["auditAnnotations"]["would-deny"].is_string());
+    assert_eq!(record.decision, Decision::BreakGlass);
+}
+
+#[test]
+fn break_glass_on_delete_is_read_from_the_old_object() {
+    let mut review: Value =
+        serde_json::from_slice(&fixture("seed-strict-policy-break-glass.json")).unwrap();
+    let mut index = seed();
+    index.upsert_rule(crate::model::Rule::from_json(
+        crate::model::RuleKind::MeshPolicy,
+        &json!({"metadata": {"name": "default", "creationTimestamp": "2020-01-10T09:00:00Z"}, "spec": {"peers": [{"mtls": {}}]}}),
+    ).unwrap());
+    let permissive = json!({"apiVersion": "authentication.istio.io/v1alpha1", "kind": "Policy",
+        "metadata": {"name": "default", "namespace": "foo", "annotations": {"mtls-guard.io/break-glass": "planned"}},
+        "spec": {"peers": [{"mtls": {"mode": "PERMISSIVE"}}]}});
+    review["request"]["operation"] = json!("DELETE");
+    review["request"]["name"] = json!("default");
+    review["request"]["object"] = Value::Null;
+    review["request"]["oldObject"] = permissive.clone();
+    let req = parse_review(&serde_json::to_vec(&review).unwrap()).unwrap();
+    let out = decide(&index, GuardMode::Enforce, &req);
+    assert_eq!(out.record.decision, Decision::BreakGlass);
+
+    review["request"]["oldObject"]["metadata"]["annotations"] = json!({});
+    let req = parse_review(&serde_json::to_vec(&review).unwrap()).unwrap();
+    assert_eq!(
+        decide(&index, GuardMode::Enforce, &req).record.decision,
+        Decision::Denied
+    );
+}
+
+#[test]
+fn relaxing_change_is_allowed_without_warnings() {
+    let (review, record) = run(&seed(), GuardMode::Enforce, "pa-permissive-foo.json");
+    assert_eq!(review["response"]["allowed"], true);
+    assert!(review["response"].get("warnings").is_none());
+    assert_eq!(record.decision, Decision::Allowed);
+}
+
+#[test]
+fn unreviewed_kind_is_allowed_with_a_warning() {
+    let (review, record) = run(&seed(), GuardMode::Enforce, "unreviewed-pod.json");
+    assert_eq!(review["response"]["allowed"], true);
+    assert!(review["response"]["warnings"][0]
+        .as_str()
+        .unwrap()
+        .contains("does not review"));
+    assert_eq!(record.decision, Decision::NotReviewed);
+}
+
+#[test]
+fn unreadable_object_is_denied_with_a_clear_reason() {
+    let (review, record) = run(&seed(), GuardMode::Enforce, "pa-invalid-mode.json");
+    assert_eq!(review["response"]["allowed"], false);
+    assert_eq!(review["response"]["status"]["code"], 400);
+    assert!(review["response"]["status"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("STRICTEST"));
+    assert_eq!(record.decision, Decision::Invalid);
+}
+
+#[test]
+fn parse_errors() {
+    assert!(matches!(
+        parse_review(b"{"),
+        Err(AdmissionError::NotAReview(_))
+    ));
+    let v1beta1 = json!({"apiVersion": "admission.k8s.io/v1beta1", "kind": "AdmissionReview", "request": null});
+    assert!(matches!(
+        parse_review(&serde_json::to_vec(&v1beta1).unwrap()),
+        Err(AdmissionError::ApiVersion(_))
+    ));
+    let no_request = json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview"});
+    assert_eq!(
+        parse_review(&serde_json::to_vec(&no_request).unwrap()).unwrap_err(),
+        AdmissionError::NoRequest
+    );
+}

@@ -1,0 +1,346 @@
+//! Turns a [`Verdict`] into the words users read: the deny message, warnings, audit entries.
+
+use std::fmt::Write;
+
+use serde::Serialize;
+
+use crate::engine::{Break, Client, Reason, Server, Tier, Verdict};
+use crate::model::Origin;
+
+/// Clients listed by name before "+N more".
+pub const LISTED_CLIENTS: usize = 10;
+
+fn client_name(c: &Client) -> String {
+    match c {
+        Client::Workload { namespace, name } => format!("{namespace}/{name}"),
+        Client::Kubelet { namespace, name } => format!("kubelet (probes of {namespace}/{name})"),
+    }
+}
+
+fn server_name(s: &Server) -> String {
+    format!("{}/{}", s.namespace, s.workload)
+}
+
+fn tier_name(t: Tier) -> &'static str {
+    match t {
+        Tier::Inventory => "inventory",
+        Tier::ClientConfig => "client config",
+    }
+}
+
+fn origin_name(o: &Origin) -> String {
+    if o.namespace.is_empty() {
+        o.name.clone()
+    } else {
+        format!("{}/{}", o.namespace, o.name)
+    }
+}
+
+pub fn reason_text(r: &Reason) -> String {
+    match r {
+        Reason::NoProxy => "no Istio sidecar and not enrolled in ambient".into(),
+        Reason::HostNetwork => "hostNetwork pod: no proxy captures its traffic".into(),
+        Reason::AmbientNotEnrolled => {
+            "ambient requested (istio.io/dataplane-mode=ambient) but not enrolled by istio-cni".into()
+        }
+        Reason::DestinationRule { rule, mode, port } => format!(
+            "DestinationRule {} sets tls.mode {} for port {port}",
+            origin_name(rule),
+            mode.as_str()
+        ),
+        Reason::PlaintextSubset { rule, subset, mode } => format!(
+            "DestinationRule {} subset {subset} uses tls.mode {}",
+            origin_name(rule),
+            mode.as_str()
+        ),
+        Reason::AutoMtlsOff => {
+            "auto mTLS is off (enableAutoMtls: false) and no DestinationRule sets ISTIO_MUTUAL".into()
+        }
+        Reason::TargetNotLabelled => {
+            "auto mTLS sends plaintext: the server pods lack security.istio.io/tlsMode=istio".into()
+        }
+        Reason::NamespaceDisable { namespace, by } => format!(
+            "auto mTLS sends plaintext: namespace {namespace} is DISABLE{}",
+            by.as_ref()
+                .map(|o| format!(" ({o})"))
+                .unwrap_or_default()
+        ),
+        Reason::HeadlessBackend { service, backend } => format!(
+            "headless Service {service} has a backend without a sidecar ({backend}): auto mTLS sends plaintext to all of it"
+        ),
+        Reason::AmbientToSidecar => {
+            "ambient client: the sidecar server lacks networking.istio.io/tunnel=http, so ztunnel passes plaintext".into()
+        }
+        Reason::OutboundBypass { annotation, port } => format!(
+            "its traffic to port {port} bypasses its sidecar (traffic.sidecar.istio.io/{annotation})"
+        ),
+        Reason::KubeletProbe { port } => format!(
+            "httpGet/gRPC probe on port {port} with probe rewriting off: the pods would go unready"
+        ),
+    }
+}
+
+fn ports_text(s: &Server) -> String {
+    s.ports
+        .iter()
+        .map(|p| {
+            let port = p
+                .port
+                .map_or_else(|| "all ports".to_string(), |n| format!("port {n}"));
+            let by = p
+                .decided_by
+                .as_ref()
+                .map(|o| format!(" by {o}"))
+                .unwrap_or_default();
+            format!("{port}: {} -> {}{by}", p.before, p.after)
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn targets_of(v: &Verdict, b: &Break) -> String {
+    b.servers
+        .iter()
+        .filter_map(|i| v.servers.get(*i))
+        .map(server_name)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The message a denied `kubectl apply` shows.
+pub fn deny_message(object: &str, v: &Verdict, change: Option<&str>) -> String {
+    let mut m = format!(
+        "mtls-guard: {object} would cut off {} plaintext client(s).",
+        v.breaks.len()
+    );
+    for s in &v.servers {
+        let verb = if s.locked_down() {
+            "becomes STRICT"
+        } else {
+            "is STRICT and hit"
+        };
+        let _ = write!(
+            m,
+            "\n{} {verb} ({}; {} pod(s))",
+            server_name(s),
+            ports_text(s),
+            s.pods
+        );
+    }
+    m.push_str("\nClients that still send plaintext:");
+    for b in v.breaks.iter().take(LISTED_CLIENTS) {
+        let _ = write!(
+            m,
+            "\n  - {} -> {}: {} [evidence: {}]",
+            client_name(&b.client),
+            targets_of(v, b),
+            reason_text(&b.reason),
+            tier_name(b.tier)
+        );
+    }
+    if v.breaks.len() > LISTED_CLIENTS {
+        let _ = write!(m, "\n  +{} more", v.breaks.len() - LISTED_CLIENTS);
+    }
+    if let Some(change) = change {
+        let _ = write!(m, "\nChange: {change}");
+    }
+    m.push_str(
+        "\nWays out: inject the Istio sidecar into these clients (or enrol them in ambient) and restart them; \
+         keep PERMISSIVE on the ports they use with portLevelMtls (container ports); \
+         fix the DestinationRule or annotation that makes a sidecar send plaintext; \
+         or, to accept the outage, annotate the object with mtls-guard.io/break-glass: \"<reason>\".",
+    );
+    m
+}
+
+/// Short lines for `kubectl`'s `Warning:` output (audit mode and break-glass).
+pub fn warnings(v: &Verdict) -> Vec<String> {
+    let mut w: Vec<String> = v
+        .breaks
+        .iter()
+        .take(LISTED_CLIENTS)
+        .map(|b| {
+            format!(
+                "mtls-guard would deny: {} -> {} sends plaintext ({})",
+                client_name(&b.client),
+                targets_of(v, b),
+                short_reason(&b.reason)
+            )
+        })
+        .collect();
+    if v.breaks.len() > LISTED_CLIENTS {
+        w.push(format!(
+            "mtls-guard would deny: +{} more clients",
+            v.breaks.len() - LISTED_CLIENTS
+        ));
+    }
+    w
+}
+
+fn short_reason(r: &Reason) -> &'static str {
+    match r {
+        Reason::NoProxy => "no sidecar",
+        Reason::HostNetwork => "hostNetwork",
+        Reason::AmbientNotEnrolled => "ambient not enrolled",
+        Reason::DestinationRule { .. } => "DestinationRule TLS",
+        Reason::PlaintextSubset { .. } => "DestinationRule subset TLS",
+        Reason::AutoMtlsOff => "auto mTLS off",
+        Reason::TargetNotLabelled => "target lacks tlsMode label",
+        Reason::NamespaceDisable { .. } => "namespace DISABLE",
+        Reason::HeadlessBackend { .. } => "headless backend without sidecar",
+        Reason::AmbientToSidecar => "ambient to non-HBONE sidecar",
+        Reason::OutboundBypass { .. } => "outbound capture excluded",
+        Reason::KubeletProbe { .. } => "kubelet probe",
+    }
+}
+
+#[derive(Serialize)]
+struct Entry<'a> {
+    client: String,
+    tier: Tier,
+    reason: &'a Reason,
+    servers: Vec<String>,
+}
+
+/// The compact JSON list recorded as the `would-deny` audit annotation.
+pub fn would_deny_json(v: &Verdict) -> String {
+    let entries: Vec<Entry> = v
+        .breaks
+        .iter()
+        .map(|b| Entry {
+            client: client_name(&b.client),
+            tier: b.tier,
+            reason: &b.reason,
+            servers: b
+                .servers
+                .iter()
+                .filter_map(|i| v.servers.get(*i))
+                .map(server_name)
+                .collect(),
+        })
+        .collect();
+    serde_json::to_string(&entries).unwrap_or_else(|_| "[]".into())
+}
+
+/// JSON Patch operations from old to new spec, one short line: `replace /spec/mtls/mode STRICT`.
+pub fn spec_diff(old: &serde_json::Value, new: &serde_json::Value) -> Option<String> {
+    let null = serde_json::Value::Null;
+    let old = old.get("spec").unwrap_or(&null);
+    let new = new.get("spec").unwrap_or(&null);
+    let patch = json_patch::diff(old, new);
+    if patch.0.is_empty() {
+        return None;
+    }
+    let ops: Vec<String> = patch
+        .0
+        .iter()
+        .map(|op| match op {
+            json_patch::PatchOperation::Add(a) => format!("add /spec{} {}", a.path, a.value),
+            json_patch::PatchOperation::Remove(r) => format!("remove /spec{}", r.path),
+            json_patch::PatchOperation::Replace(r) => {
+                format!("replace /spec{} {}", r.path, plain(&r.value))
+            }
+            other => other.to_string(),
+        })
+        .collect();
+    Some(ops.join("; "))
+}
+
+fn plain(v: &serde_json::Value) -> String {
+    match v {
+        serde_json::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::{PortChange, Server};
+    use crate::model::Mode;
+    use serde_json::json;
+
+    fn verdict(clients: usize) -> Verdict {
+        Verdict {
+            servers: vec![Server {
+                namespace: "foo".into(),
+                workload: "httpbin".into(),
+                pods: 1,
+                ports: vec![PortChange {
+                    port: Some(80),
+                    before: Mode::Permissive,
+                    after: Mode::Strict,
+                    decided_by: None,
+                }],
+            }],
+            breaks: (0..clients)
+                .map(|i| Break {
+                    client: Client::Workload {
+                        namespace: "legacy".into(),
+                        name: format!("sleep{i}"),
+                    },
+                    tier: Tier::Inventory,
+                    reason: Reason::NoProxy,
+                    servers: vec![0],
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn message_names_target_clients_tier_and_ways_out() {
+        let m = deny_message(
+            "Policy foo/strict",
+            &verdict(1),
+            Some("replace /spec/mtls/mode STRICT"),
+        );
+        assert!(
+            m.contains("foo/httpbin becomes STRICT (port 80: PERMISSIVE -> STRICT"),
+            "{m}"
+        );
+        assert!(
+            m.contains("legacy/sleep0 -> foo/httpbin: no Istio sidecar"),
+            "{m}"
+        );
+        assert!(m.contains("[evidence: inventory]"), "{m}");
+        assert!(
+            m.contains("portLevelMtls") && m.contains("mtls-guard.io/break-glass"),
+            "{m}"
+        );
+        assert!(m.contains("Change: replace /spec/mtls/mode STRICT"), "{m}");
+    }
+
+    #[test]
+    fn lists_are_capped() {
+        let m = deny_message("x", &verdict(13), None);
+        assert!(
+            m.contains("legacy/sleep9 ") && !m.contains("legacy/sleep10 "),
+            "{m}"
+        );
+        assert!(m.contains("+3 more"), "{m}");
+        let w = warnings(&verdict(13));
+        assert_eq!(w.len(), LISTED_CLIENTS + 1);
+        assert!(w.iter().all(|l| l.len() <= 120), "{w:?}");
+    }
+
+    #[test]
+    fn would_deny_is_compact_json() {
+        let j: serde_json::Value = serde_json::from_str(&would_deny_json(&verdict(1))).unwrap();
+        assert_eq!(j[0]["client"], "legacy/sleep0");
+        assert_eq!(j[0]["servers"][0], "foo/httpbin");
+        assert_eq!(j[0]["reason"]["kind"], "no-proxy");
+    }
+
+    #[test]
+    fn spec_diff_renders_json_patch() {
+        let old =
+            json!({"metadata": {"resourceVersion": "1"}, "spec": {"mtls": {"mode": "PERMISSIVE"}}});
+        let new =
+            json!({"metadata": {"resourceVersion": "2"}, "spec": {"mtls": {"mode": "STRICT"}}});
+        assert_eq!(
+            spec_diff(&old, &new).as_deref(),
+            Some("replace /spec/mtls/mode STRICT")
+        );
+        assert_eq!(spec_diff(&old, &old), None);
+    }
+}
