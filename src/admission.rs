@@ -12,7 +12,7 @@ use serde_json::Value;
 
 use crate::engine::{self, Change, Verdict};
 use crate::inventory::Index;
-use crate::model::{namespace::MODE_LABEL, Rule, RuleKind};
+use crate::model::{Rule, RuleKind};
 use crate::report;
 
 pub const BREAK_GLASS_ANNOTATION: &str = "mtls-guard.io/break-glass";

@@ -12,7 +12,12 @@
 #![forbid(unsafe_code)]
 
 pub mod admission;
+pub mod app;
+pub mod config;
 pub mod engine;
 pub mod inventory;
+pub mod metrics;
 pub mod model;
 pub mod report;
+pub mod server;
+pub mod tls;

@@ -2,7 +2,7 @@ use serde_json::{json, Value};
 
 use super::*;
 use crate::inventory::{file, Filters};
-use crate::model::Namespace;
+use crate::model::{namespace::MODE_LABEL, Namespace};
 
 fn seed() -> Index {
     file::demo(Filters::default(), "istio-system").unwrap()

@@ -6,6 +6,8 @@
 
 pub mod file;
 
+pub use file::InventoryError;
+
 use std::collections::{BTreeSet, HashMap};
 use std::net::IpAddr;
 

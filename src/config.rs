@@ -1,0 +1,174 @@
+//! Command line and environment (`MTLS_GUARD_*`), parsed once into typed values.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::str::FromStr;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::admission::GuardMode;
+use crate::inventory::Filters;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "mtls-guard",
+    version,
+    about = "Refuses an Istio STRICT mTLS lock-down while plaintext clients still depend on it"
+)]
+pub struct Cli {
+    /// Log format.
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        default_value = "text",
+        env = "MTLS_GUARD_LOG_FORMAT"
+    )]
+    pub log_format: LogFormat,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve the validating webhook over HTTPS.
+    Serve(ServeArgs),
+    /// Decide one AdmissionReview offline and print the response.
+    Review(ReviewArgs),
+    /// Make a CA and a serving certificate, and print the caBundle.
+    Certs(CertsArgs),
+}
+
+/// A `key=value` label.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LabelPair(pub String, pub String);
+
+impl FromStr for LabelPair {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.split_once('=') {
+            Some((k, v)) if !k.is_empty() => Ok(LabelPair(k.into(), v.into())),
+            _ => Err(format!("{s:?} is not key=value")),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct InventoryArgs {
+    /// Inventory files or directories (kubectl get -o yaml|json output). Without any, the
+    /// embedded demo inventory (the seed scenario) is used.
+    #[arg(
+        long = "inventory",
+        value_name = "FILE|DIR",
+        env = "MTLS_GUARD_INVENTORY",
+        value_delimiter = ','
+    )]
+    pub inventory: Vec<PathBuf>,
+    /// Namespace of the Istio control plane, where ConfigMap `istio` holds the mesh config.
+    #[arg(
+        long,
+        default_value = "istio-system",
+        env = "MTLS_GUARD_ISTIO_NAMESPACE"
+    )]
+    pub istio_namespace: String,
+    /// Cluster DNS domain, for Service host names.
+    #[arg(
+        long,
+        default_value = "cluster.local",
+        env = "MTLS_GUARD_CLUSTER_DOMAIN"
+    )]
+    pub cluster_domain: String,
+    /// Namespaces whose pods are neither clients nor servers.
+    #[arg(
+        long = "ignore-namespace",
+        value_delimiter = ',',
+        env = "MTLS_GUARD_IGNORE_NAMESPACES",
+        default_value = "kube-system,kube-public,kube-node-lease"
+    )]
+    pub ignore_namespaces: Vec<String>,
+    /// Pod labels (key=value) of Istio's own control-plane pods, which are ignored.
+    #[arg(
+        long = "ignore-pod-label",
+        value_delimiter = ',',
+        env = "MTLS_GUARD_IGNORE_POD_LABELS",
+        default_value = "app=istiod,app=ztunnel,k8s-app=istio-cni-node"
+    )]
+    pub ignore_pod_labels: Vec<LabelPair>,
+}
+
+impl InventoryArgs {
+    pub fn filters(&self) -> Filters {
+        Filters {
+            ignored_namespaces: self.ignore_namespaces.iter().cloned().collect(),
+            ignored_pod_labels: self
+                .ignore_pod_labels
+                .iter()
+                .map(|l| (l.0.clone(), l.1.clone()))
+                .collect(),
+            cluster_domain: self.cluster_domain.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub inventory: InventoryArgs,
+    /// Address to serve HTTPS on.
+    #[arg(long, default_value = "0.0.0.0:8443", env = "MTLS_GUARD_LISTEN")]
+    pub listen: SocketAddr,
+    /// enforce denies a change that cuts off clients; audit allows it and reports.
+    #[arg(long, value_enum, default_value = "enforce", env = "MTLS_GUARD_MODE")]
+    pub mode: GuardMode,
+    /// PEM serving certificate chain; reloaded when the file changes.
+    #[arg(long, env = "MTLS_GUARD_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of the serving certificate.
+    #[arg(long, env = "MTLS_GUARD_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Where a dev certificate for localhost is generated when no --tls-cert is given.
+    #[arg(long, default_value = "certs/dev", env = "MTLS_GUARD_DEV_CERT_DIR")]
+    pub dev_cert_dir: PathBuf,
+    /// How often the certificate files are checked for changes.
+    #[arg(long, default_value = "5s", env = "MTLS_GUARD_CERT_RELOAD_INTERVAL")]
+    pub cert_reload_interval: humantime::Duration,
+    /// Largest request body accepted; larger ones get 413.
+    #[arg(long, default_value_t = 3 * 1024 * 1024, env = "MTLS_GUARD_MAX_BODY_BYTES")]
+    pub max_body_bytes: usize,
+    /// Time to answer one request (keep it under the webhook's timeoutSeconds).
+    #[arg(long, default_value = "4s", env = "MTLS_GUARD_REQUEST_TIMEOUT")]
+    pub request_timeout: humantime::Duration,
+    /// Time a client has to send its request headers.
+    #[arg(long, default_value = "5s", env = "MTLS_GUARD_HEADER_READ_TIMEOUT")]
+    pub header_read_timeout: humantime::Duration,
+    /// How long SIGTERM waits for in-flight requests.
+    #[arg(long, default_value = "20s", env = "MTLS_GUARD_SHUTDOWN_GRACE")]
+    pub shutdown_grace: humantime::Duration,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ReviewArgs {
+    #[command(flatten)]
+    pub inventory: InventoryArgs,
+    #[arg(long, value_enum, default_value = "enforce", env = "MTLS_GUARD_MODE")]
+    pub mode: GuardMode,
+    /// AdmissionReview JSON file, or - for standard input.
+    pub review: String,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct CertsArgs {
+    /// DNS names (or IPs) of the serving certificate, e.g. mtls-guard.mtls-guard.svc.
+    #[arg(long = "dns", required = true)]
+    pub names: Vec<String>,
+    /// Directory for ca.crt, tls.crt and tls.key.
+    #[arg(long, default_value = "certs/out")]
+    pub out: PathBuf,
+}

@@ -1,0 +1,169 @@
+//! Prometheus text metrics with fixed label sets (never object names).
+
+use std::fmt::Write;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::Duration;
+
+use crate::admission::Decision;
+
+const KINDS: [&str; 5] = [
+    "PeerAuthentication",
+    "Policy",
+    "MeshPolicy",
+    "DestinationRule",
+    "other",
+];
+const OPERATIONS: [&str; 4] = ["CREATE", "UPDATE", "DELETE", "other"];
+const BAD_REQUESTS: [&str; 3] = ["not_a_review", "api_version", "content_type"];
+/// Seconds; a review is microseconds of engine work plus JSON, so the low buckets matter.
+const BUCKETS: [f64; 10] = [
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1, 1.0,
+];
+
+fn slot(list: &[&str], value: &str) -> usize {
+    list.iter()
+        .position(|k| *k == value)
+        .unwrap_or(list.len() - 1)
+}
+
+#[derive(Debug)]
+pub struct Metrics {
+    reviews: Vec<AtomicU64>,
+    bad_requests: [AtomicU64; BAD_REQUESTS.len()],
+    latency_buckets: [AtomicU64; BUCKETS.len()],
+    latency_count: AtomicU64,
+    latency_sum_nanos: AtomicU64,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics {
+            reviews: (0..KINDS.len() * OPERATIONS.len() * Decision::ALL.len())
+                .map(|_| AtomicU64::new(0))
+                .collect(),
+            bad_requests: Default::default(),
+            latency_buckets: Default::default(),
+            latency_count: AtomicU64::new(0),
+            latency_sum_nanos: AtomicU64::new(0),
+        }
+    }
+}
+
+impl Metrics {
+    /// `kind` is the bare kind name (`Policy`), `operation` the admission operation.
+    pub fn review(&self, kind: &str, operation: &str, decision: Decision, took: Duration) {
+        let d = Decision::ALL
+            .iter()
+            .position(|x| *x == decision)
+            .unwrap_or(0);
+        let i = (slot(&KINDS, kind) * OPERATIONS.len() + slot(&OPERATIONS, operation))
+            * Decision::ALL.len()
+            + d;
+        self.reviews[i].fetch_add(1, Relaxed);
+        let secs = took.as_secs_f64();
+        for (b, bound) in self.latency_buckets.iter().zip(BUCKETS) {
+            if secs <= bound {
+                b.fetch_add(1, Relaxed);
+            }
+        }
+        self.latency_count.fetch_add(1, Relaxed);
+        self.latency_sum_nanos
+            .fetch_add(u64::try_from(took.as_nanos()).unwrap_or(u64::MAX), Relaxed);
+    }
+
+    pub fn bad_request(&self, reason: &str) {
+        self.bad_requests[slot(&BAD_REQUESTS, reason)].fetch_add(1, Relaxed);
+    }
+
+    /// The exposition text, with the inventory size and readiness as gauges.
+    pub fn render(&self, pods: usize, workloads: usize, ready: bool) -> String {
+        let mut out = String::new();
+        out.push_str(
+            "# HELP mtls_guard_reviews_total Admission reviews by kind, operation and verdict.\n",
+        );
+        out.push_str("# TYPE mtls_guard_reviews_total counter\n");
+        for (k, kind) in KINDS.iter().enumerate() {
+            for (o, op) in OPERATIONS.iter().enumerate() {
+                for (d, decision) in Decision::ALL.iter().enumerate() {
+                    let n = self.reviews[(k * OPERATIONS.len() + o) * Decision::ALL.len() + d]
+                        .load(Relaxed);
+                    let _ = writeln!(
+                        out,
+                        "mtls_guard_reviews_total{{kind=\"{kind}\",operation=\"{op}\",verdict=\"{}\"}} {n}",
+                        decision.as_str()
+                    );
+                }
+            }
+        }
+        out.push_str(
+            "# HELP mtls_guard_bad_requests_total Requests answered 4xx before a review.\n",
+        );
+        out.push_str("# TYPE mtls_guard_bad_requests_total counter\n");
+        for (r, reason) in BAD_REQUESTS.iter().enumerate() {
+            let _ = writeln!(
+                out,
+                "mtls_guard_bad_requests_total{{reason=\"{reason}\"}} {}",
+                self.bad_requests[r].load(Relaxed)
+            );
+        }
+        out.push_str("# HELP mtls_guard_review_duration_seconds Time to decide one review.\n");
+        out.push_str("# TYPE mtls_guard_review_duration_seconds histogram\n");
+        for (b, bound) in self.latency_buckets.iter().zip(BUCKETS) {
+            let _ = writeln!(
+                out,
+                "mtls_guard_review_duration_seconds_bucket{{le=\"{bound}\"}} {}",
+                b.load(Relaxed)
+            );
+        }
+        let count = self.latency_count.load(Relaxed);
+        let _ = writeln!(
+            out,
+            "mtls_guard_review_duration_seconds_bucket{{le=\"+Inf\"}} {count}"
+        );
+        let sum = self.latency_sum_nanos.load(Relaxed) as f64 / 1e9;
+        let _ = writeln!(out, "mtls_guard_review_duration_seconds_sum {sum}");
+        let _ = writeln!(out, "mtls_guard_review_duration_seconds_count {count}");
+        out.push_str("# HELP mtls_guard_inventory_pods Active pods in the inventory index.\n");
+        out.push_str("# TYPE mtls_guard_inventory_pods gauge\n");
+        let _ = writeln!(out, "mtls_guard_inventory_pods {pods}");
+        out.push_str(
+            "# HELP mtls_guard_inventory_workloads Workload groups in the inventory index.\n",
+        );
+        out.push_str("# TYPE mtls_guard_inventory_workloads gauge\n");
+        let _ = writeln!(out, "mtls_guard_inventory_workloads {workloads}");
+        out.push_str("# HELP mtls_guard_ready 1 when the guard is ready to review.\n");
+        out.push_str("# TYPE mtls_guard_ready gauge\n");
+        let _ = writeln!(out, "mtls_guard_ready {}", u8::from(ready));
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_by_fixed_labels() {
+        let m = Metrics::default();
+        m.review(
+            "Policy",
+            "CREATE",
+            Decision::Denied,
+            Duration::from_micros(50),
+        );
+        m.review(
+            "Widget",
+            "CONNECT",
+            Decision::NotReviewed,
+            Duration::from_millis(3),
+        );
+        let text = m.render(7, 5, true);
+        assert!(text.contains(
+            "mtls_guard_reviews_total{kind=\"Policy\",operation=\"CREATE\",verdict=\"denied\"} 1"
+        ));
+        assert!(text.contains("mtls_guard_reviews_total{kind=\"other\",operation=\"other\",verdict=\"not_reviewed\"} 1"));
+        assert!(text.contains("mtls_guard_review_duration_seconds_bucket{le=\"0.0001\"} 1"));
+        assert!(text.contains("mtls_guard_review_duration_seconds_count 2"));
+        assert!(text.contains("mtls_guard_inventory_pods 7"));
+    }
+}

@@ -1,0 +1,189 @@
+//! Serving certificates: loaded from files and reloaded when they change (a Secret volume's
+//! `..data` symlink swap included), or generated for local development.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, SystemTime};
+
+use rustls::crypto::ring::sign::any_supported_type;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
+
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    #[error("--tls-cert {path}: {message}")]
+    Cert { path: PathBuf, message: String },
+    #[error("--tls-key {path}: {message}")]
+    Key { path: PathBuf, message: String },
+    #[error("cannot write {path}: {source}")]
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot generate certificate: {0}")]
+    Generate(#[from] rcgen::Error),
+    #[error("TLS configuration: {0}")]
+    Rustls(#[from] rustls::Error),
+}
+
+/// Reads a PEM certificate chain and private key into a signing key rustls can serve.
+pub fn load_certified_key(cert: &Path, key: &Path) -> Result<CertifiedKey, TlsError> {
+    let cert_err = |message: String| TlsError::Cert {
+        path: cert.to_path_buf(),
+        message,
+    };
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
+        .map_err(|e| cert_err(e.to_string()))?
+        .collect::<Result<_, _>>()
+        .map_err(|e| cert_err(e.to_string()))?;
+    if chain.is_empty() {
+        return Err(cert_err("no PEM certificate in the file".into()));
+    }
+    let key_err = |message: String| TlsError::Key {
+        path: key.to_path_buf(),
+        message,
+    };
+    let der = PrivateKeyDer::from_pem_file(key).map_err(|e| key_err(e.to_string()))?;
+    let signing = any_supported_type(&der).map_err(|e| key_err(e.to_string()))?;
+    Ok(CertifiedKey::new(chain, signing))
+}
+
+/// Hands out the current certificate; a background task swaps in a new one when the files change.
+#[derive(Debug)]
+pub struct ReloadingResolver {
+    current: RwLock<Arc<CertifiedKey>>,
+}
+
+impl ReloadingResolver {
+    pub fn new(key: CertifiedKey) -> Arc<Self> {
+        Arc::new(ReloadingResolver {
+            current: RwLock::new(Arc::new(key)),
+        })
+    }
+
+    fn set(&self, key: CertifiedKey) {
+        if let Ok(mut current) = self.current.write() {
+            *current = Arc::new(key);
+        }
+    }
+}
+
+impl ResolvesServerCert for ReloadingResolver {
+    fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        self.current.read().ok().map(|k| Arc::clone(&k))
+    }
+}
+
+fn modified(path: &Path) -> Option<SystemTime> {
+    std::fs::metadata(path).and_then(|m| m.modified()).ok()
+}
+
+/// Polls the files (following symlinks) and reloads on change; a half-written pair is retried.
+pub async fn watch(resolver: Arc<ReloadingResolver>, cert: PathBuf, key: PathBuf, every: Duration) {
+    let mut seen = (modified(&cert), modified(&key));
+    let mut tick = tokio::time::interval(every);
+    loop {
+        tick.tick().await;
+        let now = (modified(&cert), modified(&key));
+        if now == seen {
+            continue;
+        }
+        match load_certified_key(&cert, &key) {
+            Ok(k) => {
+                resolver.set(k);
+                seen = now;
+                tracing::info!(cert = %cert.display(), "reloaded serving certificate");
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "serving certificate changed but cannot be loaded yet")
+            }
+        }
+    }
+}
+
+/// rustls server config: TLS 1.2 and 1.3, HTTP/2 and HTTP/1.1.
+pub fn server_config(resolver: Arc<ReloadingResolver>) -> Result<rustls::ServerConfig, TlsError> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_no_client_auth()
+        .with_cert_resolver(resolver);
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(config)
+}
+
+/// PEM files of a generated CA and a serving certificate signed by it.
+pub struct GeneratedCerts {
+    pub ca_pem: String,
+    pub cert_pem: String,
+    pub key_pem: String,
+}
+
+/// A fresh CA and a serving certificate for `names` (DNS names or IP addresses).
+pub fn generate(names: &[String]) -> Result<GeneratedCerts, TlsError> {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, KeyUsagePurpose};
+    let ca_key = KeyPair::generate()?;
+    let mut ca = CertificateParams::new(Vec::<String>::new())?;
+    ca.distinguished_name
+        .push(DnType::CommonName, "mtls-guard CA");
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    let ca_cert = ca.self_signed(&ca_key)?;
+    let issuer = rcgen::Issuer::new(ca, ca_key);
+    let key = KeyPair::generate()?;
+    let mut leaf = CertificateParams::new(names.to_vec())?;
+    leaf.distinguished_name.push(
+        DnType::CommonName,
+        names.first().map_or("mtls-guard", String::as_str),
+    );
+    leaf.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
+    let cert = leaf.signed_by(&key, &issuer)?;
+    Ok(GeneratedCerts {
+        ca_pem: ca_cert.pem(),
+        cert_pem: cert.pem(),
+        key_pem: key.serialize_pem(),
+    })
+}
+
+/// Writes `ca.crt`, `tls.crt` and `tls.key` (the names of a `kubernetes.io/tls` Secret).
+pub fn write(dir: &Path, certs: &GeneratedCerts) -> Result<(), TlsError> {
+    let write = |name: &str, text: &str| {
+        let path = dir.join(name);
+        std::fs::write(&path, text).map_err(|source| TlsError::Write { path, source })
+    };
+    std::fs::create_dir_all(dir).map_err(|source| TlsError::Write {
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    write("ca.crt", &certs.ca_pem)?;
+    write("tls.crt", &certs.cert_pem)?;
+    write("tls.key", &certs.key_pem)
+}
+
+/// The dev certificate for localhost, reused when it is already there.
+pub fn ensure_dev_certs(dir: &Path) -> Result<(PathBuf, PathBuf), TlsError> {
+    let (cert, key) = (dir.join("tls.crt"), dir.join("tls.key"));
+    if load_certified_key(&cert, &key).is_err() {
+        let names = ["localhost", "127.0.0.1", "::1"].map(String::from);
+        write(dir, &generate(&names)?)?;
+    }
+    Ok((cert, key))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generated_pair_loads_and_errors_name_the_flag() {
+        let dir = tempfile::tempdir().unwrap();
+        let (cert, key) = ensure_dev_certs(dir.path()).unwrap();
+        assert!(load_certified_key(&cert, &key).is_ok());
+        let err = load_certified_key(&dir.path().join("missing.crt"), &key).unwrap_err();
+        assert!(err.to_string().starts_with("--tls-cert"), "{err}");
+        let err = load_certified_key(&cert, &cert).unwrap_err();
+        assert!(err.to_string().starts_with("--tls-key"), "{err}");
+    }
+}

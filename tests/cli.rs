@@ -1,0 +1,113 @@
+//! `mtls-guard review` and `mtls-guard certs` as a pipeline would run them.
+
+mod common;
+
+use std::process::{Command, Output, Stdio};
+
+use common::{data, BIN};
+
+fn review(args: &[&str], fixture: &str) -> Output {
+    Command::new(BIN)
+        .arg("review")
+        .args(args)
+        .arg(data(fixture))
+        .output()
+        .unwrap()
+}
+
+fn response(out: &Output) -> serde_json::Value {
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()["response"].clone()
+}
+
+#[test]
+fn deny_prints_the_response_and_exits_zero() {
+    let r = response(&review(&[], "seed-strict-policy.json"));
+    assert_eq!(r["allowed"], false);
+    assert!(r["status"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("legacy/sleep"));
+}
+
+#[test]
+fn allow_with_a_migrated_inventory() {
+    let inv = data("seed-migrated.yaml");
+    let r = response(&review(
+        &["--inventory", inv.to_str().unwrap()],
+        "seed-strict-policy.json",
+    ));
+    assert_eq!(r["allowed"], true);
+}
+
+#[test]
+fn audit_and_break_glass() {
+    let r = response(&review(&["--mode", "audit"], "seed-strict-policy.json"));
+    assert_eq!(r["allowed"], true);
+    assert!(r["auditAnnotations"]["would-deny"].is_string());
+    let r = response(&review(&[], "seed-strict-policy-break-glass.json"));
+    assert_eq!(r["allowed"], true);
+    assert_eq!(
+        r["auditAnnotations"]["break-glass"],
+        "INC-4711 legacy decommissioned tonight"
+    );
+}
+
+#[test]
+fn reads_the_review_from_stdin() {
+    let mut child = Command::new(BIN)
+        .args(["review", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let body = std::fs::read(data("seed-strict-policy.json")).unwrap();
+    std::io::Write::write_all(&mut child.stdin.take().unwrap(), &body).unwrap();
+    let r = response(&child.wait_with_output().unwrap());
+    assert_eq!(r["allowed"], false);
+}
+
+#[test]
+fn bad_input_exits_two_with_one_line() {
+    let cases: [(&[&str], &str); 3] = [
+        (&[], "does-not-exist.json"),
+        (&[], "seed-migrated.yaml"),
+        (
+            &["--inventory", "/nonexistent/inventory.yaml"],
+            "seed-strict-policy.json",
+        ),
+    ];
+    for (args, fixture) in cases {
+        let out = review(args, fixture);
+        assert_eq!(out.status.code(), Some(2), "{args:?} {fixture}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let last = stderr.lines().last().unwrap_or("");
+        assert!(last.starts_with("mtls-guard: "), "{stderr}");
+        assert!(out.stdout.is_empty());
+    }
+}
+
+#[test]
+fn certs_writes_a_pair_and_prints_the_ca_bundle() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(BIN)
+        .args(["certs", "--dns", "mtls-guard.mtls-guard.svc", "--out"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let bundle = String::from_utf8(out.stdout).unwrap();
+    let ca = std::fs::read_to_string(dir.path().join("ca.crt")).unwrap();
+    use base64::Engine as _;
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(bundle.trim())
+        .unwrap();
+    assert_eq!(decoded, ca.as_bytes());
+    assert!(dir.path().join("tls.key").exists());
+}

@@ -1,0 +1,103 @@
+//! Runs the real `mtls-guard` binary and talks to it over real TLS.
+#![allow(dead_code)]
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_mtls-guard");
+
+pub fn data(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data")
+        .join(name)
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
+}
+
+/// A running `mtls-guard serve` with its own dev certificate directory.
+pub struct Guard {
+    pub port: u16,
+    pub certs: tempfile::TempDir,
+    pub child: Child,
+}
+
+impl Guard {
+    pub async fn start(extra: &[&str]) -> Guard {
+        let certs = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let child = Command::new(BIN)
+            .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+            .arg("--dev-cert-dir")
+            .arg(certs.path())
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("mtls-guard starts");
+        let guard = Guard { port, certs, child };
+        guard.wait_healthy().await;
+        guard
+    }
+
+    pub fn ca(&self) -> PathBuf {
+        self.certs.path().join("ca.crt")
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("https://localhost:{}{path}", self.port)
+    }
+
+    /// A client that trusts only the generated CA.
+    pub fn client(&self) -> reqwest::Client {
+        let pem = std::fs::read(self.ca()).expect("the dev CA was written");
+        reqwest::Client::builder()
+            .add_root_certificate(reqwest::Certificate::from_pem(&pem).unwrap())
+            .build()
+            .unwrap()
+    }
+
+    async fn wait_healthy(&self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if self.ca().exists() {
+                if let Ok(r) = self.client().get(self.url("/healthz")).send().await {
+                    if r.status().is_success() {
+                        return;
+                    }
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("mtls-guard did not become healthy on port {}", self.port);
+    }
+
+    pub async fn validate(&self, body: Vec<u8>) -> reqwest::Response {
+        self.client()
+            .post(self.url("/validate"))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn validate_fixture(&self, name: &str) -> serde_json::Value {
+        let r = self.validate(std::fs::read(data(name)).unwrap()).await;
+        assert_eq!(r.status(), 200);
+        r.json().await.unwrap()
+    }
+}
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

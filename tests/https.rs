@@ -1,0 +1,146 @@
+//! The webhook over real HTTPS: the binary, its generated certificate and a rustls client.
+
+mod common;
+
+use common::Guard;
+
+#[tokio::test]
+async fn denies_the_seed_lockdown_naming_legacy_sleep() {
+    let guard = Guard::start(&[]).await;
+    let review = guard.validate_fixture("seed-strict-policy.json").await;
+    let r = &review["response"];
+    assert_eq!(r["uid"], "7f0c5a53-0001-4c55-9d7e-5c1f1c0a0001");
+    assert_eq!(r["allowed"], false);
+    assert_eq!(r["status"]["code"], 403);
+    assert!(r["status"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("legacy/sleep -> foo/httpbin"));
+}
+
+#[tokio::test]
+async fn allows_once_legacy_has_a_sidecar() {
+    let inventory = common::data("seed-migrated.yaml");
+    let guard = Guard::start(&["--inventory", inventory.to_str().unwrap()]).await;
+    let review = guard.validate_fixture("seed-strict-policy.json").await;
+    assert_eq!(review["response"]["allowed"], true, "{review}");
+}
+
+#[tokio::test]
+async fn audit_mode_allows_with_warnings() {
+    let guard = Guard::start(&["--mode", "audit"]).await;
+    let review = guard.validate_fixture("seed-strict-policy.json").await;
+    let r = &review["response"];
+    assert_eq!(r["allowed"], true);
+    assert!(
+        r["warnings"][0].as_str().unwrap().contains("legacy/sleep"),
+        "{r}"
+    );
+    assert!(r["auditAnnotations"]["would-deny"]
+        .as_str()
+        .unwrap()
+        .contains("legacy/sleep"));
+}
+
+#[tokio::test]
+async fn bad_requests_get_clear_4xx() {
+    let guard = Guard::start(&["--max-body-bytes", "65536"]).await;
+    let r = guard.validate(b"{not json".to_vec()).await;
+    assert_eq!(r.status(), 400);
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert!(body["error"]
+        .as_str()
+        .unwrap()
+        .contains("not an AdmissionReview"));
+
+    let r = guard.validate(vec![b' '; 65_537]).await;
+    assert_eq!(r.status(), 413);
+
+    let r = guard
+        .client()
+        .post(guard.url("/validate"))
+        .header("content-type", "text/plain")
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 415);
+
+    let r = guard
+        .client()
+        .get(guard.url("/validate"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 405);
+}
+
+#[tokio::test]
+async fn health_readiness_and_metrics_count_the_calls() {
+    let guard = Guard::start(&[]).await;
+    let client = guard.client();
+    assert_eq!(
+        client
+            .get(guard.url("/healthz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    assert_eq!(
+        client
+            .get(guard.url("/readyz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    for _ in 0..3 {
+        guard.validate_fixture("seed-strict-policy.json").await;
+    }
+    guard.validate_fixture("pa-permissive-foo.json").await;
+    guard.validate(b"[]".to_vec()).await;
+    let text = client
+        .get(guard.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        text.contains(
+            r#"mtls_guard_reviews_total{kind="Policy",operation="CREATE",verdict="denied"} 3"#
+        ),
+        "{text}"
+    );
+    assert!(text.contains(r#"mtls_guard_reviews_total{kind="PeerAuthentication",operation="CREATE",verdict="allowed"} 1"#));
+    assert!(text.contains(r#"mtls_guard_bad_requests_total{reason="not_a_review"} 1"#));
+    assert!(text.contains("mtls_guard_review_duration_seconds_count 4"));
+    assert!(text.contains("mtls_guard_inventory_pods 5"));
+}
+
+#[tokio::test]
+async fn sigterm_drains_and_exits_cleanly() {
+    let mut guard = Guard::start(&[]).await;
+    let pid = guard.child.id().to_string();
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        if let Some(exit) = guard.child.try_wait().unwrap() {
+            assert!(exit.success(), "{exit}");
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still running after SIGTERM"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
