@@ -57,16 +57,18 @@ pub enum Decision {
     BreakGlass,
     NotReviewed,
     Invalid,
+    Unsynced,
 }
 
 impl Decision {
-    pub const ALL: [Decision; 6] = [
+    pub const ALL: [Decision; 7] = [
         Decision::Allowed,
         Decision::Denied,
         Decision::WouldDeny,
         Decision::BreakGlass,
         Decision::NotReviewed,
         Decision::Invalid,
+        Decision::Unsynced,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -77,6 +79,7 @@ impl Decision {
             Decision::BreakGlass => "break_glass",
             Decision::NotReviewed => "not_reviewed",
             Decision::Invalid => "invalid",
+            Decision::Unsynced => "unsynced",
         }
     }
 }
@@ -168,14 +171,8 @@ fn mode_for(index: &Index, default: GuardMode, namespace: Option<&str>) -> Guard
         .unwrap_or(default)
 }
 
-/// Decides one admission request against an inventory snapshot.
-pub fn decide(
-    index: &Index,
-    default_mode: GuardMode,
-    req: &AdmissionRequest<DynamicObject>,
-) -> Outcome {
-    let mode = mode_for(index, default_mode, req.namespace.as_deref());
-    let mut record = Record {
+fn record(req: &AdmissionRequest<DynamicObject>, mode: GuardMode) -> Record {
+    Record {
         uid: req.uid.clone(),
         user: req.user_info.username.clone().unwrap_or_default(),
         operation: operation_name(&req.operation),
@@ -189,7 +186,44 @@ pub fn decide(
         clients: 0,
         servers: 0,
         change: None,
-    };
+    }
+}
+
+/// The answer while the inventory is not synced: deny (the default) or allow, with the reason.
+pub fn unsynced(
+    req: &AdmissionRequest<DynamicObject>,
+    mode: GuardMode,
+    allow: bool,
+    why: &str,
+) -> Outcome {
+    let mut record = record(req, mode);
+    record.decision = Decision::Unsynced;
+    let mut response = AdmissionResponse::from(req);
+    if allow {
+        response.warnings = Some(vec![format!("mtls-guard: {why}; allowed without review")]);
+    } else {
+        response.allowed = false;
+        response.result = Status::failure(
+            &format!("mtls-guard cannot review this change yet: {why}; retry shortly"),
+            "ServiceUnavailable",
+        )
+        .with_code(503);
+    }
+    Outcome {
+        response,
+        record,
+        verdict: Verdict::default(),
+    }
+}
+
+/// Decides one admission request against an inventory snapshot.
+pub fn decide(
+    index: &Index,
+    default_mode: GuardMode,
+    req: &AdmissionRequest<DynamicObject>,
+) -> Outcome {
+    let mode = mode_for(index, default_mode, req.namespace.as_deref());
+    let mut record = record(req, mode);
     let mut response = AdmissionResponse::from(req);
     let Some(kind) = RuleKind::from_group_kind(&req.kind.group, &req.kind.kind) else {
         record.decision = Decision::NotReviewed;

@@ -6,10 +6,9 @@ use std::sync::Arc;
 use base64::Engine as _;
 
 use crate::admission::{self, AdmissionError};
-use crate::config::{CertsArgs, InventoryArgs, ReviewArgs, ServeArgs};
-use crate::inventory::{file, Index, InventoryError};
-use crate::metrics::Metrics;
-use crate::server::{self, AppState, Inventory, Limits, ServeOptions};
+use crate::config::{CertsArgs, InventoryArgs, ReviewArgs, ServeArgs, Unsynced};
+use crate::inventory::{file, live, Index, InventoryError, SharedIndex};
+use crate::server::{self, AppState, Limits, ServeOptions};
 use crate::tls::{self, TlsError};
 
 #[derive(Debug, thiserror::Error)]
@@ -22,6 +21,47 @@ pub enum AppError {
     Admission(#[from] AdmissionError),
     #[error(transparent)]
     Io(#[from] std::io::Error),
+    #[error("--kubeconfig: {0}")]
+    Kubeconfig(String),
+}
+
+/// A client for `--kubeconfig`, or for the default kubeconfig / in-cluster config.
+async fn cluster_client(kubeconfig: Option<&std::path::Path>) -> Result<kube::Client, String> {
+    let config = match kubeconfig {
+        Some(path) => {
+            let kc = kube::config::Kubeconfig::read_from(path)
+                .map_err(|e| format!("{}: {e}", path.display()))?;
+            kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
+                .await
+                .map_err(|e| e.to_string())?
+        }
+        None => kube::Config::infer().await.map_err(|e| e.to_string())?,
+    };
+    kube::Client::try_from(config).map_err(|e| e.to_string())
+}
+
+/// Files, the live cluster, or the demo: in that order of what was asked for.
+async fn shared_inventory(args: &ServeArgs) -> Result<Arc<SharedIndex>, AppError> {
+    let inv = &args.inventory;
+    if !inv.inventory.is_empty() || args.demo {
+        return Ok(Arc::new(SharedIndex::complete(load_inventory(inv)?)));
+    }
+    match cluster_client(args.kubeconfig.as_deref()).await {
+        Ok(client) => {
+            tracing::info!("watching the cluster inventory");
+            let shared = Arc::new(SharedIndex::syncing(
+                Index::new(inv.filters()),
+                *args.max_staleness,
+            ));
+            live::spawn(client, Arc::clone(&shared), &inv.istio_namespace);
+            Ok(shared)
+        }
+        Err(e) if args.kubeconfig.is_some() => Err(AppError::Kubeconfig(e)),
+        Err(e) => {
+            tracing::info!(reason = %e, "no cluster configured");
+            Ok(Arc::new(SharedIndex::complete(load_inventory(inv)?)))
+        }
+    }
 }
 
 pub fn load_inventory(args: &InventoryArgs) -> Result<Index, InventoryError> {
@@ -58,7 +98,7 @@ pub fn certs(args: &CertsArgs) -> Result<String, AppError> {
 
 /// `mtls-guard serve`: runs until SIGTERM or Ctrl-C, then drains.
 pub async fn serve(args: ServeArgs) -> Result<(), AppError> {
-    let index = load_inventory(&args.inventory)?;
+    let inventory = shared_inventory(&args).await?;
     let (cert, key) = match (&args.tls_cert, &args.tls_key) {
         (Some(c), Some(k)) => (c.clone(), k.clone()),
         _ => {
@@ -80,11 +120,11 @@ pub async fn serve(args: ServeArgs) -> Result<(), AppError> {
         key,
         *args.cert_reload_interval,
     ));
-    let state = Arc::new(AppState {
-        inventory: Inventory::new(index, true),
-        mode: args.mode,
-        metrics: Metrics::default(),
-    });
+    let state = Arc::new(AppState::new(
+        inventory,
+        args.mode,
+        args.unsynced == Unsynced::Allow,
+    ));
     let app = server::router(
         Arc::clone(&state),
         &Limits {
@@ -98,7 +138,9 @@ pub async fn serve(args: ServeArgs) -> Result<(), AppError> {
         let state = Arc::clone(&state);
         async move {
             shutdown_signal().await;
-            state.inventory.set_ready(false);
+            state
+                .shutting_down
+                .store(true, std::sync::atomic::Ordering::Release);
             tracing::info!("shutdown requested: readiness off, draining");
         }
     };

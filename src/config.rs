@@ -30,6 +30,12 @@ pub struct Cli {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Unsynced {
+    Deny,
+    Allow,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
     Text,
     Json,
@@ -121,6 +127,19 @@ impl InventoryArgs {
 pub struct ServeArgs {
     #[command(flatten)]
     pub inventory: InventoryArgs,
+    /// Kubeconfig of the cluster to watch; without it the default kubeconfig or in-cluster
+    /// config is tried, and without a cluster the demo inventory is served.
+    #[arg(long, env = "MTLS_GUARD_KUBECONFIG", conflicts_with = "inventory")]
+    pub kubeconfig: Option<PathBuf>,
+    /// Serve the embedded demo inventory even when a cluster is reachable.
+    #[arg(long, conflicts_with_all = ["inventory", "kubeconfig"])]
+    pub demo: bool,
+    /// What a review gets before the inventory has synced (or while it is stale).
+    #[arg(long, value_enum, default_value = "deny", env = "MTLS_GUARD_UNSYNCED")]
+    pub unsynced: Unsynced,
+    /// Readiness drops when a kind's watch has failed for longer than this.
+    #[arg(long, default_value = "60s", env = "MTLS_GUARD_MAX_STALENESS")]
+    pub max_staleness: humantime::Duration,
     /// Address to serve HTTPS on.
     #[arg(long, default_value = "0.0.0.0:8443", env = "MTLS_GUARD_LISTEN")]
     pub listen: SocketAddr,

@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
 use crate::admission::Decision;
+use crate::inventory::shared::KindStatus;
 
 const KINDS: [&str; 5] = [
     "PeerAuthentication",
@@ -76,7 +77,13 @@ impl Metrics {
     }
 
     /// The exposition text, with the inventory size and readiness as gauges.
-    pub fn render(&self, pods: usize, workloads: usize, ready: bool) -> String {
+    pub fn render(
+        &self,
+        pods: usize,
+        workloads: usize,
+        kinds: &[KindStatus],
+        ready: bool,
+    ) -> String {
         let mut out = String::new();
         out.push_str(
             "# HELP mtls_guard_reviews_total Admission reviews by kind, operation and verdict.\n",
@@ -131,6 +138,28 @@ impl Metrics {
         );
         out.push_str("# TYPE mtls_guard_inventory_workloads gauge\n");
         let _ = writeln!(out, "mtls_guard_inventory_workloads {workloads}");
+        out.push_str(
+            "# HELP mtls_guard_inventory_synced 1 once a kind's first full list is in the index.\n",
+        );
+        out.push_str("# TYPE mtls_guard_inventory_synced gauge\n");
+        for k in kinds {
+            let _ = writeln!(
+                out,
+                "mtls_guard_inventory_synced{{kind=\"{}\"}} {}",
+                k.kind.as_str(),
+                u8::from(k.synced)
+            );
+        }
+        out.push_str("# HELP mtls_guard_inventory_stale 1 while a kind's watch has failed for longer than --max-staleness.\n");
+        out.push_str("# TYPE mtls_guard_inventory_stale gauge\n");
+        for k in kinds {
+            let _ = writeln!(
+                out,
+                "mtls_guard_inventory_stale{{kind=\"{}\"}} {}",
+                k.kind.as_str(),
+                u8::from(k.stale)
+            );
+        }
         out.push_str("# HELP mtls_guard_ready 1 when the guard is ready to review.\n");
         out.push_str("# TYPE mtls_guard_ready gauge\n");
         let _ = writeln!(out, "mtls_guard_ready {}", u8::from(ready));
@@ -157,7 +186,13 @@ mod tests {
             Decision::NotReviewed,
             Duration::from_millis(3),
         );
-        let text = m.render(7, 5, true);
+        let kinds = [KindStatus {
+            kind: crate::inventory::WatchedKind::Pod,
+            synced: true,
+            stale: false,
+        }];
+        let text = m.render(7, 5, &kinds, true);
+        assert!(text.contains("mtls_guard_inventory_synced{kind=\"Pod\"} 1"));
         assert!(text.contains(
             "mtls_guard_reviews_total{kind=\"Policy\",operation=\"CREATE\",verdict=\"denied\"} 1"
         ));

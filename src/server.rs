@@ -6,7 +6,7 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
@@ -24,45 +24,37 @@ use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
 use crate::admission::{self, AdmissionError, GuardMode};
-use crate::inventory::Index;
+use crate::inventory::SharedIndex;
 use crate::metrics::Metrics;
-
-/// The current index snapshot: readers clone the `Arc` and let go of the lock at once.
-#[derive(Debug)]
-pub struct Inventory {
-    index: RwLock<Arc<Index>>,
-    ready: AtomicBool,
-}
-
-impl Inventory {
-    pub fn new(index: Index, ready: bool) -> Inventory {
-        Inventory {
-            index: RwLock::new(Arc::new(index)),
-            ready: AtomicBool::new(ready),
-        }
-    }
-
-    pub fn snapshot(&self) -> Arc<Index> {
-        match self.index.read() {
-            Ok(i) => Arc::clone(&i),
-            Err(poisoned) => Arc::clone(&poisoned.into_inner()),
-        }
-    }
-
-    pub fn is_ready(&self) -> bool {
-        self.ready.load(Ordering::Acquire)
-    }
-
-    pub fn set_ready(&self, ready: bool) {
-        self.ready.store(ready, Ordering::Release);
-    }
-}
 
 #[derive(Debug)]
 pub struct AppState {
-    pub inventory: Inventory,
+    pub inventory: Arc<SharedIndex>,
     pub mode: GuardMode,
+    /// Allow (rather than deny) reviews that arrive before the inventory is ready.
+    pub allow_unsynced: bool,
     pub metrics: Metrics,
+    pub shutting_down: AtomicBool,
+}
+
+impl AppState {
+    pub fn new(inventory: Arc<SharedIndex>, mode: GuardMode, allow_unsynced: bool) -> AppState {
+        AppState {
+            inventory,
+            mode,
+            allow_unsynced,
+            metrics: Metrics::default(),
+            shutting_down: AtomicBool::new(false),
+        }
+    }
+
+    /// Readiness with its reason: draining, unsynced or stale inventory.
+    pub fn readiness(&self) -> Result<(), String> {
+        if self.shutting_down.load(Ordering::Acquire) {
+            return Err("shutting down".into());
+        }
+        self.inventory.readiness(Instant::now())
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -116,8 +108,12 @@ async fn validate(State(state): State<Arc<AppState>>, headers: HeaderMap, body: 
             return error(StatusCode::BAD_REQUEST, e.to_string());
         }
     };
-    let index = state.inventory.snapshot();
-    let outcome = admission::decide(&index, state.mode, &req);
+    let outcome = match state.inventory.readiness(Instant::now()) {
+        Ok(()) => state
+            .inventory
+            .read(|index| admission::decide(index, state.mode, &req)),
+        Err(why) => admission::unsynced(&req, state.mode, state.allow_unsynced, &why),
+    };
     let r = &outcome.record;
     state
         .metrics
@@ -132,19 +128,21 @@ async fn validate(State(state): State<Arc<AppState>>, headers: HeaderMap, body: 
 }
 
 async fn readyz(State(state): State<Arc<AppState>>) -> Response {
-    if state.inventory.is_ready() {
-        "ok".into_response()
-    } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "inventory not synced").into_response()
+    match state.readiness() {
+        Ok(()) => "ok".into_response(),
+        Err(why) => (StatusCode::SERVICE_UNAVAILABLE, why).into_response(),
     }
 }
 
 async fn metrics(State(state): State<Arc<AppState>>) -> Response {
-    let index = state.inventory.snapshot();
+    let (pods, workloads) = state
+        .inventory
+        .read(|index| (index.pod_count(), index.workloads().count()));
     let text = state.metrics.render(
-        index.pod_count(),
-        index.workloads().count(),
-        state.inventory.is_ready(),
+        pods,
+        workloads,
+        &state.inventory.status(Instant::now()),
+        state.readiness().is_ok(),
     );
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }

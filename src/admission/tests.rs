@@ -183,3 +183,33 @@ fn parse_errors() {
         AdmissionError::NoRequest
     );
 }
+
+#[test]
+fn unsynced_denies_by_default_and_allows_when_configured() {
+    let req = parse_review(&fixture("seed-strict-policy.json")).unwrap();
+    let out = unsynced(
+        &req,
+        GuardMode::Enforce,
+        false,
+        "inventory not synced yet: Pod",
+    )
+    .into_review_json();
+    assert_eq!(out["response"]["allowed"], false);
+    assert_eq!(out["response"]["status"]["code"], 503);
+    assert!(out["response"]["status"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("not synced yet: Pod"));
+    let out = unsynced(
+        &req,
+        GuardMode::Enforce,
+        true,
+        "inventory not synced yet: Pod",
+    )
+    .into_review_json();
+    assert_eq!(out["response"]["allowed"], true);
+    assert!(out["response"]["warnings"][0]
+        .as_str()
+        .unwrap()
+        .contains("allowed without review"));
+}

@@ -5,8 +5,11 @@
 //! Istio's precedence order (oldest first, ties to the smaller name).
 
 pub mod file;
+pub mod live;
+pub mod shared;
 
 pub use file::InventoryError;
+pub use shared::{SharedIndex, WatchedKind};
 
 use std::collections::{BTreeSet, HashMap};
 use std::net::IpAddr;
@@ -84,6 +87,29 @@ pub struct Index {
     peer_authns: HashMap<String, Vec<PeerAuthentication>>,
     legacy: HashMap<String, Vec<LegacyPolicy>>,
     dest_rules: HashMap<String, Vec<DestinationRule>>,
+}
+
+/// One trimmed object, as the index stores it.
+#[derive(Debug, Clone)]
+pub enum Item {
+    Pod(Pod),
+    Service(Service),
+    Namespace(Namespace),
+    Mesh(MeshConfig),
+    Rule(Rule),
+}
+
+impl Item {
+    /// (namespace, name); namespaces themselves have an empty namespace.
+    pub fn key(&self) -> (String, String) {
+        match self {
+            Item::Pod(p) => (p.namespace.clone(), p.name.clone()),
+            Item::Service(s) => (s.namespace.clone(), s.name.clone()),
+            Item::Namespace(n) => (String::new(), n.name.clone()),
+            Item::Mesh(_) => (String::new(), String::new()),
+            Item::Rule(r) => (r.origin().namespace.clone(), r.origin().name.clone()),
+        }
+    }
 }
 
 fn upsert_sorted<T: Clone>(list: &mut Vec<T>, item: T, key: impl Fn(&T) -> (i64, String)) {
@@ -288,8 +314,163 @@ impl Index {
         }
     }
 
+    /// Adds or replaces one object.
+    pub fn apply(&mut self, item: Item) {
+        match item {
+            Item::Pod(p) => self.upsert_pod(p),
+            Item::Service(s) => self.upsert_service(s),
+            Item::Namespace(n) => self.upsert_namespace(n),
+            Item::Mesh(m) => self.set_mesh(m),
+            Item::Rule(r) => self.upsert_rule(r),
+        }
+    }
+
+    /// Removes one object of `kind` by namespace and name.
+    pub fn remove(&mut self, kind: WatchedKind, namespace: &str, name: &str) {
+        match kind {
+            WatchedKind::Pod => self.remove_pod(namespace, name),
+            WatchedKind::Service => self.remove_service(namespace, name),
+            WatchedKind::Namespace => self.remove_namespace(name),
+            WatchedKind::MeshConfig => self.set_mesh(MeshConfig::default()),
+            WatchedKind::Rule(rule_kind) => self.remove_rule(&crate::model::Origin {
+                kind: rule_kind,
+                namespace: namespace.to_string(),
+                name: name.to_string(),
+                created: 0,
+            }),
+        }
+    }
+
+    /// Keys (namespace, name) of every object of `kind` the index holds.
+    fn keys(&self, kind: WatchedKind) -> Vec<(String, String)> {
+        let rules = |origins: Vec<&crate::model::Origin>| {
+            origins
+                .into_iter()
+                .map(|o| (o.namespace.clone(), o.name.clone()))
+                .collect()
+        };
+        match kind {
+            WatchedKind::Pod => self.pod_slots.keys().cloned().collect(),
+            WatchedKind::Service => self
+                .services
+                .values()
+                .flatten()
+                .map(|s| (s.namespace.clone(), s.name.clone()))
+                .collect(),
+            WatchedKind::Namespace => self
+                .namespaces
+                .keys()
+                .map(|n| (String::new(), n.clone()))
+                .collect(),
+            WatchedKind::MeshConfig => Vec::new(),
+            WatchedKind::Rule(crate::model::RuleKind::PeerAuthentication) => rules(
+                self.peer_authns
+                    .values()
+                    .flatten()
+                    .map(|r| &r.origin)
+                    .collect(),
+            ),
+            WatchedKind::Rule(crate::model::RuleKind::DestinationRule) => rules(
+                self.dest_rules
+                    .values()
+                    .flatten()
+                    .map(|r| &r.origin)
+                    .collect(),
+            ),
+            WatchedKind::Rule(k) => rules(
+                self.legacy
+                    .values()
+                    .flatten()
+                    .map(|r| &r.origin)
+                    .filter(|o| o.kind == k)
+                    .collect(),
+            ),
+        }
+    }
+
+    /// Replaces every object of `kind` with a fresh full list (a watch's initial list or relist).
+    pub fn resync(&mut self, kind: WatchedKind, items: Vec<Item>) {
+        let fresh: std::collections::HashSet<(String, String)> =
+            items.iter().map(Item::key).collect();
+        for (ns, name) in self.keys(kind) {
+            if !fresh.contains(&(ns.clone(), name.clone())) {
+                self.remove(kind, &ns, &name);
+            }
+        }
+        if kind == WatchedKind::MeshConfig && items.is_empty() {
+            self.set_mesh(MeshConfig::default());
+        }
+        for item in items {
+            self.apply(item);
+        }
+    }
+
     /// Workloads with a proxy that can be locked down.
     pub fn is_server(w: &Workload) -> bool {
         w.shape.proxy != Proxy::None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn pod(ns: &str, name: &str, app: &str) -> Pod {
+        Pod::from_api(
+            &serde_json::from_value(json!({
+                "metadata": {"name": name, "namespace": ns, "labels": {"app": app},
+                    "ownerReferences": [{"apiVersion": "apps/v1", "kind": "StatefulSet", "name": app, "uid": "u", "controller": true}]},
+                "spec": {"containers": [{"name": "app"}]}
+            }))
+            .unwrap(),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn siblings_share_one_workload_and_leave_it_when_removed() {
+        let mut index = Index::default();
+        index.upsert_pod(pod("a", "web-0", "web"));
+        index.upsert_pod(pod("a", "web-1", "web"));
+        index.upsert_pod(pod("a", "db-0", "db"));
+        assert_eq!(index.pod_count(), 3);
+        assert_eq!(index.workloads_in("a").count(), 2);
+        index.remove_pod("a", "web-0");
+        index.remove_pod("a", "web-1");
+        assert_eq!(
+            index.workloads_in("a").count(),
+            1,
+            "an empty workload is dropped"
+        );
+        index.upsert_pod(pod("a", "web-0", "web"));
+        assert_eq!(index.workloads().count(), 2, "its slot is reused");
+    }
+
+    #[test]
+    fn resync_replaces_a_kind_whole() {
+        let mut index = Index::default();
+        index.upsert_pod(pod("a", "gone", "x"));
+        index.upsert_pod(pod("a", "kept", "y"));
+        index.resync(
+            WatchedKind::Pod,
+            vec![
+                Item::Pod(pod("a", "kept", "y")),
+                Item::Pod(pod("b", "new", "z")),
+            ],
+        );
+        let mut names: Vec<_> = index.workloads().map(|(_, w)| w.name.clone()).collect();
+        names.sort();
+        assert_eq!(names, ["y", "z"]);
+        index.set_mesh(MeshConfig {
+            root_namespace: "r".into(),
+            enable_auto_mtls: false,
+        });
+        index.resync(WatchedKind::MeshConfig, Vec::new());
+        assert_eq!(
+            index.mesh(),
+            &MeshConfig::default(),
+            "a deleted mesh config means Istio's defaults"
+        );
     }
 }

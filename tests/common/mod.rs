@@ -30,6 +30,11 @@ pub struct Guard {
 
 impl Guard {
     pub async fn start(extra: &[&str]) -> Guard {
+        let source = if extra.contains(&"--inventory") {
+            None
+        } else {
+            Some("--demo")
+        };
         let certs = tempfile::tempdir().unwrap();
         let port = free_port();
         let child = Command::new(BIN)
@@ -37,6 +42,7 @@ impl Guard {
             .arg("--dev-cert-dir")
             .arg(certs.path())
             .args(extra)
+            .args(source)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()

@@ -1,0 +1,246 @@
+//! The live inventory: one kube-rs watcher per kind keeps the shared index current.
+//!
+//! Objects are trimmed to their model form as they arrive; a relist replaces a kind's objects
+//! whole, single events change one object. A CRD that is not installed counts as empty and is
+//! looked for again every [`CRD_RECHECK`].
+
+use std::fmt::Debug;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::{Stream, StreamExt};
+use k8s_openapi::api::core::v1 as core;
+use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind};
+use kube::runtime::watcher::{self, Event};
+use kube::runtime::WatchStreamExt;
+use kube::{Client, Resource};
+use serde::de::DeserializeOwned;
+
+use super::{file::is_mesh_config, Item, SharedIndex, WatchedKind};
+use crate::model::{MeshConfig, ModelError, Namespace, Pod, Rule, RuleKind, Service};
+
+pub const CRD_RECHECK: Duration = Duration::from_secs(60);
+
+/// API group, served versions in order of preference, and kind, of each reviewed CRD.
+const CRDS: [(RuleKind, &str, &[&str], &str); 4] = [
+    (
+        RuleKind::PeerAuthentication,
+        "security.istio.io",
+        &["v1", "v1beta1"],
+        "PeerAuthentication",
+    ),
+    (
+        RuleKind::Policy,
+        "authentication.istio.io",
+        &["v1alpha1"],
+        "Policy",
+    ),
+    (
+        RuleKind::MeshPolicy,
+        "authentication.istio.io",
+        &["v1alpha1"],
+        "MeshPolicy",
+    ),
+    (
+        RuleKind::DestinationRule,
+        "networking.istio.io",
+        &["v1", "v1beta1", "v1alpha3"],
+        "DestinationRule",
+    ),
+];
+
+/// Starts a watcher for every kind; they run until the process ends.
+pub fn spawn(client: Client, shared: Arc<SharedIndex>, istio_namespace: &str) {
+    let cfg = watcher::Config::default;
+    let ns = istio_namespace.to_string();
+    spawn_watch(
+        Api::<core::Pod>::all(client.clone()),
+        cfg(),
+        &shared,
+        WatchedKind::Pod,
+        |p| Pod::from_api(p).map(Item::Pod),
+    );
+    spawn_watch(
+        Api::<core::Namespace>::all(client.clone()),
+        cfg(),
+        &shared,
+        WatchedKind::Namespace,
+        |n| Namespace::from_api(n).map(Item::Namespace),
+    );
+    spawn_watch(
+        Api::<core::Service>::all(client.clone()),
+        cfg(),
+        &shared,
+        WatchedKind::Service,
+        |s| Service::from_api(s).map(Item::Service),
+    );
+    let mesh_cfg = cfg().fields(&format!(
+        "metadata.name={}",
+        crate::model::mesh_config::CONFIGMAP_NAME
+    ));
+    spawn_watch(
+        Api::<core::ConfigMap>::namespaced(client.clone(), istio_namespace),
+        mesh_cfg,
+        &shared,
+        WatchedKind::MeshConfig,
+        move |cm| {
+            if is_mesh_config(cm, &ns) {
+                MeshConfig::from_configmap(cm).map(Item::Mesh)
+            } else {
+                Err(ModelError::Invalid("not the mesh config".into()))
+            }
+        },
+    );
+    for (rule_kind, group, versions, kind) in CRDS {
+        tokio::spawn(watch_crd(
+            client.clone(),
+            Arc::clone(&shared),
+            rule_kind,
+            group,
+            versions,
+            kind,
+        ));
+    }
+}
+
+/// Finds the first served version of a CRD kind, or `None` when it is not installed.
+async fn discover(
+    client: &Client,
+    group: &str,
+    versions: &[&str],
+    kind: &str,
+) -> Option<ApiResource> {
+    for version in versions {
+        let gvk = GroupVersionKind::gvk(group, version, kind);
+        if let Ok((resource, _)) = kube::discovery::pinned_kind(client, &gvk).await {
+            return Some(resource);
+        }
+    }
+    None
+}
+
+async fn watch_crd(
+    client: Client,
+    shared: Arc<SharedIndex>,
+    rule_kind: RuleKind,
+    group: &'static str,
+    versions: &'static [&'static str],
+    kind: &'static str,
+) {
+    let watched = WatchedKind::Rule(rule_kind);
+    let mut logged = false;
+    let resource = loop {
+        if let Some(r) = discover(&client, group, versions, kind).await {
+            break r;
+        }
+        if !logged {
+            tracing::info!(
+                kind,
+                group,
+                "CRD not installed: treating {kind} as empty and checking again every minute"
+            );
+            logged = true;
+        }
+        shared.write(|index| index.resync(watched, Vec::new()));
+        shared.mark_synced(watched);
+        tokio::time::sleep(CRD_RECHECK).await;
+    };
+    tracing::info!(kind, api_version = %resource.api_version, "watching");
+    let api: Api<DynamicObject> = Api::all_with(client, &resource);
+    let convert = move |obj: &DynamicObject| {
+        let value = serde_json::to_value(obj).map_err(|e| ModelError::decode(kind, e))?;
+        Rule::from_json(rule_kind, &value).map(Item::Rule)
+    };
+    run(
+        watcher::watcher(api, watcher::Config::default()).default_backoff(),
+        &shared,
+        watched,
+        convert,
+    )
+    .await;
+}
+
+fn spawn_watch<K, F>(
+    api: Api<K>,
+    config: watcher::Config,
+    shared: &Arc<SharedIndex>,
+    kind: WatchedKind,
+    convert: F,
+) where
+    K: Resource + Clone + DeserializeOwned + Debug + Send + 'static,
+    F: Fn(&K) -> Result<Item, ModelError> + Send + Sync + 'static,
+{
+    let shared = Arc::clone(shared);
+    tokio::spawn(async move {
+        run(
+            watcher::watcher(api, config).default_backoff(),
+            &shared,
+            kind,
+            convert,
+        )
+        .await;
+    });
+}
+
+fn key<K: Resource>(obj: &K) -> (String, String) {
+    let meta = obj.meta();
+    (
+        meta.namespace.clone().unwrap_or_default(),
+        meta.name.clone().unwrap_or_default(),
+    )
+}
+
+/// Applies one watch stream to the shared index, converting each object once.
+async fn run<K, F>(
+    stream: impl Stream<Item = Result<Event<K>, watcher::Error>>,
+    shared: &SharedIndex,
+    kind: WatchedKind,
+    convert: F,
+) where
+    K: Resource,
+    F: Fn(&K) -> Result<Item, ModelError>,
+{
+    let trim = |obj: &K| match convert(obj) {
+        Ok(item) => Some(item),
+        Err(e) => {
+            let (ns, name) = key(obj);
+            tracing::warn!(kind = kind.as_str(), namespace = %ns, name = %name, error = %e, "skipping object the guard cannot read");
+            None
+        }
+    };
+    let mut initial: Vec<Item> = Vec::new();
+    futures::pin_mut!(stream);
+    while let Some(event) = stream.next().await {
+        let event = match event {
+            Ok(e) => e,
+            Err(e) => {
+                shared.mark_failing(kind, Instant::now());
+                tracing::warn!(kind = kind.as_str(), error = %e, "watch failed; retrying with backoff");
+                continue;
+            }
+        };
+        shared.mark_ok(kind);
+        match event {
+            Event::Init => initial.clear(),
+            Event::InitApply(obj) => initial.extend(trim(&obj)),
+            Event::InitDone => {
+                let items = std::mem::take(&mut initial);
+                let count = items.len();
+                shared.write(|index| index.resync(kind, items));
+                shared.mark_synced(kind);
+                tracing::info!(kind = kind.as_str(), count, "synced");
+            }
+            Event::Apply(obj) => match trim(&obj) {
+                Some(item) => shared.write(|index| index.apply(item)),
+                None => {
+                    let (ns, name) = key(&obj);
+                    shared.write(|index| index.remove(kind, &ns, &name));
+                }
+            },
+            Event::Delete(obj) => {
+                let (ns, name) = key(&obj);
+                shared.write(|index| index.remove(kind, &ns, &name));
+            }
+        }
+    }
+}
