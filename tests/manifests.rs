@@ -9,7 +9,10 @@ use serde_json::Value;
 
 fn objects() -> Vec<Value> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("manifests");
-    let mut files: Vec<_> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).collect();
+    let mut files: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
     files.sort();
     let mut out = Vec::new();
     for f in files {
@@ -22,11 +25,18 @@ fn objects() -> Vec<Value> {
 }
 
 fn find(kind: &str) -> Vec<Value> {
-    objects().into_iter().filter(|o| o["kind"] == kind).collect()
+    objects()
+        .into_iter()
+        .filter(|o| o["kind"] == kind)
+        .collect()
 }
 
 fn strings(v: &Value) -> BTreeSet<String> {
-    v.as_array().unwrap().iter().map(|s| s.as_str().unwrap().to_string()).collect()
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s.as_str().unwrap().to_string())
+        .collect()
 }
 
 #[test]
@@ -35,7 +45,11 @@ fn roles_only_read_exactly_the_inventory_kinds() {
     for role in find("ClusterRole").into_iter().chain(find("Role")) {
         for rule in role["rules"].as_array().unwrap() {
             let verbs = strings(&rule["verbs"]);
-            assert_eq!(verbs, ["get", "list", "watch"].map(String::from).into(), "{rule}");
+            assert_eq!(
+                verbs,
+                ["get", "list", "watch"].map(String::from).into(),
+                "{rule}"
+            );
             for g in strings(&rule["apiGroups"]) {
                 for r in strings(&rule["resources"]) {
                     granted.insert(format!("{g}/{r}"));
@@ -44,16 +58,23 @@ fn roles_only_read_exactly_the_inventory_kinds() {
         }
     }
     let want: BTreeSet<String> = [
-        "/pods", "/namespaces", "/services", "/configmaps",
+        "/pods",
+        "/namespaces",
+        "/services",
+        "/configmaps",
         "security.istio.io/peerauthentications",
-        "authentication.istio.io/policies", "authentication.istio.io/meshpolicies",
+        "authentication.istio.io/policies",
+        "authentication.istio.io/meshpolicies",
         "networking.istio.io/destinationrules",
     ]
     .map(String::from)
     .into();
     assert_eq!(granted, want);
     let cm_role = &find("Role")[0];
-    assert_eq!(cm_role["rules"][0]["resourceNames"][0], "istio", "only the mesh config ConfigMap");
+    assert_eq!(
+        cm_role["rules"][0]["resourceNames"][0], "istio",
+        "only the mesh config ConfigMap"
+    );
 }
 
 #[test]
@@ -62,7 +83,10 @@ fn deployment_is_hardened() {
     assert_eq!(d["spec"]["replicas"], 2);
     let pod = &d["spec"]["template"]["spec"];
     assert_eq!(pod["securityContext"]["runAsNonRoot"], true);
-    assert_eq!(pod["securityContext"]["seccompProfile"]["type"], "RuntimeDefault");
+    assert_eq!(
+        pod["securityContext"]["seccompProfile"]["type"],
+        "RuntimeDefault"
+    );
     assert!(pod["affinity"]["podAntiAffinity"].is_object());
     let c = &pod["containers"][0];
     assert_eq!(c["securityContext"]["readOnlyRootFilesystem"], true);
@@ -77,7 +101,10 @@ fn deployment_is_hardened() {
 #[test]
 fn webhook_reviews_the_design_kinds_with_v1_only() {
     let w = &find("ValidatingWebhookConfiguration")[0]["webhooks"][0];
-    assert_eq!(strings(&w["admissionReviewVersions"]), ["v1".to_string()].into());
+    assert_eq!(
+        strings(&w["admissionReviewVersions"]),
+        ["v1".to_string()].into()
+    );
     assert_eq!(w["sideEffects"], "None");
     assert_eq!(w["timeoutSeconds"], 5);
     assert_eq!(w["clientConfig"]["service"]["path"], "/validate");
@@ -85,7 +112,10 @@ fn webhook_reviews_the_design_kinds_with_v1_only() {
     assert!(excluded.contains("kube-system") && excluded.contains("mtls-guard"));
     let mut reviewed = BTreeSet::new();
     for rule in w["rules"].as_array().unwrap() {
-        assert_eq!(strings(&rule["operations"]), ["CREATE", "UPDATE", "DELETE"].map(String::from).into());
+        assert_eq!(
+            strings(&rule["operations"]),
+            ["CREATE", "UPDATE", "DELETE"].map(String::from).into()
+        );
         for g in strings(&rule["apiGroups"]) {
             for v in strings(&rule["apiVersions"]) {
                 for r in strings(&rule["resources"]) {
@@ -95,9 +125,12 @@ fn webhook_reviews_the_design_kinds_with_v1_only() {
         }
     }
     let want: BTreeSet<String> = [
-        "security.istio.io/v1beta1/peerauthentications", "security.istio.io/v1/peerauthentications",
-        "authentication.istio.io/v1alpha1/policies", "authentication.istio.io/v1alpha1/meshpolicies",
-        "networking.istio.io/v1alpha3/destinationrules", "networking.istio.io/v1beta1/destinationrules",
+        "security.istio.io/v1beta1/peerauthentications",
+        "security.istio.io/v1/peerauthentications",
+        "authentication.istio.io/v1alpha1/policies",
+        "authentication.istio.io/v1alpha1/meshpolicies",
+        "networking.istio.io/v1alpha3/destinationrules",
+        "networking.istio.io/v1beta1/destinationrules",
         "networking.istio.io/v1/destinationrules",
     ]
     .map(String::from)

@@ -1,0 +1,296 @@
+//! A real control plane for tests: etcd and kube-apiserver on loopback, with generated
+//! certificates and RBAC, driven with kubectl. Binaries come from `KUBEBUILDER_ASSETS` when
+//! set, else they are built once by `build-binaries.sh` into `.cache/` and reused.
+#![allow(dead_code)]
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+
+pub const K8S_VERSION: &str = "1.34.4";
+
+fn b64(bytes: &[u8]) -> String {
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
+}
+
+/// Where kube-apiserver, etcd and kubectl are; builds them on first use.
+pub fn binaries() -> PathBuf {
+    if let Some(dir) = std::env::var_os("KUBEBUILDER_ASSETS") {
+        return PathBuf::from(dir);
+    }
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let dir = std::env::var_os("MTLS_GUARD_TEST_BIN_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join(".cache").join(format!("k8s-{K8S_VERSION}")));
+    let status = Command::new("bash")
+        .arg(root.join("tests/cluster/build-binaries.sh"))
+        .arg(&dir)
+        .env("K8S_VERSION", K8S_VERSION)
+        .status()
+        .expect("bash runs build-binaries.sh");
+    assert!(
+        status.success(),
+        "building the test control plane failed (see above)"
+    );
+    dir
+}
+
+struct Certs {
+    ca_pem: String,
+    ca_key: rcgen::KeyPair,
+    ca_params: rcgen::CertificateParams,
+}
+
+impl Certs {
+    fn new() -> Certs {
+        let ca_key = rcgen::KeyPair::generate().unwrap();
+        let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca_params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "test-cluster-ca");
+        ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        let ca_pem = ca_params.self_signed(&ca_key).unwrap().pem();
+        Certs {
+            ca_pem,
+            ca_key,
+            ca_params,
+        }
+    }
+
+    /// (cert PEM, key PEM) for a server (SANs) or a client (CN, O).
+    fn issue(&self, sans: &[&str], cn: &str, org: Option<&str>) -> (String, String) {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut p =
+            rcgen::CertificateParams::new(sans.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+                .unwrap();
+        p.distinguished_name.push(rcgen::DnType::CommonName, cn);
+        if let Some(o) = org {
+            p.distinguished_name
+                .push(rcgen::DnType::OrganizationName, o);
+        }
+        p.extended_key_usages = vec![
+            rcgen::ExtendedKeyUsagePurpose::ServerAuth,
+            rcgen::ExtendedKeyUsagePurpose::ClientAuth,
+        ];
+        let issuer = rcgen::Issuer::from_params(&self.ca_params, &self.ca_key);
+        (
+            p.signed_by(&key, &issuer).unwrap().pem(),
+            key.serialize_pem(),
+        )
+    }
+}
+
+fn wait_until(what: &str, timeout: Duration, mut ok: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if ok() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    panic!("timed out after {timeout:?} waiting for {what}");
+}
+
+pub struct ControlPlane {
+    pub dir: tempfile::TempDir,
+    bin: PathBuf,
+    etcd: Child,
+    apiserver: Child,
+    pub port: u16,
+    pub ca_pem: String,
+    pub admin_kubeconfig: PathBuf,
+}
+
+impl Drop for ControlPlane {
+    fn drop(&mut self) {
+        for child in [&mut self.apiserver, &mut self.etcd] {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn write(path: &Path, text: &str) {
+    std::fs::write(path, text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+}
+
+fn log_file(dir: &Path, name: &str) -> Stdio {
+    Stdio::from(std::fs::File::create(dir.join(name)).unwrap())
+}
+
+impl ControlPlane {
+    pub fn start() -> ControlPlane {
+        let bin = binaries();
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let certs = Certs::new();
+        write(&d.join("ca.crt"), &certs.ca_pem);
+        let (srv_crt, srv_key) = certs.issue(&["127.0.0.1", "localhost"], "kube-apiserver", None);
+        write(&d.join("apiserver.crt"), &srv_crt);
+        write(&d.join("apiserver.key"), &srv_key);
+        let sa_key = rcgen::KeyPair::generate().unwrap();
+        write(&d.join("sa.key"), &sa_key.serialize_pem());
+        write(&d.join("sa.pub"), &sa_key.public_key_pem());
+
+        let (etcd_port, peer_port, port) = (free_port(), free_port(), free_port());
+        let etcd = Command::new(bin.join("etcd"))
+            .args([
+                "--name",
+                "default",
+                "--unsafe-no-fsync",
+                "--log-level",
+                "warn",
+            ])
+            .arg("--data-dir")
+            .arg(d.join("etcd"))
+            .arg(format!("--listen-client-urls=http://127.0.0.1:{etcd_port}"))
+            .arg(format!(
+                "--advertise-client-urls=http://127.0.0.1:{etcd_port}"
+            ))
+            .arg(format!("--listen-peer-urls=http://127.0.0.1:{peer_port}"))
+            .arg(format!(
+                "--initial-advertise-peer-urls=http://127.0.0.1:{peer_port}"
+            ))
+            .arg(format!(
+                "--initial-cluster=default=http://127.0.0.1:{peer_port}"
+            ))
+            .stdout(Stdio::null())
+            .stderr(log_file(d, "etcd.log"))
+            .spawn()
+            .expect("etcd starts");
+        let apiserver = Command::new(bin.join("kube-apiserver"))
+            .arg(format!("--etcd-servers=http://127.0.0.1:{etcd_port}"))
+            .args(["--bind-address=127.0.0.1", "--advertise-address=127.0.0.1"])
+            .arg(format!("--secure-port={port}"))
+            .arg(format!("--cert-dir={}", d.display()))
+            .arg(format!(
+                "--tls-cert-file={}",
+                d.join("apiserver.crt").display()
+            ))
+            .arg(format!(
+                "--tls-private-key-file={}",
+                d.join("apiserver.key").display()
+            ))
+            .arg(format!("--client-ca-file={}", d.join("ca.crt").display()))
+            .arg("--authorization-mode=RBAC")
+            .arg("--service-account-issuer=https://kubernetes.default.svc.cluster.local")
+            .arg(format!(
+                "--service-account-key-file={}",
+                d.join("sa.pub").display()
+            ))
+            .arg(format!(
+                "--service-account-signing-key-file={}",
+                d.join("sa.key").display()
+            ))
+            .arg("--service-cluster-ip-range=10.96.0.0/16")
+            // No controller-manager creates default ServiceAccounts, so pods are admitted without one.
+            .arg("--disable-admission-plugins=ServiceAccount")
+            .arg("--enable-priority-and-fairness=false")
+            .stdout(Stdio::null())
+            .stderr(log_file(d, "kube-apiserver.log"))
+            .spawn()
+            .expect("kube-apiserver starts");
+
+        let (admin_crt, admin_key) = certs.issue(&[], "admin", Some("system:masters"));
+        let admin_kubeconfig = d.join("admin.kubeconfig");
+        let mut cp = ControlPlane {
+            bin,
+            etcd,
+            apiserver,
+            port,
+            ca_pem: certs.ca_pem.clone(),
+            admin_kubeconfig,
+            dir,
+        };
+        write(
+            &cp.admin_kubeconfig,
+            &cp.kubeconfig_with(&format!(
+                "client-certificate-data: {}\n    client-key-data: {}",
+                b64(admin_crt.as_bytes()),
+                b64(admin_key.as_bytes())
+            )),
+        );
+        let deadline = Instant::now() + Duration::from_secs(90);
+        while !cp.kubectl(&["get", "--raw", "/readyz"]).status.success() {
+            let exited = matches!(cp.apiserver.try_wait(), Ok(Some(_)));
+            assert!(
+                !exited && Instant::now() < deadline,
+                "kube-apiserver exited or not ready within 90s\n--- kube-apiserver.log (tail)\n{}\n--- etcd.log (tail)\n{}",
+                cp.log_tail("kube-apiserver.log"),
+                cp.log_tail("etcd.log")
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        cp
+    }
+
+    /// A kubeconfig for this API server with the given user credentials (YAML lines).
+    pub fn kubeconfig_with(&self, user: &str) -> String {
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: test\n  cluster:\n    server: https://127.0.0.1:{}\n    certificate-authority-data: {}\nusers:\n- name: user\n  user:\n    {user}\ncontexts:\n- name: test\n  context: {{cluster: test, user: user}}\ncurrent-context: test\n",
+            self.port,
+            b64(self.ca_pem.as_bytes())
+        )
+    }
+
+    pub fn kubectl(&self, args: &[&str]) -> Output {
+        Command::new(self.bin.join("kubectl"))
+            .arg("--kubeconfig")
+            .arg(&self.admin_kubeconfig)
+            .args(args)
+            .output()
+            .expect("kubectl runs")
+    }
+
+    /// `kubectl apply -f -` (or another verb reading stdin) with `input`.
+    pub fn kubectl_stdin(&self, args: &[&str], input: &str) -> Output {
+        let mut child = Command::new(self.bin.join("kubectl"))
+            .arg("--kubeconfig")
+            .arg(&self.admin_kubeconfig)
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("kubectl runs");
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
+        child.wait_with_output().unwrap()
+    }
+
+    /// Runs kubectl and panics with its output unless it succeeds.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.kubectl(args);
+        assert!(
+            out.status.success(),
+            "kubectl {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// The last lines of a component's log, for failure messages.
+    pub fn log_tail(&self, name: &str) -> String {
+        let log = std::fs::read_to_string(self.dir.path().join(name)).unwrap_or_default();
+        let lines: Vec<&str> = log.lines().collect();
+        lines[lines.len().saturating_sub(40)..].join("\n")
+    }
+
+    pub fn wait_until(&self, what: &str, timeout: Duration, ok: impl FnMut() -> bool) {
+        wait_until(what, timeout, ok)
+    }
+}

@@ -1,0 +1,376 @@
+//! The whole product on a real kube-apiserver: `mtls-guard serve` watches the cluster under
+//! the ServiceAccount and ClusterRole from `manifests/`, is registered by the
+//! ValidatingWebhookConfiguration from `manifests/`, and the seed is replayed with kubectl.
+
+mod cluster;
+mod common;
+
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
+
+use base64::Engine as _;
+use cluster::ControlPlane;
+use serde_json::{json, Value};
+
+const WATCH: Duration = Duration::from_secs(20);
+
+fn text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The guard process, reading the cluster with the ServiceAccount token only.
+struct Guard {
+    child: Child,
+    port: u16,
+    client: reqwest::Client,
+    rt: tokio::runtime::Runtime,
+}
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Guard {
+    fn get(&self, path: &str) -> (u16, String) {
+        let url = format!("https://127.0.0.1:{}{path}", self.port);
+        self.rt.block_on(async {
+            match self.client.get(url).send().await {
+                Ok(r) => (r.status().as_u16(), r.text().await.unwrap_or_default()),
+                Err(_) => (0, String::new()),
+            }
+        })
+    }
+
+    fn metric(&self, name: &str) -> Option<f64> {
+        let (_, body) = self.get("/metrics");
+        body.lines()
+            .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+    }
+}
+
+fn start_guard(cp: &ControlPlane) -> Guard {
+    let d = cp.dir.path();
+    let token = cp.ok(&[
+        "create",
+        "token",
+        "mtls-guard",
+        "-n",
+        "mtls-guard",
+        "--duration=1h",
+    ]);
+    let kubeconfig = d.join("guard.kubeconfig");
+    std::fs::write(
+        &kubeconfig,
+        cp.kubeconfig_with(&format!("token: {}", token.trim())),
+    )
+    .unwrap();
+    let pair = mtls_guard::tls::generate(&["127.0.0.1".to_string()]).unwrap();
+    let tls = d.join("guard-tls");
+    mtls_guard::tls::write(&tls, &pair).unwrap();
+    let port = cluster::free_port();
+    let child = Command::new(common::BIN)
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .arg("--kubeconfig")
+        .arg(&kubeconfig)
+        .arg("--tls-cert")
+        .arg(tls.join("tls.crt"))
+        .arg("--tls-key")
+        .arg(tls.join("tls.key"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::from(
+            std::fs::File::create(d.join("guard.log")).unwrap(),
+        ))
+        .spawn()
+        .expect("mtls-guard starts");
+    let client = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(pair.ca_pem.as_bytes()).unwrap())
+        .build()
+        .unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let guard = Guard {
+        child,
+        port,
+        client,
+        rt,
+    };
+    cp.wait_until(
+        "the guard to sync the cluster inventory (/readyz)",
+        Duration::from_secs(60),
+        || guard.get("/readyz").0 == 200,
+    );
+    register_webhook(cp, port, &pair.ca_pem);
+    guard
+}
+
+/// `manifests/40-webhook.yaml`, pointed at the loopback guard with its CA.
+fn register_webhook(cp: &ControlPlane, port: u16, ca_pem: &str) {
+    let yaml = std::fs::read_to_string(root().join("manifests/40-webhook.yaml")).unwrap();
+    let mut webhook: Value = serde_yaml::from_str(&yaml).unwrap();
+    webhook["webhooks"][0]["clientConfig"] = json!({
+        "url": format!("https://127.0.0.1:{port}/validate"),
+        "caBundle": base64::engine::general_purpose::STANDARD.encode(ca_pem),
+    });
+    let out = cp.kubectl_stdin(&["apply", "-f", "-"], &webhook.to_string());
+    assert!(out.status.success(), "{}", text(&out));
+}
+
+fn apply(cp: &ControlPlane, yaml: &str) -> Output {
+    cp.kubectl_stdin(&["apply", "-f", "-"], yaml)
+}
+
+fn assert_allowed(out: &Output, step: &str) {
+    assert!(
+        out.status.success(),
+        "{step}: expected allowed, got: {}",
+        text(out)
+    );
+}
+
+fn assert_denied(out: &Output, step: &str, names: &[&str]) {
+    let t = text(out);
+    assert!(!out.status.success(), "{step}: expected denied, got: {t}");
+    assert!(t.contains("denied the request"), "{step}: {t}");
+    for n in names {
+        assert!(t.contains(n), "{step}: message should name {n}: {t}");
+    }
+}
+
+/// The demo inventory's objects of one kind, as a List for kubectl.
+fn demo_objects(kinds: &[&str]) -> String {
+    let demo: Value = serde_yaml::from_str(mtls_guard::inventory::file::DEMO_INVENTORY).unwrap();
+    let items: Vec<Value> = demo["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|i| kinds.contains(&i["kind"].as_str().unwrap_or("")))
+        .cloned()
+        .collect();
+    json!({"apiVersion": "v1", "kind": "List", "items": items}).to_string()
+}
+
+fn sleep_pod(ns: &str, name: &str, sidecar: bool) -> String {
+    let mut containers = vec![json!({"name": "sleep", "image": "curlimages/curl"})];
+    let mut labels = json!({"app": "sleep"});
+    if sidecar {
+        containers.push(json!({"name": "istio-proxy", "image": "istio/proxyv2"}));
+        labels["security.istio.io/tlsMode"] = json!("istio");
+    }
+    json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": ns, "labels": labels},
+           "spec": {"containers": containers}}).to_string()
+}
+
+const STRICT_POLICY: &str = r#"
+apiVersion: authentication.istio.io/v1alpha1
+kind: Policy
+metadata: {name: example-httpbin-strict, namespace: foo}
+spec:
+  targets: [{name: httpbin}]
+  peers: [{mtls: {mode: STRICT}}]
+"#;
+
+#[test]
+fn seed_replayed_with_kubectl_against_a_real_api_server() {
+    let cp = ControlPlane::start();
+
+    // Istio's CRDs, the namespaces the manifests need, and the guard's RBAC from manifests/.
+    cp.ok(&[
+        "apply",
+        "-f",
+        root().join("tests/cluster/crds.yaml").to_str().unwrap(),
+    ]);
+    cp.ok(&[
+        "wait",
+        "--for=condition=Established",
+        "--timeout=60s",
+        "crd",
+        "--all",
+    ]);
+    cp.ok(&["create", "namespace", "istio-system"]);
+    let manifests = root().join("manifests");
+    cp.ok(&[
+        "apply",
+        "-f",
+        manifests.join("00-namespace.yaml").to_str().unwrap(),
+    ]);
+    cp.ok(&[
+        "apply",
+        "-f",
+        manifests.join("10-rbac.yaml").to_str().unwrap(),
+    ]);
+    let dry = cp.kubectl(&[
+        "apply",
+        "--dry-run=server",
+        "-f",
+        manifests.to_str().unwrap(),
+    ]);
+    assert!(
+        dry.status.success(),
+        "manifests/ must pass server-side dry run: {}",
+        text(&dry)
+    );
+
+    // The seed's cluster before any policy: namespaces, mesh config, pods, services.
+    let out = apply(&cp, &demo_objects(&["Namespace", "ConfigMap"]));
+    assert_allowed(&out, "namespaces and mesh config");
+    let out = apply(&cp, &demo_objects(&["Service", "Pod"]));
+    assert_allowed(&out, "seed pods and services");
+
+    let guard = start_guard(&cp);
+    assert_eq!(
+        guard.metric("mtls_guard_inventory_pods"),
+        Some(5.0),
+        "the guard sees the seed's five pods"
+    );
+
+    let out = apply(&cp, &demo_objects(&["MeshPolicy"]));
+    assert_allowed(&out, "PERMISSIVE MeshPolicy");
+    let out = apply(&cp, &demo_objects(&["DestinationRule"]));
+    assert_allowed(&out, "ISTIO_MUTUAL DestinationRule");
+
+    let out = apply(&cp, STRICT_POLICY);
+    assert_denied(
+        &out,
+        "STRICT Policy on httpbin",
+        &["legacy/sleep", "foo/httpbin"],
+    );
+
+    // legacy/sleep gets its sidecar: wait until the guard's watch has seen it.
+    cp.ok(&[
+        "delete",
+        "pod",
+        "-n",
+        "legacy",
+        "--all",
+        "--grace-period=0",
+        "--force",
+    ]);
+    let out = apply(&cp, &sleep_pod("legacy", "sleep-injected", true));
+    assert_allowed(&out, "legacy sleep with a sidecar");
+    cp.wait_until("the guard to allow the lock-down", WATCH, || {
+        cp.kubectl_stdin(&["apply", "--dry-run=server", "-f", "-"], STRICT_POLICY)
+            .status
+            .success()
+    });
+    assert_allowed(
+        &apply(&cp, STRICT_POLICY),
+        "STRICT Policy once legacy is meshed",
+    );
+
+    // Mesh-wide STRICT while sidecars still send plaintext (the seed's era: auto mTLS off,
+    // and no DestinationRule for bar/httpbin).
+    let mesh_strict = r#"{"apiVersion":"authentication.istio.io/v1alpha1","kind":"MeshPolicy","metadata":{"name":"default"},"spec":{"peers":[{"mtls":{}}]}}"#;
+    assert_denied(
+        &apply(&cp, mesh_strict),
+        "MeshPolicy mtls: {}",
+        &["bar/httpbin", "auto mTLS is off"],
+    );
+
+    // A PeerAuthentication v1beta1 lock-down, denied; then audited once bar is labelled.
+    let pa = r#"{"apiVersion":"security.istio.io/v1beta1","kind":"PeerAuthentication","metadata":{"name":"httpbin","namespace":"bar"},"spec":{"selector":{"matchLabels":{"app":"httpbin"}},"mtls":{"mode":"STRICT"}}}"#;
+    assert_denied(
+        &apply(&cp, pa),
+        "PeerAuthentication v1beta1 STRICT",
+        &["bar/httpbin", "foo/sleep"],
+    );
+    cp.ok(&["label", "namespace", "bar", "mtls-guard.io/mode=audit"]);
+    cp.wait_until("the guard to see bar's audit label", WATCH, || {
+        cp.kubectl_stdin(&["apply", "--dry-run=server", "-f", "-"], pa)
+            .status
+            .success()
+    });
+    let out = apply(&cp, pa);
+    assert_allowed(&out, "audit mode");
+    assert!(
+        text(&out).contains("Warning: mtls-guard would deny"),
+        "{}",
+        text(&out)
+    );
+    cp.ok(&["get", "peerauthentication", "-n", "bar", "httpbin"]);
+
+    // Break-glass puts a STRICT mesh in place; deleting foo's PERMISSIVE override is then a lock-down.
+    let override_ = r#"{"apiVersion":"authentication.istio.io/v1alpha1","kind":"Policy","metadata":{"name":"default","namespace":"legacy"},"spec":{"peers":[{"mtls":{"mode":"PERMISSIVE"}}]}}"#;
+    assert_allowed(
+        &apply(&cp, override_),
+        "PERMISSIVE namespace override (relaxing)",
+    );
+    let glass = r#"{"apiVersion":"authentication.istio.io/v1alpha1","kind":"MeshPolicy","metadata":{"name":"default","annotations":{"mtls-guard.io/break-glass":"CHG-1 approved"}},"spec":{"peers":[{"mtls":{}}]}}"#;
+    let out = apply(&cp, glass);
+    assert_allowed(&out, "break-glass MeshPolicy STRICT");
+    assert!(text(&out).contains("break-glass"), "{}", text(&out));
+    cp.wait_until("the guard to see the STRICT mesh", WATCH, || {
+        !cp.kubectl(&[
+            "delete",
+            "policy",
+            "default",
+            "-n",
+            "legacy",
+            "--dry-run=server",
+        ])
+        .status
+        .success()
+    });
+    let out = cp.kubectl(&["delete", "policy", "default", "-n", "legacy"]);
+    assert_denied(
+        &out,
+        "DELETE of the PERMISSIVE override under a STRICT mesh",
+        &["legacy/sleep"],
+    );
+
+    watch_sees_pods_come_and_go(&cp);
+}
+
+/// A sidecar-less pod created after start is seen (deny) and its deletion is seen (allow).
+fn watch_sees_pods_come_and_go(cp: &ControlPlane) {
+    cp.ok(&["create", "namespace", "late"]);
+    let server = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "web", "namespace": "late",
+        "labels": {"app": "web", "security.istio.io/tlsMode": "istio"}},
+        "spec": {"containers": [{"name": "web", "image": "nginx", "ports": [{"containerPort": 80}]},
+                                {"name": "istio-proxy", "image": "istio/proxyv2"}]}});
+    assert_allowed(&apply(cp, &server.to_string()), "meshed server in late");
+    // Under the STRICT mesh a STRICT namespace changes nothing; relax the mesh first.
+    let relaxed = r#"{"apiVersion":"authentication.istio.io/v1alpha1","kind":"MeshPolicy","metadata":{"name":"default"},"spec":{"peers":[{"mtls":{"mode":"PERMISSIVE"}}]}}"#;
+    assert_allowed(&apply(cp, relaxed), "relaxing the mesh");
+    let pa = r#"{"apiVersion":"security.istio.io/v1","kind":"PeerAuthentication","metadata":{"name":"default","namespace":"late"},"spec":{"mtls":{"mode":"STRICT"}}}"#;
+    let dry_run = || cp.kubectl_stdin(&["apply", "--dry-run=server", "-f", "-"], pa);
+    cp.wait_until("a STRICT late namespace to be allowed", WATCH, || {
+        dry_run().status.success()
+    });
+
+    assert_allowed(
+        &apply(cp, &sleep_pod("late", "intruder", false)),
+        "sidecar-less pod",
+    );
+    cp.wait_until("the guard to deny because of the new pod", WATCH, || {
+        let out = dry_run();
+        !out.status.success() && text(&out).contains("late/intruder")
+    });
+    cp.ok(&[
+        "delete",
+        "pod",
+        "-n",
+        "late",
+        "intruder",
+        "--grace-period=0",
+        "--force",
+    ]);
+    cp.wait_until("the guard to allow after the pod is gone", WATCH, || {
+        dry_run().status.success()
+    });
+}
