@@ -176,6 +176,7 @@ pub struct ServeArgs {
 pub struct ReviewArgs {
     #[command(flatten)]
     pub inventory: InventoryArgs,
+    /// enforce denies a change that cuts off clients; audit allows it and reports.
     #[arg(long, value_enum, default_value = "enforce", env = "MTLS_GUARD_MODE")]
     pub mode: GuardMode,
     /// AdmissionReview JSON file, or - for standard input.
