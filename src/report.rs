@@ -98,13 +98,16 @@ fn ports_text(s: &Server) -> String {
         .join(", ")
 }
 
+/// Servers named in one line of a message.
+const LISTED_TARGETS: usize = 3;
+
 fn targets_of(v: &Verdict, b: &Break) -> String {
-    b.servers
-        .iter()
-        .filter_map(|i| v.servers.get(*i))
-        .map(server_name)
-        .collect::<Vec<_>>()
-        .join(", ")
+    let all: Vec<String> = v.targets(b).map(server_name).collect();
+    let mut line = all[..all.len().min(LISTED_TARGETS)].join(", ");
+    if all.len() > LISTED_TARGETS {
+        let _ = write!(line, " +{} more", all.len() - LISTED_TARGETS);
+    }
+    line
 }
 
 /// The message a denied `kubectl apply` shows.
@@ -211,12 +214,7 @@ pub fn would_deny_json(v: &Verdict) -> String {
             client: client_name(&b.client),
             tier: b.tier,
             reason: &b.reason,
-            servers: b
-                .servers
-                .iter()
-                .filter_map(|i| v.servers.get(*i))
-                .map(server_name)
-                .collect(),
+            servers: v.targets(b).map(server_name).collect(),
         })
         .collect();
     serde_json::to_string(&entries).unwrap_or_else(|_| "[]".into())
@@ -256,7 +254,7 @@ fn plain(v: &serde_json::Value) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::{PortChange, Server};
+    use crate::engine::{PortChange, Server, Targets};
     use crate::model::Mode;
     use serde_json::json;
 
@@ -281,7 +279,7 @@ mod tests {
                     },
                     tier: Tier::Inventory,
                     reason: Reason::NoProxy,
-                    servers: vec![0],
+                    targets: Targets::Servers(vec![0]),
                 })
                 .collect(),
         }

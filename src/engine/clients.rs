@@ -1,15 +1,20 @@
 //! Who sends plaintext to a server port (design §4, tiers 1 and 2).
+//!
+//! Clients without a proxy, ambient clients and the kubelet do not depend on the policies:
+//! they are cut off by exactly the ports a change locks down. Sidecar clients depend on their
+//! DestinationRules, so they are judged by class: all namespaces without a rule of their own
+//! for the host share one answer; namespaces with such rules, and clients with outbound
+//! capture exclusions, are judged on their own.
 
 use std::collections::BTreeSet;
 
-use super::mode::namespace_level;
+use super::destination::{self, Asker};
+use super::mode::Modes;
 use super::view::View;
-use super::{Client, Reason};
+use super::{Client, Hit, Reason, VerdictBuilder};
 use crate::inventory::{Index, Workload, WorkloadId};
 use crate::model::service::ServicePort;
-use crate::model::{
-    pod::DATAPLANE_MODE_LABEL, selector_matches, DestinationRule, Mode, Proxy, Service, TlsMode,
-};
+use crate::model::{pod::DATAPLANE_MODE_LABEL, Mode, Proxy, Service, TlsMode};
 
 /// The captured ports of a server workload; `[None]` for a pod that declares no port at all.
 pub fn server_ports(index: &Index, w: &Workload) -> Vec<Option<u16>> {
@@ -33,53 +38,18 @@ pub fn server_ports(index: &Index, w: &Workload) -> Vec<Option<u16>> {
         .collect()
 }
 
-/// Every client that sends plaintext to `port` of server workload `w` in this view.
-pub fn plaintext_clients(
-    view: &View,
-    server: WorkloadId,
-    w: &Workload,
-    port: Option<u16>,
-) -> Vec<(Client, Reason)> {
-    let index = view.index;
-    let mut out = Vec::new();
-    for (id, c) in index.workloads() {
-        if id == server {
-            continue;
-        }
-        match c.shape.proxy {
-            Proxy::None => out.push((workload(c), no_proxy_reason(index, c))),
-            Proxy::Ambient if w.shape.proxy == Proxy::Sidecar && !w.shape.accepts_hbone() => {
-                out.push((workload(c), Reason::AmbientToSidecar));
-            }
-            _ => {}
-        }
-    }
-    let Some(port) = port else {
-        return out;
-    };
-    if let Some(probe) = kubelet_probe(w, port) {
-        out.push(probe);
-    }
-    for svc in index.services_in(&w.namespace) {
-        if !svc.selects(&w.shape.labels) {
-            continue;
-        }
-        let auto = auto_mtls_plaintext(view, w, svc);
-        for sp in svc.ports_to(&w.shape, port) {
-            for (id, c) in index.workloads() {
-                if id == server || c.shape.proxy != Proxy::Sidecar {
-                    continue;
-                }
-                if let Some(reason) = sidecar_plaintext(view, c, w, svc, sp, port, auto.as_ref()) {
-                    out.push((workload(c), reason));
-                }
-            }
-        }
-    }
-    out
+/// Workloads a Service selects.
+pub fn selected_by<'a>(
+    index: &'a Index,
+    svc: &'a Service,
+) -> impl Iterator<Item = WorkloadId> + 'a {
+    svc.selector
+        .iter()
+        .flat_map(move |sel| index.workloads().matching(&svc.namespace, sel))
+        .map(|(id, _)| id)
 }
 
-fn workload(w: &Workload) -> Client {
+fn client(w: &Workload) -> Client {
     Client::Workload {
         namespace: w.namespace.clone(),
         name: w.name.clone(),
@@ -104,34 +74,62 @@ fn no_proxy_reason(index: &Index, c: &Workload) -> Reason {
     }
 }
 
-fn kubelet_probe(w: &Workload, port: u16) -> Option<(Client, Reason)> {
-    let probed = w.shape.proxy == Proxy::Sidecar
+/// Tier 1, ambient clients and the kubelet: cut off by every port the change locks down.
+pub(super) fn without_proxy(index: &Index, hits: &[Hit], out: &mut VerdictBuilder) {
+    let locks: Vec<&Hit> = hits.iter().filter(|h| h.locks_down()).collect();
+    if locks.is_empty() {
+        return;
+    }
+    let mut no_proxy = index.workloads().no_proxy().peekable();
+    if no_proxy.peek().is_some() {
+        for hit in &locks {
+            out.server(hit, index.workload(hit.id));
+        }
+        for (_, c) in no_proxy {
+            out.add(client(c), no_proxy_reason(index, c), None);
+        }
+    }
+    for hit in &locks {
+        let w = index.workload(hit.id);
+        if w.shape.proxy == Proxy::Sidecar && !w.shape.accepts_hbone() {
+            let mut ambient = index.workloads().ambient().peekable();
+            if ambient.peek().is_some() {
+                let server = out.server(hit, w);
+                for (_, c) in ambient {
+                    out.add(client(c), Reason::AmbientToSidecar, Some(server));
+                }
+            }
+        }
+        if let Some(port) = hit.port.filter(|p| probed_without_rewrite(w, *p)) {
+            let server = out.server(hit, w);
+            let kubelet = Client::Kubelet {
+                namespace: w.namespace.clone(),
+                name: w.name.clone(),
+            };
+            out.add(kubelet, Reason::KubeletProbe { port }, Some(server));
+        }
+    }
+}
+
+fn probed_without_rewrite(w: &Workload, port: u16) -> bool {
+    w.shape.proxy == Proxy::Sidecar
         && !w.shape.rewrite_probes
         && w.shape
             .probe_ports
             .iter()
-            .any(|p| w.shape.resolve_port(p) == Some(port));
-    probed.then(|| {
-        (
-            Client::Kubelet {
-                namespace: w.namespace.clone(),
-                name: w.name.clone(),
-            },
-            Reason::KubeletProbe { port },
-        )
-    })
+            .any(|p| w.shape.resolve_port(p) == Some(port))
 }
 
 /// Why auto mTLS would send plaintext to this server through this Service, if it would.
-fn auto_mtls_plaintext(view: &View, w: &Workload, svc: &Service) -> Option<Reason> {
-    let index = view.index;
+fn auto_mtls_plaintext(modes: &mut Modes, w: &Workload, svc: &Service) -> Option<Reason> {
+    let index = modes.view.index;
     if !index.mesh().enable_auto_mtls {
         return Some(Reason::AutoMtlsOff);
     }
     if w.shape.proxy == Proxy::Sidecar && !w.shape.has_istio_tls_label() {
         return Some(Reason::TargetNotLabelled);
     }
-    let ns = namespace_level(view, &svc.namespace);
+    let ns = modes.namespace(&svc.namespace);
     if ns.mode == Mode::Disable {
         return Some(Reason::NamespaceDisable {
             namespace: svc.namespace.clone(),
@@ -139,10 +137,10 @@ fn auto_mtls_plaintext(view: &View, w: &Workload, svc: &Service) -> Option<Reaso
         });
     }
     if svc.headless {
-        let unlabelled = index
-            .workloads_in(&svc.namespace)
-            .find(|(_, b)| svc.selects(&b.shape.labels) && !b.shape.has_istio_tls_label());
-        if let Some((_, backend)) = unlabelled {
+        let unlabelled = selected_by(index, svc)
+            .map(|id| index.workload(id))
+            .find(|b| !b.shape.has_istio_tls_label());
+        if let Some(backend) = unlabelled {
             return Some(Reason::HeadlessBackend {
                 service: svc.name.clone(),
                 backend: backend.name.clone(),
@@ -152,30 +150,17 @@ fn auto_mtls_plaintext(view: &View, w: &Workload, svc: &Service) -> Option<Reaso
     None
 }
 
-/// Why a sidecar client `c` sends plaintext to `w` through `svc`/`sp`, if it does.
-fn sidecar_plaintext(
-    view: &View,
-    c: &Workload,
-    w: &Workload,
-    svc: &Service,
-    sp: &ServicePort,
-    port: u16,
-    auto: Option<&Reason>,
-) -> Option<Reason> {
-    let bypass = if svc.headless || svc.cluster_ip.is_none() {
-        c.shape.bypasses_outbound(port, None).or_else(|| {
-            w.ips()
-                .find_map(|ip| c.shape.bypasses_outbound(port, Some(ip)))
-        })
-    } else {
-        c.shape.bypasses_outbound(sp.port, svc.cluster_ip)
-    };
-    if let Some(annotation) = bypass {
-        let port = if svc.headless { port } else { sp.port };
-        return Some(Reason::OutboundBypass { annotation, port });
-    }
-    let domain = &view.index.filters().cluster_domain;
-    let dr = find_destination_rule(view, c, &svc.host(domain), &svc.namespace);
+/// One Service port of one server, as seen from one view.
+struct Route<'s> {
+    svc: &'s Service,
+    sp: &'s ServicePort,
+    host: String,
+    auto: Option<Reason>,
+}
+
+/// What a sidecar client sends through `route` if it asks as `asker`; `Some` is plaintext.
+fn sends_plaintext(view: &View, asker: Asker, route: &Route) -> Option<Reason> {
+    let dr = destination::find(view, asker, &route.host, &route.svc.namespace);
     if let Some(dr) = dr {
         if let Some((subset, mode)) = &dr.plaintext_subset {
             return Some(Reason::PlaintextSubset {
@@ -184,86 +169,182 @@ fn sidecar_plaintext(
                 mode: *mode,
             });
         }
-        match dr.tls_for_port(sp.port) {
+        match dr.tls_for_port(route.sp.port) {
             Some(TlsMode::IstioMutual) => return None,
             Some(mode) => {
                 return Some(Reason::DestinationRule {
                     rule: dr.origin.clone(),
                     mode,
-                    port: sp.port,
+                    port: route.sp.port,
                 })
             }
             None => {}
         }
     }
-    auto.cloned()
+    route.auto.clone()
 }
 
-/// How well a DestinationRule's host matches `host`: exact beats the longest wildcard.
-pub fn host_matches(dr: &DestinationRule, host: &str, domain: &str) -> Option<(bool, usize)> {
-    let h = dr.host.as_str();
-    if let Some(suffix) = h.strip_prefix('*') {
-        return host.ends_with(suffix).then_some((false, suffix.len()));
-    }
-    let exact = if h.contains('.') {
-        h == host
+/// Traffic of a client with outbound exclusions that leaves around its sidecar.
+fn bypass(c: &Workload, w: &Workload, route: &Route, port: u16) -> Option<Reason> {
+    let svc = route.svc;
+    let (port, annotation) = if svc.headless || svc.cluster_ip.is_none() {
+        let hit = c.shape.bypasses_outbound(port, None).or_else(|| {
+            w.ips()
+                .find_map(|ip| c.shape.bypasses_outbound(port, Some(ip)))
+        });
+        (if svc.headless { port } else { route.sp.port }, hit)
     } else {
-        host.strip_prefix(h)
-            .and_then(|rest| rest.strip_prefix('.'))
-            .and_then(|rest| rest.strip_prefix(dr.origin.namespace.as_str()))
-            .and_then(|rest| rest.strip_prefix(".svc."))
-            == Some(domain)
+        (
+            route.sp.port,
+            c.shape.bypasses_outbound(route.sp.port, svc.cluster_ip),
+        )
     };
-    exact.then_some((true, h.len()))
+    annotation.map(|annotation| Reason::OutboundBypass { annotation, port })
 }
 
-/// The rule a sidecar client uses for `host`: its own selector rules, its namespace, the
-/// Service's namespace, then the root namespace; the first with a match wins.
-fn find_destination_rule<'a>(
-    view: &View<'a>,
-    c: &Workload,
-    host: &str,
-    service_ns: &str,
-) -> Option<&'a DestinationRule> {
-    let domain = view.index.filters().cluster_domain.as_str();
-    let root = view.index.mesh().root_namespace.as_str();
-    let best = |rules: &mut dyn Iterator<Item = &'a DestinationRule>| {
-        let mut best: Option<(&'a DestinationRule, (bool, usize))> = None;
-        for dr in rules {
-            if let Some(score) = host_matches(dr, host, domain) {
-                if best.is_none_or(|(_, s)| score > s) {
-                    best = Some((dr, score));
+/// A sidecar client judged on its own (outbound exclusions, or selector rules in its namespace).
+fn one_client(view: &View, c: &Workload, w: &Workload, route: &Route, port: u16) -> Option<Reason> {
+    bypass(c, w, route, port).or_else(|| {
+        let asker = Asker {
+            namespace: &c.namespace,
+            workload: Some(c),
+        };
+        sends_plaintext(view, asker, route)
+    })
+}
+
+/// Tier 2: sidecar clients newly sending plaintext to one STRICT server port.
+pub(super) fn with_sidecar(
+    before: &mut Modes,
+    after: &mut Modes,
+    hit: &Hit,
+    changed_dr_ns: &BTreeSet<&str>,
+    out: &mut VerdictBuilder,
+) {
+    let index = after.view.index;
+    let w = index.workload(hit.id);
+    let Some(port) = hit.port else { return };
+    let domain = index.filters().cluster_domain.as_str();
+    for svc in index.services_in(&w.namespace) {
+        if !svc.selects(&w.shape.labels) {
+            continue;
+        }
+        let host = svc.host(domain);
+        let after_auto = auto_mtls_plaintext(after, w, svc);
+        let before_auto = if hit.locks_down() {
+            None
+        } else {
+            auto_mtls_plaintext(before, w, svc)
+        };
+        for sp in svc.ports_to(&w.shape, port) {
+            let now = Route {
+                svc,
+                sp,
+                host: host.clone(),
+                auto: after_auto.clone(),
+            };
+            let was = (!hit.locks_down()).then(|| Route {
+                svc,
+                sp,
+                host: host.clone(),
+                auto: before_auto.clone(),
+            });
+            let judge = Judge {
+                before: before.view,
+                after: after.view,
+                now: &now,
+                was: was.as_ref(),
+            };
+            judge.classes(w, hit, port, changed_dr_ns, out);
+        }
+    }
+}
+
+/// Newly plaintext = plaintext after the change, and not before (for ports STRICT before).
+struct Judge<'v, 'r> {
+    before: View<'v>,
+    after: View<'v>,
+    now: &'r Route<'r>,
+    was: Option<&'r Route<'r>>,
+}
+
+impl Judge<'_, '_> {
+    fn newly(&self, judge: impl Fn(&View, &Route) -> Option<Reason>) -> Option<Reason> {
+        let reason = judge(&self.after, self.now)?;
+        match self.was {
+            Some(was) if judge(&self.before, was).is_some() => None,
+            _ => Some(reason),
+        }
+    }
+
+    fn classes(
+        &self,
+        w: &Workload,
+        hit: &Hit,
+        port: u16,
+        changed_dr_ns: &BTreeSet<&str>,
+        out: &mut VerdictBuilder,
+    ) {
+        let index = self.after.index;
+        let svc_ns = self.now.svc.namespace.as_str();
+        let uniform = destination::uniform_exports(&self.after, svc_ns)
+            && destination::uniform_exports(&self.before, svc_ns);
+        let mut own: BTreeSet<&str> = index.dr_namespaces_for(&self.now.host).collect();
+        own.extend(changed_dr_ns.iter().copied());
+        let add = |c: &Workload, reason: Reason, out: &mut VerdictBuilder| {
+            let server = out.server(hit, w);
+            out.add(client(c), reason, Some(server));
+        };
+        let workloads = index.workloads();
+        let eligible = |id: WorkloadId| id != hit.id && !workloads.is_bypasser(id);
+        if uniform {
+            let shared = Asker {
+                namespace: "",
+                workload: None,
+            };
+            if let Some(reason) = self.newly(|v, r| sends_plaintext(v, shared, r)) {
+                for (id, c) in workloads.sidecars() {
+                    if eligible(id) && !own.contains(c.namespace.as_str()) {
+                        add(c, reason.clone(), out);
+                    }
+                }
+            }
+        } else {
+            own.extend(workloads.sidecars().map(|(_, c)| c.namespace.as_str()));
+        }
+        for ns in own {
+            let per_workload = index.has_selector_dest_rules(ns) || changed_dr_ns.contains(ns);
+            let members = index
+                .workloads_in(ns)
+                .filter(|(id, c)| c.shape.proxy == Proxy::Sidecar && eligible(*id));
+            if per_workload {
+                for (_, c) in members {
+                    let asker = Asker {
+                        namespace: ns,
+                        workload: Some(c),
+                    };
+                    if let Some(reason) = self.newly(|v, r| sends_plaintext(v, asker, r)) {
+                        add(c, reason, out);
+                    }
+                }
+            } else {
+                let asker = Asker {
+                    namespace: ns,
+                    workload: None,
+                };
+                if let Some(reason) = self.newly(|v, r| sends_plaintext(v, asker, r)) {
+                    for (_, c) in members {
+                        add(c, reason.clone(), out);
+                    }
                 }
             }
         }
-        best.map(|(dr, _)| dr)
-    };
-    let own = c.namespace.as_str();
-    let selected = best(&mut view.dest_rules(own).filter(|d| {
-        d.workload_selector
-            .as_ref()
-            .is_some_and(|s| selector_matches(s, &c.shape.labels))
-    }));
-    if selected.is_some() {
-        return selected;
-    }
-    let unselected = |d: &&DestinationRule| d.workload_selector.is_none();
-    if let Some(dr) = best(&mut view.dest_rules(own).filter(unselected)) {
-        return Some(dr);
-    }
-    for ns in [service_ns, root] {
-        if ns == own {
-            continue;
-        }
-        let found = best(
-            &mut view
-                .dest_rules(ns)
-                .filter(unselected)
-                .filter(|d| d.exported_to(own)),
-        );
-        if found.is_some() {
-            return found;
+        for (id, c) in workloads.bypassers() {
+            if id != hit.id {
+                if let Some(reason) = self.newly(|v, r| one_client(v, c, w, r, port)) {
+                    add(c, reason, out);
+                }
+            }
         }
     }
-    None
 }

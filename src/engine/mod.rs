@@ -4,6 +4,7 @@
 //! no clock, no Kubernetes client, no user-facing text (that is `report`'s job).
 
 mod clients;
+mod destination;
 mod mode;
 #[cfg(test)]
 mod tests;
@@ -16,8 +17,9 @@ use serde::Serialize;
 use crate::inventory::{Index, Workload, WorkloadId};
 use crate::model::{LegacyScope, Mode, Origin, Rule, TlsMode};
 
-pub use clients::host_matches;
-pub use mode::{namespace_level, port_mode, Resolved};
+pub use clients::server_ports;
+pub use destination::host_matches;
+pub use mode::{Modes, Resolved};
 pub use view::View;
 
 /// A reviewed object before and after the request; `None` where it does not exist.
@@ -130,14 +132,23 @@ impl Server {
     }
 }
 
+/// The servers a client is cut off from.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Targets {
+    /// Every server the change locks down (a client without proxy reaches them all).
+    LockedDown,
+    /// Indices into [`Verdict::servers`].
+    Servers(Vec<usize>),
+}
+
 /// A client cut off from one or more servers, and why.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Break {
     pub client: Client,
     pub tier: Tier,
     pub reason: Reason,
-    /// Indices into [`Verdict::servers`].
-    pub servers: Vec<usize>,
+    pub targets: Targets,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
@@ -150,6 +161,14 @@ impl Verdict {
     pub fn breaks_clients(&self) -> bool {
         !self.breaks.is_empty()
     }
+
+    /// The servers one break cuts its client off from.
+    pub fn targets<'v>(&'v self, b: &'v Break) -> Box<dyn Iterator<Item = &'v Server> + 'v> {
+        match &b.targets {
+            Targets::LockedDown => Box::new(self.servers.iter().filter(|s| s.locked_down())),
+            Targets::Servers(ids) => Box::new(ids.iter().filter_map(|i| self.servers.get(*i))),
+        }
+    }
 }
 
 #[derive(Default)]
@@ -160,16 +179,10 @@ struct VerdictBuilder {
 }
 
 impl VerdictBuilder {
-    fn add(
-        &mut self,
-        id: WorkloadId,
-        w: &Workload,
-        port: PortChange,
-        client: Client,
-        reason: Reason,
-    ) {
+    /// Registers a server port that cuts someone off; returns the server's index.
+    fn server(&mut self, hit: &Hit, w: &Workload) -> usize {
         let servers = &mut self.verdict.servers;
-        let server = *self.server_slots.entry(id).or_insert_with(|| {
+        let slot = *self.server_slots.entry(hit.id).or_insert_with(|| {
             servers.push(Server {
                 namespace: w.namespace.clone(),
                 workload: w.name.clone(),
@@ -178,26 +191,43 @@ impl VerdictBuilder {
             });
             servers.len() - 1
         });
-        let ports = &mut self.verdict.servers[server].ports;
-        if !ports.iter().any(|p| p.port == port.port) {
-            ports.push(port);
+        let ports = &mut self.verdict.servers[slot].ports;
+        if !ports.iter().any(|p| p.port == hit.port) {
+            ports.push(PortChange {
+                port: hit.port,
+                before: hit.before,
+                after: hit.after.mode,
+                decided_by: hit.after.by.cloned(),
+            });
         }
+        slot
+    }
+
+    /// Records that `client` is cut off from `server` (`None`: from every locked-down server).
+    fn add(&mut self, client: Client, reason: Reason, server: Option<usize>) {
         let breaks = &mut self.verdict.breaks;
         let slot = *self
             .break_slots
             .entry((client.clone(), reason.clone()))
             .or_insert_with(|| {
+                let targets = match server {
+                    None => Targets::LockedDown,
+                    Some(_) => Targets::Servers(Vec::new()),
+                };
                 breaks.push(Break {
                     client,
                     tier: reason.tier(),
                     reason,
-                    servers: Vec::new(),
+                    targets,
                 });
                 breaks.len() - 1
             });
-        let b = &mut self.verdict.breaks[slot];
-        if !b.servers.contains(&server) {
-            b.servers.push(server);
+        if let (Targets::Servers(ids), Some(server)) =
+            (&mut self.verdict.breaks[slot].targets, server)
+        {
+            if !ids.contains(&server) {
+                ids.push(server);
+            }
         }
     }
 
@@ -209,46 +239,57 @@ impl VerdictBuilder {
     }
 }
 
+/// A server port that is STRICT after the change.
+struct Hit<'a> {
+    id: WorkloadId,
+    port: Option<u16>,
+    before: Mode,
+    after: Resolved<'a>,
+}
+
+impl Hit<'_> {
+    /// Not STRICT before: every plaintext client is newly cut off.
+    fn locks_down(&self) -> bool {
+        self.before != Mode::Strict
+    }
+}
+
 /// Which clients does applying `change` to `index` cut off?
 pub fn evaluate(index: &Index, change: &Change) -> Verdict {
     let Some(key) = change.key() else {
         return Verdict::default();
     };
-    let before = View::new(index, key, change.old);
-    let after = View::new(index, key, change.new);
-    let mut out = VerdictBuilder::default();
+    let mut before = Modes::new(View::new(index, key, change.old));
+    let mut after = Modes::new(View::new(index, key, change.new));
+    let mut hits = Vec::new();
     for id in candidates(index, change) {
         let w = index.workload(id);
         if !Index::is_server(w) {
             continue;
         }
         for port in clients::server_ports(index, w) {
-            let b = port_mode(&before, w, port);
-            let a = port_mode(&after, w, port);
-            if a.mode != Mode::Strict {
-                continue;
-            }
-            let now = clients::plaintext_clients(&after, id, w, port);
-            if now.is_empty() {
-                continue;
-            }
-            let was = if b.mode == Mode::Strict {
-                clients::plaintext_clients(&before, id, w, port)
-            } else {
-                Vec::new()
-            };
-            let change = PortChange {
-                port,
-                before: b.mode,
-                after: a.mode,
-                decided_by: a.by.cloned(),
-            };
-            for (client, reason) in now {
-                if !was.iter().any(|(c, _)| *c == client) {
-                    out.add(id, w, change.clone(), client, reason);
-                }
+            let a = after.port(w, port);
+            if a.mode == Mode::Strict {
+                let before = before.port(w, port).mode;
+                hits.push(Hit {
+                    id,
+                    port,
+                    before,
+                    after: a,
+                });
             }
         }
+    }
+    let mut out = VerdictBuilder::default();
+    clients::without_proxy(index, &hits, &mut out);
+    let changed_dr_ns = [change.old, change.new]
+        .into_iter()
+        .flatten()
+        .filter(|r| matches!(r, Rule::DestinationRule(_)))
+        .map(|r| r.origin().namespace.as_str());
+    let changed_dr_ns: BTreeSet<&str> = changed_dr_ns.collect();
+    for hit in &hits {
+        clients::with_sidecar(&mut before, &mut after, hit, &changed_dr_ns, &mut out);
     }
     out.finish()
 }
@@ -267,18 +308,13 @@ fn scope(index: &Index, rule: &Rule, ids: &mut BTreeSet<WorkloadId>) {
     let root = index.mesh().root_namespace.as_str();
     match rule {
         Rule::PeerAuthentication(pa) => match &pa.selector {
-            None if ns == root => ids.extend(index.workloads().map(|(id, _)| id)),
+            None if ns == root => ids.extend(index.workloads().iter().map(|(id, _)| id)),
             None => ids.extend(index.workloads_in(ns).map(|(id, _)| id)),
             Some(_) if ns == root => {}
-            Some(sel) => ids.extend(
-                index
-                    .workloads_in(ns)
-                    .filter(|(_, w)| crate::model::selector_matches(sel, &w.shape.labels))
-                    .map(|(id, _)| id),
-            ),
+            Some(sel) => ids.extend(index.workloads().matching(ns, sel).map(|(id, _)| id)),
         },
         Rule::Legacy(p) => match &p.scope {
-            LegacyScope::Mesh => ids.extend(index.workloads().map(|(id, _)| id)),
+            LegacyScope::Mesh => ids.extend(index.workloads().iter().map(|(id, _)| id)),
             LegacyScope::Namespace => ids.extend(index.workloads_in(ns).map(|(id, _)| id)),
             LegacyScope::Targets(targets) => {
                 for svc in index
@@ -286,26 +322,19 @@ fn scope(index: &Index, rule: &Rule, ids: &mut BTreeSet<WorkloadId>) {
                     .iter()
                     .filter(|s| targets.iter().any(|t| t.service == s.name))
                 {
-                    ids.extend(
-                        index
-                            .workloads_in(ns)
-                            .filter(|(_, w)| svc.selects(&w.shape.labels))
-                            .map(|(id, _)| id),
-                    );
+                    ids.extend(clients::selected_by(index, svc));
                 }
             }
             LegacyScope::Ignored => {}
         },
         Rule::DestinationRule(dr) => {
             let domain = &index.filters().cluster_domain;
-            for (id, w) in index.workloads() {
-                let behind_host = index.services_in(&w.namespace).iter().any(|s| {
-                    s.selects(&w.shape.labels)
-                        && host_matches(dr, &s.host(domain), domain).is_some()
-                });
-                if behind_host {
-                    ids.insert(id);
-                }
+            let services = index.services_for_host(&dr.host, ns, domain);
+            for svc in services
+                .into_iter()
+                .filter(|s| host_matches(dr, &s.host(domain), domain).is_some())
+            {
+                ids.extend(clients::selected_by(index, svc));
             }
         }
     }

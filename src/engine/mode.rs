@@ -4,6 +4,8 @@
 //! MeshPolicy follow Pilot 1.4. At each level an applicable PeerAuthentication, even one with
 //! an UNSET mode, replaces the v1alpha1 policy of that level.
 
+use std::collections::HashMap;
+
 use super::view::View;
 use crate::inventory::Workload;
 use crate::model::legacy::PortSelector;
@@ -40,7 +42,7 @@ fn namespace_wide<'a>(view: &View<'a>, namespace: &str) -> Option<&'a PeerAuthen
     view.peer_authns(namespace).find(|p| p.selector.is_none())
 }
 
-pub fn mesh_level<'a>(view: &View<'a>) -> Resolved<'a> {
+fn mesh_level<'a>(view: &View<'a>) -> Resolved<'a> {
     let root = view.index.mesh().root_namespace.as_str();
     if let Some(pa) = namespace_wide(view, root) {
         return Resolved::DEFAULT.inherit(pa.mode, &pa.origin);
@@ -53,9 +55,7 @@ pub fn mesh_level<'a>(view: &View<'a>) -> Resolved<'a> {
         })
 }
 
-/// The namespace-or-mesh mode: what auto mTLS reads for every Service of the namespace.
-pub fn namespace_level<'a>(view: &View<'a>, namespace: &str) -> Resolved<'a> {
-    let mesh = mesh_level(view);
+fn namespace_level<'a>(view: &View<'a>, mesh: Resolved<'a>, namespace: &str) -> Resolved<'a> {
     let root = view.index.mesh().root_namespace.as_str();
     if namespace != root {
         if let Some(pa) = namespace_wide(view, namespace) {
@@ -70,25 +70,53 @@ pub fn namespace_level<'a>(view: &View<'a>, namespace: &str) -> Resolved<'a> {
         })
 }
 
-/// The mode of one port of a server workload; `None` for a pod without ports.
-pub fn port_mode<'a>(view: &View<'a>, w: &Workload, port: Option<u16>) -> Resolved<'a> {
-    let base = namespace_level(view, &w.namespace);
-    if w.namespace == view.index.mesh().root_namespace {
-        return base;
+/// Mode resolution in one view, remembering the mesh and namespace levels it has computed.
+pub struct Modes<'a> {
+    pub view: View<'a>,
+    mesh: Resolved<'a>,
+    namespaces: HashMap<String, Resolved<'a>>,
+}
+
+impl<'a> Modes<'a> {
+    pub fn new(view: View<'a>) -> Modes<'a> {
+        Modes {
+            mesh: mesh_level(&view),
+            view,
+            namespaces: HashMap::new(),
+        }
     }
-    let workload_pa = view.peer_authns(&w.namespace).find(|p| {
-        p.selector
-            .as_ref()
-            .is_some_and(|s| selector_matches(s, &w.shape.labels))
-    });
-    if let Some(pa) = workload_pa {
-        let resolved = base.inherit(pa.mode, &pa.origin);
-        return match port.and_then(|p| pa.port_modes.get(&p)) {
-            Some(m) => resolved.inherit(*m, &pa.origin),
-            None => resolved,
-        };
+
+    /// The namespace-or-mesh mode: what auto mTLS reads for every Service of the namespace.
+    pub fn namespace(&mut self, namespace: &str) -> Resolved<'a> {
+        if let Some(r) = self.namespaces.get(namespace) {
+            return *r;
+        }
+        let r = namespace_level(&self.view, self.mesh, namespace);
+        self.namespaces.insert(namespace.to_string(), r);
+        r
     }
-    legacy_target(view, w, port).unwrap_or(base)
+
+    /// The mode of one port of a server workload; `None` for a pod without ports.
+    pub fn port(&mut self, w: &Workload, port: Option<u16>) -> Resolved<'a> {
+        let base = self.namespace(&w.namespace);
+        let view = self.view;
+        if w.namespace == view.index.mesh().root_namespace {
+            return base;
+        }
+        let workload_pa = view.peer_authns(&w.namespace).find(|p| {
+            p.selector
+                .as_ref()
+                .is_some_and(|s| selector_matches(s, &w.shape.labels))
+        });
+        if let Some(pa) = workload_pa {
+            let resolved = base.inherit(pa.mode, &pa.origin);
+            return match port.and_then(|p| pa.port_modes.get(&p)) {
+                Some(m) => resolved.inherit(*m, &pa.origin),
+                None => resolved,
+            };
+        }
+        legacy_target(&view, w, port).unwrap_or(base)
+    }
 }
 
 /// The targeted v1alpha1 Policy for a port: one naming the port wins, then the oldest.

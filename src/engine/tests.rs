@@ -785,3 +785,70 @@ fn pods_without_ports_are_judged_on_the_workload_mode() {
     assert_eq!(v.servers[0].ports[0].port, None);
     assert_eq!(broken(&v), ["legacy/sleep: no-proxy"]);
 }
+
+#[test]
+fn export_to_named_namespaces_and_workload_selectors_are_judged_per_client() {
+    let mut index = with(auto_mtls(seed()), [aged(strict_httpbin_pa(), 1)]);
+    index.remove_rule(&seed_dr_origin());
+    index.upsert_pod(pod("baz", "sleep", true, json!({})));
+    let only_bar = dr(
+        "foo",
+        "to-bar",
+        json!({"host": "httpbin", "exportTo": ["bar"], "trafficPolicy": {"tls": {"mode": "DISABLE"}}}),
+    );
+    assert_eq!(
+        broken(&create(&index, &only_bar)),
+        [
+            "bar/httpbin: destination-rule",
+            "bar/sleep: destination-rule",
+            "foo/sleep: destination-rule"
+        ],
+        "baz does not see a rule exported to bar only"
+    );
+    let selected = dr(
+        "bar",
+        "sleep-only",
+        json!({"host": "httpbin.foo.svc.cluster.local", "workloadSelector": {"matchLabels": {"app": "sleep"}}, "trafficPolicy": {"tls": {"mode": "SIMPLE"}}}),
+    );
+    assert_eq!(
+        broken(&create(&index, &selected)),
+        ["bar/sleep: destination-rule"]
+    );
+}
+
+#[test]
+fn existing_destination_rules_are_found_through_the_host_index() {
+    let mut index = with(auto_mtls(seed()), [aged(strict_httpbin_pa(), 1)]);
+    index.remove_rule(&seed_dr_origin());
+    index.upsert_rule(aged(dr("bar", "plain", json!({"host": "httpbin.foo.svc.cluster.local", "trafficPolicy": {"tls": {"mode": "DISABLE"}}})), 2));
+    let relabel = pa(
+        "foo",
+        "httpbin",
+        json!({"selector": {"matchLabels": {"app": "httpbin", "version": "v1"}}, "mtls": {"mode": "STRICT"}}),
+    );
+    assert!(
+        !update(&index, &strict_httpbin_pa(), &relabel).breaks_clients(),
+        "bar was already cut off"
+    );
+    let v = delete(&index, &strict_httpbin_pa());
+    assert!(!v.breaks_clients(), "relaxing");
+    let lock = pa("foo", "default", json!({"mtls": {"mode": "STRICT"}}));
+    let fresh = {
+        let mut i = auto_mtls(seed());
+        i.remove_rule(&seed_dr_origin());
+        i.upsert_rule(aged(dr("bar", "plain", json!({"host": "httpbin.foo.svc.cluster.local", "trafficPolicy": {"tls": {"mode": "DISABLE"}}})), 2));
+        i
+    };
+    let b = broken(&create(&fresh, &lock));
+    assert!(
+        b.contains(&"bar/sleep: destination-rule".to_string()),
+        "{b:?}"
+    );
+    assert!(
+        !b.contains(&"legacy/sleep: destination-rule".to_string()),
+        "{b:?}"
+    );
+    let mut gone = fresh;
+    gone.remove_rule(&dr("bar", "plain", json!({})).origin().clone());
+    assert!(!broken(&create(&gone, &lock)).contains(&"bar/sleep: destination-rule".to_string()));
+}

@@ -7,16 +7,17 @@
 pub mod file;
 pub mod live;
 pub mod shared;
+mod workloads;
 
 pub use file::InventoryError;
 pub use shared::{SharedIndex, WatchedKind};
+pub use workloads::{Workload, WorkloadId, Workloads};
 
 use std::collections::{BTreeSet, HashMap};
-use std::net::IpAddr;
 
 use crate::model::{
-    DestinationRule, LegacyPolicy, MeshConfig, Namespace, PeerAuthentication, Pod, PodShape, Proxy,
-    Rule, Service,
+    DestinationRule, LegacyPolicy, MeshConfig, Namespace, PeerAuthentication, Pod, Proxy, Rule,
+    Service,
 };
 
 /// What the inventory leaves out, and how it names hosts.
@@ -56,37 +57,29 @@ impl Filters {
     }
 }
 
-/// Pods of one workload that share a shape.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Workload {
-    pub namespace: String,
-    pub name: String,
-    pub shape: PodShape,
-    /// Active (Running or Pending) pods: name and IP.
-    pub pods: Vec<(String, Option<IpAddr>)>,
-}
-
-impl Workload {
-    pub fn ips(&self) -> impl Iterator<Item = IpAddr> + '_ {
-        self.pods.iter().filter_map(|(_, ip)| *ip)
-    }
-}
-
-pub type WorkloadId = usize;
-
 #[derive(Debug, Default)]
 pub struct Index {
     filters: Filters,
     mesh: MeshConfig,
     namespaces: HashMap<String, Namespace>,
-    workloads: Vec<Option<Workload>>,
-    free: Vec<WorkloadId>,
-    by_namespace: HashMap<String, Vec<WorkloadId>>,
-    pod_slots: HashMap<(String, String), WorkloadId>,
+    workloads: Workloads,
     services: HashMap<String, Vec<Service>>,
     peer_authns: HashMap<String, Vec<PeerAuthentication>>,
     legacy: HashMap<String, Vec<LegacyPolicy>>,
     dest_rules: HashMap<String, Vec<DestinationRule>>,
+    dr_hosts: DrHosts,
+}
+
+/// Which namespaces hold DestinationRules that may match a host, kept per namespace so a
+/// review asks only those namespaces instead of every one.
+#[derive(Debug, Default)]
+struct DrHosts {
+    /// Fully qualified host -> namespaces with a rule for exactly that host.
+    exact: HashMap<String, BTreeSet<String>>,
+    /// Namespaces with a wildcard-host rule, or with a workloadSelector rule.
+    wildcard_or_selector: BTreeSet<String>,
+    /// Hosts each namespace contributed to `exact`, to undo them.
+    by_namespace: HashMap<String, Vec<String>>,
 }
 
 /// One trimmed object, as the index stores it.
@@ -152,98 +145,61 @@ impl Index {
     }
 
     pub fn workload(&self, id: WorkloadId) -> &Workload {
-        self.workloads[id]
-            .as_ref()
-            .expect("workload ids handed out by the index are live")
+        self.workloads.get(id)
     }
 
-    pub fn workloads(&self) -> impl Iterator<Item = (WorkloadId, &Workload)> {
-        self.workloads
-            .iter()
-            .enumerate()
-            .filter_map(|(id, w)| w.as_ref().map(|w| (id, w)))
+    /// Every workload, and the lookups by namespace, label and client role.
+    pub fn workloads(&self) -> &Workloads {
+        &self.workloads
     }
 
     pub fn workloads_in(&self, namespace: &str) -> impl Iterator<Item = (WorkloadId, &Workload)> {
-        self.by_namespace
-            .get(namespace)
-            .into_iter()
-            .flatten()
-            .map(|id| (*id, self.workload(*id)))
+        self.workloads.in_namespace(namespace)
     }
 
     pub fn pod_count(&self) -> usize {
-        self.pod_slots.len()
+        self.workloads.pod_count()
     }
 
     /// Adds or replaces a pod; ignored and inactive pods are only removed.
     pub fn upsert_pod(&mut self, pod: Pod) {
         self.remove_pod(&pod.namespace, &pod.name);
-        if !pod.active || self.filters.ignores(&pod) {
-            return;
+        if pod.active && !self.filters.ignores(&pod) {
+            self.workloads.insert(pod);
         }
-        let existing = self.by_namespace.get(&pod.namespace).and_then(|ids| {
-            ids.iter().copied().find(|id| {
-                let w = self.workload(*id);
-                w.name == pod.workload && w.shape == pod.shape
-            })
-        });
-        let id = match existing {
-            Some(id) => id,
-            None => self.new_workload(&pod),
-        };
-        if let Some(w) = self.workloads[id].as_mut() {
-            w.pods.push((pod.name.clone(), pod.ip));
-        }
-        self.pod_slots.insert((pod.namespace, pod.name), id);
-    }
-
-    fn new_workload(&mut self, pod: &Pod) -> WorkloadId {
-        let w = Workload {
-            namespace: pod.namespace.clone(),
-            name: pod.workload.clone(),
-            shape: pod.shape.clone(),
-            pods: Vec::new(),
-        };
-        let id = match self.free.pop() {
-            Some(id) => {
-                self.workloads[id] = Some(w);
-                id
-            }
-            None => {
-                self.workloads.push(Some(w));
-                self.workloads.len() - 1
-            }
-        };
-        self.by_namespace
-            .entry(pod.namespace.clone())
-            .or_default()
-            .push(id);
-        id
     }
 
     pub fn remove_pod(&mut self, namespace: &str, name: &str) {
-        let Some(id) = self
-            .pod_slots
-            .remove(&(namespace.to_string(), name.to_string()))
-        else {
-            return;
-        };
-        let Some(w) = self.workloads[id].as_mut() else {
-            return;
-        };
-        w.pods.retain(|(n, _)| n != name);
-        if w.pods.is_empty() {
-            self.workloads[id] = None;
-            self.free.push(id);
-            if let Some(ids) = self.by_namespace.get_mut(namespace) {
-                ids.retain(|i| *i != id);
-            }
-        }
+        self.workloads.remove(namespace, name);
     }
 
     pub fn services_in(&self, namespace: &str) -> &[Service] {
         self.services.get(namespace).map_or(&[], Vec::as_slice)
+    }
+
+    /// The Services a DestinationRule host can name: one for an exact host, all for a wildcard.
+    pub fn services_for_host(
+        &self,
+        host: &str,
+        rule_namespace: &str,
+        domain: &str,
+    ) -> Vec<&Service> {
+        if host.starts_with('*') {
+            return self.services.values().flatten().collect();
+        }
+        let (name, namespace) = if host.contains('.') {
+            let suffix = format!(".svc.{domain}");
+            match host.strip_suffix(&suffix).and_then(|h| h.split_once('.')) {
+                Some(parts) => parts,
+                None => return Vec::new(),
+            }
+        } else {
+            (host, rule_namespace)
+        };
+        self.services_in(namespace)
+            .iter()
+            .filter(|s| s.name == name)
+            .collect()
     }
 
     pub fn upsert_service(&mut self, svc: Service) {
@@ -271,24 +227,70 @@ impl Index {
         self.dest_rules.get(namespace).map_or(&[], Vec::as_slice)
     }
 
+    /// Namespaces whose own DestinationRules could match `host` for some client, and every
+    /// namespace whose rules use a wildcard host or a workload selector.
+    pub fn dr_namespaces_for(&self, host: &str) -> impl Iterator<Item = &str> {
+        self.dr_hosts
+            .exact
+            .get(host)
+            .into_iter()
+            .flatten()
+            .chain(self.dr_hosts.wildcard_or_selector.iter())
+            .map(String::as_str)
+    }
+
+    pub fn has_selector_dest_rules(&self, namespace: &str) -> bool {
+        self.dest_rules(namespace)
+            .iter()
+            .any(|d| d.workload_selector.is_some())
+    }
+
+    fn reindex_dr_hosts(&mut self, namespace: &str) {
+        let idx = &mut self.dr_hosts;
+        for host in idx.by_namespace.remove(namespace).unwrap_or_default() {
+            if let Some(set) = idx.exact.get_mut(&host) {
+                set.remove(namespace);
+            }
+        }
+        idx.wildcard_or_selector.remove(namespace);
+        let domain = &self.filters.cluster_domain;
+        let mut hosts = Vec::new();
+        for dr in self.dest_rules.get(namespace).into_iter().flatten() {
+            if dr.host.starts_with('*') || dr.workload_selector.is_some() {
+                idx.wildcard_or_selector.insert(namespace.to_string());
+                continue;
+            }
+            let fqdn = if dr.host.contains('.') {
+                dr.host.clone()
+            } else {
+                format!("{}.{namespace}.svc.{domain}", dr.host)
+            };
+            idx.exact
+                .entry(fqdn.clone())
+                .or_default()
+                .insert(namespace.to_string());
+            hosts.push(fqdn);
+        }
+        idx.by_namespace.insert(namespace.to_string(), hosts);
+    }
+
     pub fn upsert_rule(&mut self, rule: Rule) {
         let ns = rule.origin().namespace.clone();
+        let key = |o: &crate::model::Origin| (o.created, o.name.clone());
         match rule {
             Rule::PeerAuthentication(r) => {
                 upsert_sorted(self.peer_authns.entry(ns).or_default(), r, |r| {
-                    (r.origin.created, r.origin.name.clone())
+                    key(&r.origin)
                 })
             }
-            Rule::Legacy(r) => upsert_sorted(self.legacy.entry(ns).or_default(), r, |r| {
-                (
-                    r.origin.created,
-                    format!("{}/{}", r.origin.kind, r.origin.name),
-                )
-            }),
+            Rule::Legacy(r) => {
+                upsert_sorted(self.legacy.entry(ns).or_default(), r, |r| key(&r.origin))
+            }
             Rule::DestinationRule(r) => {
-                upsert_sorted(self.dest_rules.entry(ns).or_default(), r, |r| {
-                    (r.origin.created, r.origin.name.clone())
-                })
+                upsert_sorted(self.dest_rules.entry(ns.clone()).or_default(), r, |r| {
+                    key(&r.origin)
+                });
+                self.reindex_dr_hosts(&ns);
             }
         }
     }
@@ -310,6 +312,7 @@ impl Index {
                 if let Some(l) = self.dest_rules.get_mut(ns) {
                     l.retain(|r| !r.origin.same_object(origin));
                 }
+                self.reindex_dr_hosts(ns);
             }
         }
     }
@@ -350,7 +353,7 @@ impl Index {
                 .collect()
         };
         match kind {
-            WatchedKind::Pod => self.pod_slots.keys().cloned().collect(),
+            WatchedKind::Pod => self.workloads.pod_keys().cloned().collect(),
             WatchedKind::Service => self
                 .services
                 .values()
@@ -459,7 +462,11 @@ mod tests {
                 Item::Pod(pod("b", "new", "z")),
             ],
         );
-        let mut names: Vec<_> = index.workloads().map(|(_, w)| w.name.clone()).collect();
+        let mut names: Vec<_> = index
+            .workloads()
+            .iter()
+            .map(|(_, w)| w.name.clone())
+            .collect();
         names.sort();
         assert_eq!(names, ["y", "z"]);
         index.set_mesh(MeshConfig {

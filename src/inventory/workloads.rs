@@ -1,0 +1,212 @@
+//! Pods grouped into workloads, with the lookups a review needs kept up to date on every
+//! change: by namespace, by label, and by what each workload is as a client.
+
+use std::collections::{BTreeSet, HashMap};
+use std::net::IpAddr;
+
+use crate::model::{selector_matches, Labels, Pod, PodShape, Proxy};
+
+/// Pods of one workload that share a shape.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Workload {
+    pub namespace: String,
+    pub name: String,
+    pub shape: PodShape,
+    /// Active (Running or Pending) pods: name and IP.
+    pub pods: Vec<(String, Option<IpAddr>)>,
+}
+
+impl Workload {
+    pub fn ips(&self) -> impl Iterator<Item = IpAddr> + '_ {
+        self.pods.iter().filter_map(|(_, ip)| *ip)
+    }
+
+    /// A sidecar client whose own annotations can send some traffic around its proxy.
+    pub fn has_outbound_exclusions(&self) -> bool {
+        let s = &self.shape;
+        !s.exclude_outbound_ports.is_empty()
+            || !s.exclude_outbound_ranges.is_empty()
+            || s.include_outbound_ranges != crate::model::pod::Scope::All
+    }
+}
+
+pub type WorkloadId = usize;
+
+#[derive(Debug, Default)]
+pub struct Workloads {
+    slots: Vec<Option<Workload>>,
+    free: Vec<WorkloadId>,
+    by_namespace: HashMap<String, Vec<WorkloadId>>,
+    by_label: HashMap<String, HashMap<(String, String), Vec<WorkloadId>>>,
+    pods: HashMap<(String, String), WorkloadId>,
+    no_proxy: BTreeSet<WorkloadId>,
+    ambient: BTreeSet<WorkloadId>,
+    sidecars: BTreeSet<WorkloadId>,
+    /// Sidecar workloads with outbound capture exclusions: judged one by one.
+    bypassers: BTreeSet<WorkloadId>,
+}
+
+impl Workloads {
+    pub fn get(&self, id: WorkloadId) -> &Workload {
+        self.slots[id]
+            .as_ref()
+            .expect("workload ids handed out by the index are live")
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (WorkloadId, &Workload)> {
+        self.slots
+            .iter()
+            .enumerate()
+            .filter_map(|(id, w)| w.as_ref().map(|w| (id, w)))
+    }
+
+    pub fn count(&self) -> usize {
+        self.slots.len() - self.free.len()
+    }
+
+    pub fn pod_count(&self) -> usize {
+        self.pods.len()
+    }
+
+    pub fn pod_keys(&self) -> impl Iterator<Item = &(String, String)> {
+        self.pods.keys()
+    }
+
+    pub fn in_namespace(&self, namespace: &str) -> impl Iterator<Item = (WorkloadId, &Workload)> {
+        self.by_namespace
+            .get(namespace)
+            .into_iter()
+            .flatten()
+            .map(|id| (*id, self.get(*id)))
+    }
+
+    /// Workloads of a namespace whose labels include `selector`, through the rarest label.
+    pub fn matching<'a>(
+        &'a self,
+        namespace: &str,
+        selector: &'a Labels,
+    ) -> impl Iterator<Item = (WorkloadId, &'a Workload)> + 'a {
+        let postings = self.by_label.get(namespace);
+        let rarest = selector
+            .iter()
+            .map(|(k, v)| {
+                postings
+                    .and_then(|p| p.get(&(k.clone(), v.clone())))
+                    .map_or(&[][..], Vec::as_slice)
+            })
+            .min_by_key(|ids| ids.len())
+            .unwrap_or(&[]);
+        rarest
+            .iter()
+            .map(|id| (*id, self.get(*id)))
+            .filter(move |(_, w)| selector_matches(selector, &w.shape.labels))
+    }
+
+    /// Clients with no proxy at all, in id order.
+    pub fn no_proxy(&self) -> impl Iterator<Item = (WorkloadId, &Workload)> {
+        self.no_proxy.iter().map(|id| (*id, self.get(*id)))
+    }
+
+    pub fn ambient(&self) -> impl Iterator<Item = (WorkloadId, &Workload)> {
+        self.ambient.iter().map(|id| (*id, self.get(*id)))
+    }
+
+    pub fn sidecars(&self) -> impl Iterator<Item = (WorkloadId, &Workload)> {
+        self.sidecars.iter().map(|id| (*id, self.get(*id)))
+    }
+
+    pub fn bypassers(&self) -> impl Iterator<Item = (WorkloadId, &Workload)> {
+        self.bypassers.iter().map(|id| (*id, self.get(*id)))
+    }
+
+    pub fn is_bypasser(&self, id: WorkloadId) -> bool {
+        self.bypassers.contains(&id)
+    }
+
+    fn role(&mut self, shape: &PodShape) -> &mut BTreeSet<WorkloadId> {
+        match shape.proxy {
+            Proxy::None => &mut self.no_proxy,
+            Proxy::Ambient => &mut self.ambient,
+            Proxy::Sidecar => &mut self.sidecars,
+        }
+    }
+
+    /// Adds a pod to the workload of its shape, creating the workload if needed.
+    pub fn insert(&mut self, pod: Pod) {
+        let existing = self.by_namespace.get(&pod.namespace).and_then(|ids| {
+            ids.iter().copied().find(|id| {
+                let w = self.get(*id);
+                w.name == pod.workload && w.shape == pod.shape
+            })
+        });
+        let id = match existing {
+            Some(id) => id,
+            None => self.create(&pod),
+        };
+        if let Some(w) = self.slots[id].as_mut() {
+            w.pods.push((pod.name.clone(), pod.ip));
+        }
+        self.pods.insert((pod.namespace, pod.name), id);
+    }
+
+    fn create(&mut self, pod: &Pod) -> WorkloadId {
+        let w = Workload {
+            namespace: pod.namespace.clone(),
+            name: pod.workload.clone(),
+            shape: pod.shape.clone(),
+            pods: Vec::new(),
+        };
+        let id = match self.free.pop() {
+            Some(id) => {
+                self.slots[id] = Some(w);
+                id
+            }
+            None => {
+                self.slots.push(Some(w));
+                self.slots.len() - 1
+            }
+        };
+        self.by_namespace
+            .entry(pod.namespace.clone())
+            .or_default()
+            .push(id);
+        let postings = self.by_label.entry(pod.namespace.clone()).or_default();
+        for (k, v) in &pod.shape.labels {
+            postings.entry((k.clone(), v.clone())).or_default().push(id);
+        }
+        self.role(&pod.shape).insert(id);
+        if pod.shape.proxy == Proxy::Sidecar && self.get(id).has_outbound_exclusions() {
+            self.bypassers.insert(id);
+        }
+        id
+    }
+
+    pub fn remove(&mut self, namespace: &str, name: &str) {
+        let Some(id) = self.pods.remove(&(namespace.to_string(), name.to_string())) else {
+            return;
+        };
+        let Some(w) = self.slots[id].as_mut() else {
+            return;
+        };
+        w.pods.retain(|(n, _)| n != name);
+        if !w.pods.is_empty() {
+            return;
+        }
+        let Some(w) = self.slots[id].take() else {
+            return;
+        };
+        self.free.push(id);
+        if let Some(ids) = self.by_namespace.get_mut(namespace) {
+            ids.retain(|i| *i != id);
+        }
+        if let Some(postings) = self.by_label.get_mut(namespace) {
+            for (k, v) in &w.shape.labels {
+                if let Some(ids) = postings.get_mut(&(k.clone(), v.clone())) {
+                    ids.retain(|i| *i != id);
+                }
+            }
+        }
+        self.role(&w.shape).remove(&id);
+        self.bypassers.remove(&id);
+    }
+}
