@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime};
 
-use rustls::crypto::ring::sign::any_supported_type;
+use rustls::crypto::ring::default_provider;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::{ClientHello, ResolvesServerCert};
@@ -28,26 +28,38 @@ pub enum TlsError {
     Rustls(#[from] rustls::Error),
 }
 
-/// Reads a PEM certificate chain and private key into a signing key rustls can serve.
+fn pem_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
+        .map_err(|e| e.to_string())?
+        .collect::<Result<_, _>>()
+        .map_err(|e| e.to_string())?;
+    if certs.is_empty() {
+        return Err("no PEM certificate in the file".into());
+    }
+    Ok(certs)
+}
+
+/// Reads a PEM certificate chain and its private key into a signing key rustls can serve. A key
+/// that does not belong to the certificate is an error, so a pair caught mid-rotation (new
+/// certificate, old key) is retried rather than served.
 pub fn load_certified_key(cert: &Path, key: &Path) -> Result<CertifiedKey, TlsError> {
     let cert_err = |message: String| TlsError::Cert {
         path: cert.to_path_buf(),
         message,
     };
-    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
-        .map_err(|e| cert_err(e.to_string()))?
-        .collect::<Result<_, _>>()
-        .map_err(|e| cert_err(e.to_string()))?;
-    if chain.is_empty() {
-        return Err(cert_err("no PEM certificate in the file".into()));
-    }
+    let chain = pem_certs(cert).map_err(cert_err)?;
     let key_err = |message: String| TlsError::Key {
         path: key.to_path_buf(),
         message,
     };
     let der = PrivateKeyDer::from_pem_file(key).map_err(|e| key_err(e.to_string()))?;
-    let signing = any_supported_type(&der).map_err(|e| key_err(e.to_string()))?;
-    Ok(CertifiedKey::new(chain, signing))
+    CertifiedKey::from_der(chain, der, &default_provider()).map_err(|e| match e {
+        rustls::Error::InconsistentKeys(_) => key_err(format!(
+            "does not belong to the certificate in {}",
+            cert.display()
+        )),
+        e => key_err(e.to_string()),
+    })
 }
 
 /// Hands out the current certificate; a background task swaps in a new one when the files change.
@@ -76,17 +88,39 @@ impl ResolvesServerCert for ReloadingResolver {
     }
 }
 
-fn modified(path: &Path) -> Option<SystemTime> {
-    std::fs::metadata(path).and_then(|m| m.modified()).ok()
+/// What tells a file's content changed without reading it. The mtime alone misses a Secret
+/// volume swap to files written within the same timestamp tick, or copied with their times
+/// kept; those are new files, so the inode tells.
+#[derive(Debug, PartialEq, Eq)]
+struct Stamp {
+    modified: Option<SystemTime>,
+    len: u64,
+    inode: (u64, u64),
+}
+
+fn stamp(path: &Path) -> Option<Stamp> {
+    let meta = std::fs::metadata(path).ok()?;
+    #[cfg(unix)]
+    let inode = {
+        use std::os::unix::fs::MetadataExt;
+        (meta.dev(), meta.ino())
+    };
+    #[cfg(not(unix))]
+    let inode = (0, 0);
+    Some(Stamp {
+        modified: meta.modified().ok(),
+        len: meta.len(),
+        inode,
+    })
 }
 
 /// Polls the files (following symlinks) and reloads on change; a half-written pair is retried.
 pub async fn watch(resolver: Arc<ReloadingResolver>, cert: PathBuf, key: PathBuf, every: Duration) {
-    let mut seen = (modified(&cert), modified(&key));
+    let mut seen = (stamp(&cert), stamp(&key));
     let mut tick = tokio::time::interval(every);
     loop {
         tick.tick().await;
-        let now = (modified(&cert), modified(&key));
+        let now = (stamp(&cert), stamp(&key));
         if now == seen {
             continue;
         }
@@ -105,7 +139,7 @@ pub async fn watch(resolver: Arc<ReloadingResolver>, cert: PathBuf, key: PathBuf
 
 /// rustls server config: TLS 1.2 and 1.3, HTTP/2 and HTTP/1.1.
 pub fn server_config(resolver: Arc<ReloadingResolver>) -> Result<rustls::ServerConfig, TlsError> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let provider = Arc::new(default_provider());
     let mut config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()?
         .with_no_client_auth()
@@ -185,5 +219,32 @@ mod tests {
         assert!(err.to_string().starts_with("--tls-cert"), "{err}");
         let err = load_certified_key(&cert, &cert).unwrap_err();
         assert!(err.to_string().starts_with("--tls-key"), "{err}");
+    }
+
+    #[test]
+    fn a_swapped_file_with_the_same_mtime_and_size_is_noticed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tls.crt");
+        std::fs::write(&path, "old").unwrap();
+        let before = stamp(&path).unwrap();
+        let next = dir.path().join("next");
+        std::fs::write(&next, "new").unwrap();
+        std::fs::File::options()
+            .write(true)
+            .open(&next)
+            .unwrap()
+            .set_modified(before.modified.unwrap())
+            .unwrap();
+        std::fs::rename(&next, &path).unwrap();
+        assert_ne!(stamp(&path), Some(before));
+    }
+
+    #[test]
+    fn a_key_from_another_pair_is_refused() {
+        let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let (cert, _) = ensure_dev_certs(a.path()).unwrap();
+        let (_, other_key) = ensure_dev_certs(b.path()).unwrap();
+        let err = load_certified_key(&cert, &other_key).unwrap_err();
+        assert!(err.to_string().contains("does not belong"), "{err}");
     }
 }
