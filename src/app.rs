@@ -114,6 +114,7 @@ pub async fn serve(args: ServeArgs) -> Result<(), AppError> {
         }
     };
     let resolver = tls::ReloadingResolver::new(tls::load_certified_key(&cert, &key)?);
+    let tls_config = tls::server_config(Arc::clone(&resolver), args.client_ca.as_deref())?;
     tokio::spawn(tls::watch(
         Arc::clone(&resolver),
         cert,
@@ -146,7 +147,7 @@ pub async fn serve(args: ServeArgs) -> Result<(), AppError> {
     };
     server::serve(
         listener,
-        tls::server_config(resolver)?,
+        tls_config,
         app,
         ServeOptions {
             header_read_timeout: *args.header_read_timeout,

@@ -44,7 +44,7 @@ pub enum LogFormat {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Serve the validating webhook over HTTPS.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Decide one AdmissionReview offline and print the response.
     Review(ReviewArgs),
     /// Make a CA and a serving certificate, and print the caBundle.
@@ -170,6 +170,10 @@ pub struct ServeArgs {
     /// How long SIGTERM waits for in-flight requests.
     #[arg(long, default_value = "20s", env = "MTLS_GUARD_SHUTDOWN_GRACE")]
     pub shutdown_grace: humantime::Duration,
+    /// PEM CA certificate(s): clients must present a certificate that chains to one of them,
+    /// or the TLS handshake fails.
+    #[arg(long, value_name = "FILE", env = "MTLS_GUARD_CLIENT_CA")]
+    pub client_ca: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -18,7 +18,7 @@ fn init_tracing(format: LogFormat) {
 
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Serve(args) => tokio::runtime::Runtime::new()?.block_on(app::serve(args))?,
+        Command::Serve(args) => tokio::runtime::Runtime::new()?.block_on(app::serve(*args))?,
         Command::Review(args) => {
             println!("{}", serde_json::to_string_pretty(&app::review(&args)?)?)
         }

@@ -8,8 +8,9 @@ use std::time::{Duration, SystemTime};
 use rustls::crypto::ring::default_provider;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::server::{ClientHello, ResolvesServerCert, WebPkiClientVerifier};
 use rustls::sign::CertifiedKey;
+use rustls::RootCertStore;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
@@ -17,6 +18,8 @@ pub enum TlsError {
     Cert { path: PathBuf, message: String },
     #[error("--tls-key {path}: {message}")]
     Key { path: PathBuf, message: String },
+    #[error("--client-ca {path}: {message}")]
+    ClientCa { path: PathBuf, message: String },
     #[error("cannot write {path}: {source}")]
     Write {
         path: PathBuf,
@@ -137,13 +140,33 @@ pub async fn watch(resolver: Arc<ReloadingResolver>, cert: PathBuf, key: PathBuf
     }
 }
 
-/// rustls server config: TLS 1.2 and 1.3, HTTP/2 and HTTP/1.1.
-pub fn server_config(resolver: Arc<ReloadingResolver>) -> Result<rustls::ServerConfig, TlsError> {
+/// rustls server config: TLS 1.2 and 1.3, HTTP/2 and HTTP/1.1; with `client_ca`, a client
+/// must present a certificate that chains to it or the handshake fails.
+pub fn server_config(
+    resolver: Arc<ReloadingResolver>,
+    client_ca: Option<&Path>,
+) -> Result<rustls::ServerConfig, TlsError> {
     let provider = Arc::new(default_provider());
-    let mut config = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()?
-        .with_no_client_auth()
-        .with_cert_resolver(resolver);
+    let builder = rustls::ServerConfig::builder_with_provider(Arc::clone(&provider))
+        .with_safe_default_protocol_versions()?;
+    let builder = match client_ca {
+        None => builder.with_no_client_auth(),
+        Some(path) => {
+            let ca_err = |message: String| TlsError::ClientCa {
+                path: path.to_path_buf(),
+                message,
+            };
+            let mut roots = RootCertStore::empty();
+            for cert in pem_certs(path).map_err(ca_err)? {
+                roots.add(cert).map_err(|e| ca_err(e.to_string()))?;
+            }
+            let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
+                .build()
+                .map_err(|e| ca_err(e.to_string()))?;
+            builder.with_client_cert_verifier(verifier)
+        }
+    };
+    let mut config = builder.with_cert_resolver(resolver);
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(config)
 }
@@ -246,5 +269,18 @@ mod tests {
         let (_, other_key) = ensure_dev_certs(b.path()).unwrap();
         let err = load_certified_key(&cert, &other_key).unwrap_err();
         assert!(err.to_string().contains("does not belong"), "{err}");
+    }
+
+    #[test]
+    fn client_ca_errors_name_the_flag() {
+        let dir = tempfile::tempdir().unwrap();
+        let (cert, key) = ensure_dev_certs(dir.path()).unwrap();
+        let resolver = ReloadingResolver::new(load_certified_key(&cert, &key).unwrap());
+        let err = server_config(Arc::clone(&resolver), Some(&key)).unwrap_err();
+        assert!(err.to_string().starts_with("--client-ca"), "{err}");
+        let missing = dir.path().join("missing.crt");
+        let err = server_config(Arc::clone(&resolver), Some(&missing)).unwrap_err();
+        assert!(err.to_string().starts_with("--client-ca"), "{err}");
+        assert!(server_config(resolver, Some(&dir.path().join("ca.crt"))).is_ok());
     }
 }

@@ -21,15 +21,43 @@ pub fn free_port() -> u16 {
         .expect("a free loopback port")
 }
 
+/// A client builder for `https://localhost:PORT` that connects to 127.0.0.1 only, with no
+/// proxy and no built-in roots.
+pub fn client_builder(port: u16) -> reqwest::ClientBuilder {
+    reqwest::Client::builder()
+        .no_proxy()
+        .tls_built_in_root_certs(false)
+        .resolve("localhost", ([127, 0, 0, 1], port).into())
+        .timeout(Duration::from_secs(30))
+}
+
 /// A running `mtls-guard serve` with its own dev certificate directory.
 pub struct Guard {
     pub port: u16,
     pub certs: tempfile::TempDir,
     pub child: Child,
+    /// The CA its clients trust; the generated dev CA unless given.
+    trust: Option<PathBuf>,
+    /// PEM client certificate and key, for a guard started with `--client-ca`.
+    identity: Option<Vec<u8>>,
 }
 
 impl Guard {
     pub async fn start(extra: &[&str]) -> Guard {
+        Guard::launch(extra, None, None).await
+    }
+
+    /// `trust`: the CA that signs a `--tls-cert` given in `extra` (default: the dev CA);
+    /// `identity`: the PEM certificate and key clients present (for `--client-ca`).
+    pub async fn start_with(
+        extra: &[&str],
+        trust: Option<PathBuf>,
+        identity: Option<Vec<u8>>,
+    ) -> Guard {
+        Guard::launch(extra, trust, identity).await
+    }
+
+    async fn launch(extra: &[&str], trust: Option<PathBuf>, identity: Option<Vec<u8>>) -> Guard {
         let source = if extra.contains(&"--inventory") {
             None
         } else {
@@ -47,26 +75,41 @@ impl Guard {
             .stderr(Stdio::null())
             .spawn()
             .expect("mtls-guard starts");
-        let guard = Guard { port, certs, child };
+        let guard = Guard {
+            port,
+            certs,
+            child,
+            trust,
+            identity,
+        };
         guard.wait_healthy().await;
         guard
     }
 
     pub fn ca(&self) -> PathBuf {
-        self.certs.path().join("ca.crt")
+        self.trust
+            .clone()
+            .unwrap_or_else(|| self.certs.path().join("ca.crt"))
     }
 
     pub fn url(&self, path: &str) -> String {
         format!("https://localhost:{}{path}", self.port)
     }
 
-    /// A client that trusts only the generated CA.
+    pub fn client_builder(&self) -> reqwest::ClientBuilder {
+        client_builder(self.port)
+    }
+
+    /// A client that trusts only the guard's CA (and presents the client identity, if any).
     pub fn client(&self) -> reqwest::Client {
-        let pem = std::fs::read(self.ca()).expect("the dev CA was written");
-        reqwest::Client::builder()
-            .add_root_certificate(reqwest::Certificate::from_pem(&pem).unwrap())
-            .build()
-            .unwrap()
+        let pem = std::fs::read(self.ca()).expect("the CA was written");
+        let mut builder = self
+            .client_builder()
+            .add_root_certificate(reqwest::Certificate::from_pem(&pem).unwrap());
+        if let Some(identity) = &self.identity {
+            builder = builder.identity(reqwest::Identity::from_pem(identity).unwrap());
+        }
+        builder.build().unwrap()
     }
 
     async fn wait_healthy(&self) {
