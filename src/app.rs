@@ -152,6 +152,8 @@ pub async fn serve(args: ServeArgs) -> Result<(), AppError> {
         ServeOptions {
             header_read_timeout: *args.header_read_timeout,
             handshake_timeout: *args.header_read_timeout,
+            idle_timeout: *args.idle_timeout,
+            drain_delay: *args.drain_delay,
             shutdown_grace: *args.shutdown_grace,
         },
         drain,

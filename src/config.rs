@@ -164,10 +164,18 @@ pub struct ServeArgs {
     /// Time to answer one request (keep it under the webhook's timeoutSeconds).
     #[arg(long, default_value = "4s", env = "MTLS_GUARD_REQUEST_TIMEOUT")]
     pub request_timeout: humantime::Duration,
-    /// Time a client has to send its request headers.
+    /// Time a client has to finish the TLS handshake, and then to send each request's headers
+    /// (for HTTP/1.1 also the longest wait for the next request on a kept-alive connection).
     #[arg(long, default_value = "5s", env = "MTLS_GUARD_HEADER_READ_TIMEOUT")]
     pub header_read_timeout: humantime::Duration,
-    /// How long SIGTERM waits for in-flight requests.
+    /// A connection with no request in flight for this long is closed.
+    #[arg(long, default_value = "60s", env = "MTLS_GUARD_IDLE_TIMEOUT")]
+    pub idle_timeout: humantime::Duration,
+    /// After SIGTERM, readiness is off but the listener stays open this long, so the endpoints
+    /// stop routing to this replica before it refuses connections.
+    #[arg(long, default_value = "5s", env = "MTLS_GUARD_DRAIN_DELAY")]
+    pub drain_delay: humantime::Duration,
+    /// How long the drain then waits for open connections to finish.
     #[arg(long, default_value = "20s", env = "MTLS_GUARD_SHUTDOWN_GRACE")]
     pub shutdown_grace: humantime::Duration,
     /// PEM CA certificate(s): clients must present a certificate that chains to one of them,

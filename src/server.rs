@@ -1,27 +1,29 @@
 //! The HTTPS endpoint: `/validate`, `/healthz`, `/readyz`, `/metrics`.
 //!
 //! [`router`] is plain axum so tests can call it without a socket; [`serve`] puts it behind
-//! rustls with header-read and handshake timeouts and a graceful drain.
+//! rustls with handshake, header-read and idle timeouts and a graceful drain.
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode, Version};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use serde_json::json;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
+use tower::ServiceExt;
 
 use crate::admission::{self, AdmissionError, GuardMode};
 use crate::inventory::SharedIndex;
@@ -69,12 +71,39 @@ pub fn router(state: Arc<AppState>, limits: &Limits) -> Router {
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
+        .fallback(|| async {
+            error(
+                StatusCode::NOT_FOUND,
+                "no such endpoint; the webhook is POST /validate".into(),
+            )
+        })
         .layer(DefaultBodyLimit::max(limits.max_body_bytes))
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
             limits.request_timeout,
         ))
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::clone(&state),
+            close_while_draining,
+        ))
         .with_state(state)
+}
+
+/// While draining, an HTTP/1.1 answer carries `Connection: close`: the client learns from the
+/// answer itself not to reuse the connection, so closing it never races a request it is sending.
+/// (HTTP/2 connections get a GOAWAY instead, in [`serve`].)
+async fn close_while_draining(
+    State(state): State<Arc<AppState>>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let http1 = req.version() < Version::HTTP_2;
+    let mut res = next.run(req).await;
+    if http1 && state.shutting_down.load(Ordering::Acquire) {
+        res.headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    res
 }
 
 fn error(status: StatusCode, message: String) -> Response {
@@ -108,6 +137,14 @@ async fn validate(State(state): State<Arc<AppState>>, headers: HeaderMap, body: 
             return error(StatusCode::BAD_REQUEST, e.to_string());
         }
     };
+    // The API server matches the answer to its request by uid; an answer without one is useless.
+    if req.uid.is_empty() {
+        state.metrics.bad_request("not_a_review");
+        return error(
+            StatusCode::BAD_REQUEST,
+            "AdmissionReview request has an empty uid; the response must echo it".into(),
+        );
+    }
     let outcome = match state.inventory.readiness(Instant::now()) {
         Ok(()) => state
             .inventory
@@ -151,10 +188,15 @@ async fn metrics(State(state): State<Arc<AppState>>) -> Response {
 pub struct ServeOptions {
     pub header_read_timeout: Duration,
     pub handshake_timeout: Duration,
+    pub idle_timeout: Duration,
+    /// Time between readiness turning off and the listener closing, for endpoints to catch up.
+    pub drain_delay: Duration,
     pub shutdown_grace: Duration,
 }
 
-/// Serves `app` over TLS until `shutdown` resolves, then drains in-flight requests.
+/// Serves `app` over TLS until `shutdown` resolves, then drains: it keeps accepting for
+/// `drain_delay` (readiness is already off), closes the listener and waits up to
+/// `shutdown_grace` for open connections to finish.
 pub async fn serve(
     listener: TcpListener,
     tls: rustls::ServerConfig,
@@ -163,14 +205,22 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
 ) {
     let acceptor = TlsAcceptor::from(Arc::new(tls));
-    let graceful = GracefulShutdown::new();
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(opts.header_read_timeout);
     builder.http2().timer(TokioTimer::new());
-    tokio::pin!(shutdown);
+    // Every connection holds a receiver: it learns that draining began, and the sender learns
+    // when the last connection is gone.
+    let (draining, _) = watch::channel(false);
+    let stop_accepting = async {
+        shutdown.await;
+        draining.send_replace(true);
+        tracing::info!(delay = ?opts.drain_delay, "draining: accepting until the drain delay ends");
+        tokio::time::sleep(opts.drain_delay).await;
+    };
+    tokio::pin!(stop_accepting);
     loop {
         let (tcp, peer) = tokio::select! {
             conn = listener.accept() => match conn {
@@ -181,32 +231,143 @@ pub async fn serve(
                     continue;
                 }
             },
-            () = &mut shutdown => break,
+            () = &mut stop_accepting => break,
         };
-        let acceptor = acceptor.clone();
-        let app = app.clone();
-        let builder = builder.clone();
-        let watcher = graceful.watcher();
-        let handshake = opts.handshake_timeout;
-        tokio::spawn(async move {
-            let tls = match tokio::time::timeout(handshake, acceptor.accept(tcp)).await {
-                Ok(Ok(tls)) => tls,
-                Ok(Err(e)) => return tracing::debug!(%peer, error = %e, "TLS handshake failed"),
-                Err(_) => return tracing::debug!(%peer, "TLS handshake timed out"),
-            };
-            let conn = builder.serve_connection(TokioIo::new(tls), TowerToHyperService::new(app));
-            if let Err(e) = watcher.watch(conn.into_owned()).await {
-                tracing::debug!(%peer, error = %e, "connection ended with an error");
-            }
-        });
+        tokio::spawn(connection(
+            tcp,
+            peer,
+            acceptor.clone(),
+            app.clone(),
+            builder.clone(),
+            draining.subscribe(),
+            opts.clone(),
+        ));
     }
     drop(listener);
-    tracing::info!(connections = graceful.count(), "draining connections");
-    if tokio::time::timeout(opts.shutdown_grace, graceful.shutdown())
+    tracing::info!(
+        connections = draining.receiver_count(),
+        "listener closed, waiting for open connections"
+    );
+    if tokio::time::timeout(opts.shutdown_grace, draining.closed())
         .await
         .is_err()
     {
         tracing::warn!("shutdown grace period ended with connections still open");
+    }
+}
+
+/// One client connection: TLS handshake under a deadline, then HTTP until the client leaves,
+/// the connection idles past `idle_timeout`, or (HTTP/2) draining begins.
+async fn connection(
+    tcp: TcpStream,
+    peer: SocketAddr,
+    acceptor: TlsAcceptor,
+    app: Router,
+    builder: auto::Builder<TokioExecutor>,
+    mut draining: watch::Receiver<bool>,
+    opts: ServeOptions,
+) {
+    let tls = match tokio::time::timeout(opts.handshake_timeout, acceptor.accept(tcp)).await {
+        Ok(Ok(tls)) => tls,
+        Ok(Err(e)) => return tracing::debug!(%peer, error = %e, "TLS handshake failed"),
+        Err(_) => return tracing::debug!(%peer, "TLS handshake timed out"),
+    };
+    let http2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
+    let activity = Activity::new();
+    let service = {
+        let activity = Arc::clone(&activity);
+        tower::service_fn(move |req: Request<hyper::body::Incoming>| {
+            let in_flight = activity.begin();
+            let call = app.clone().oneshot(req);
+            async move {
+                let res = call.await;
+                drop(in_flight);
+                res
+            }
+        })
+    };
+    let conn = builder.serve_connection(TokioIo::new(tls), TowerToHyperService::new(service));
+    tokio::pin!(conn);
+    let mut closing = false;
+    // An idle HTTP/2 connection closes once the client acknowledges the GOAWAY; one that never
+    // does is dropped at this point instead of living on.
+    let mut drop_at = None;
+    loop {
+        let idle_at = activity.idle_deadline(opts.idle_timeout);
+        tokio::select! {
+            done = conn.as_mut() => {
+                if let Err(e) = done {
+                    tracing::debug!(%peer, error = %e, "connection ended with an error");
+                }
+                return;
+            }
+            // GOAWAY lets the client finish what it sent and open a new connection for the
+            // rest, so HTTP/2 can be told at once; HTTP/1.1 is told per answer instead.
+            _ = draining.wait_for(|d| *d), if http2 && !closing => {
+                closing = true;
+                conn.as_mut().graceful_shutdown();
+            }
+            () = tokio::time::sleep_until(idle_at), if !closing => {
+                if activity.idle_since(opts.idle_timeout) {
+                    tracing::debug!(%peer, "closing idle connection");
+                    closing = true;
+                    drop_at = Some(tokio::time::Instant::now() + opts.header_read_timeout);
+                    conn.as_mut().graceful_shutdown();
+                }
+            }
+            () = tokio::time::sleep_until(drop_at.unwrap_or(idle_at)), if drop_at.is_some() => {
+                return tracing::debug!(%peer, "dropping an idle connection that did not close");
+            }
+        }
+    }
+}
+
+/// Requests in flight on one connection and when the last one ended, for the idle timer.
+#[derive(Debug)]
+struct Activity {
+    in_flight: AtomicUsize,
+    last: Mutex<tokio::time::Instant>,
+}
+
+impl Activity {
+    fn new() -> Arc<Activity> {
+        Arc::new(Activity {
+            in_flight: AtomicUsize::new(0),
+            last: Mutex::new(tokio::time::Instant::now()),
+        })
+    }
+
+    fn begin(self: &Arc<Self>) -> InFlight {
+        self.in_flight.fetch_add(1, Ordering::AcqRel);
+        InFlight(Arc::clone(self))
+    }
+
+    fn last(&self) -> tokio::time::Instant {
+        *self.last.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// When the connection will have idled for `idle` unless a request comes; while one is in
+    /// flight, a time to look again.
+    fn idle_deadline(&self, idle: Duration) -> tokio::time::Instant {
+        if self.in_flight.load(Ordering::Acquire) > 0 {
+            tokio::time::Instant::now() + idle
+        } else {
+            self.last() + idle
+        }
+    }
+
+    fn idle_since(&self, idle: Duration) -> bool {
+        self.in_flight.load(Ordering::Acquire) == 0 && self.last().elapsed() >= idle
+    }
+}
+
+/// Marks a request in flight until dropped.
+struct InFlight(Arc<Activity>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        *self.0.last.lock().unwrap_or_else(PoisonError::into_inner) = tokio::time::Instant::now();
+        self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
     }
 }
 

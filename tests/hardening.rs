@@ -4,7 +4,7 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -12,7 +12,7 @@ use common::{data, Guard};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName};
 use rustls::{ClientConfig, RootCertStore, SupportedProtocolVersion};
-use serde_json::Value;
+use serde_json::{json, Value};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
@@ -22,6 +22,10 @@ const SEED_UID: &str = "7f0c5a53-0001-4c55-9d7e-5c1f1c0a0001";
 /// How long a test waits for the server to hang up; the timeouts under test are 1 s.
 const HANG_UP_BOUND: Duration = Duration::from_secs(10);
 
+fn fixture(name: &str) -> Value {
+    serde_json::from_slice(&std::fs::read(data(name)).unwrap()).unwrap()
+}
+
 async fn assert_healthy(guard: &Guard) {
     let r = guard
         .client()
@@ -30,6 +34,11 @@ async fn assert_healthy(guard: &Guard) {
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
+}
+
+async fn error_of(r: reqwest::Response) -> String {
+    let body: Value = r.json().await.unwrap();
+    body["error"].as_str().unwrap().to_string()
 }
 
 fn roots(ca: &Path) -> Arc<RootCertStore> {
@@ -108,6 +117,269 @@ async fn read_http1_answer(stream: &mut (impl AsyncRead + Unpin)) -> String {
         .await
         .expect("no complete answer");
     String::from_utf8(got).unwrap()
+}
+
+/// HTTP/2 frame types in a server's byte stream.
+fn h2_frame_types(mut bytes: &[u8]) -> Vec<u8> {
+    let mut types = Vec::new();
+    while bytes.len() >= 9 {
+        let len = usize::from(bytes[0]) << 16 | usize::from(bytes[1]) << 8 | usize::from(bytes[2]);
+        types.push(bytes[3]);
+        bytes = &bytes[(9 + len).min(bytes.len())..];
+    }
+    types
+}
+
+const H2_SETTINGS: u8 = 4;
+const H2_PING: u8 = 6;
+const H2_GOAWAY: u8 = 7;
+const H2_ACK: u8 = 1;
+
+/// Reads frames until the server closes, acknowledging its SETTINGS and PINGs as a real
+/// client does; returns the frame types seen.
+async fn h2_frames_until_closed(tls: &mut TlsStream<TcpStream>) -> Vec<u8> {
+    let mut types = Vec::new();
+    let read = async {
+        loop {
+            let mut head = [0u8; 9];
+            if tls.read_exact(&mut head).await.is_err() {
+                return;
+            }
+            let len = usize::from(head[0]) << 16 | usize::from(head[1]) << 8 | usize::from(head[2]);
+            let mut payload = vec![0u8; len];
+            if tls.read_exact(&mut payload).await.is_err() {
+                return;
+            }
+            let (kind, flags) = (head[3], head[4]);
+            types.push(kind);
+            if flags & H2_ACK == 0 && (kind == H2_SETTINGS || kind == H2_PING) {
+                let mut ack = vec![0, 0, 0, kind, H2_ACK, 0, 0, 0, 0];
+                if kind == H2_PING {
+                    ack[2] = 8;
+                    ack.extend(&payload);
+                }
+                if tls.write_all(&ack).await.is_err() {
+                    return;
+                }
+            }
+        }
+    };
+    tokio::time::timeout(HANG_UP_BOUND, read)
+        .await
+        .expect("the server kept the connection open");
+    types
+}
+
+/// The client connection preface and an empty SETTINGS frame: a connection that asks nothing.
+async fn open_idle_h2(port: u16, ca: &Path) -> TlsStream<TcpStream> {
+    let mut tls = tls_connect(port, client_config(ca, rustls::ALL_VERSIONS, b"h2")).await;
+    assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
+    tls.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00")
+        .await
+        .unwrap();
+    tls.flush().await.unwrap();
+    tls
+}
+
+// Bad input over HTTPS: a clear status, no panic, and the server still healthy.
+
+#[tokio::test]
+async fn deeply_nested_json_is_a_400() {
+    let guard = Guard::start(&[]).await;
+    let depth = 100_000;
+    let nested = format!("{}{}", "[".repeat(depth), "]".repeat(depth));
+    let mut review = fixture("seed-strict-policy.json");
+    review["request"]["object"]["spec"]["targets"] = json!("NESTED");
+    let body = review.to_string().replace(r#""NESTED""#, &nested);
+    let r = guard.validate(body.into_bytes()).await;
+    assert_eq!(r.status(), 400);
+    assert!(error_of(r).await.contains("recursion limit"));
+
+    let nested_request = format!(
+        r#"{{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{nested}}}"#
+    );
+    let r = guard.validate(nested_request.into_bytes()).await;
+    assert_eq!(r.status(), 400);
+    assert!(error_of(r).await.contains("not an AdmissionReview"));
+    assert_healthy(&guard).await;
+}
+
+#[tokio::test]
+async fn huge_arrays_within_the_body_limit_get_an_answer() {
+    let guard = Guard::start(&[]).await;
+    let mut review = fixture("seed-strict-policy.json");
+    let padding = vec![0u8; 1_200_000];
+    review["request"]["object"]["spec"]["padding"] = json!(padding);
+    let body = serde_json::to_vec(&review).unwrap();
+    assert!(body.len() > 2_000_000 && body.len() < 3 * 1024 * 1024);
+    let r = guard.validate(body).await;
+    assert_eq!(r.status(), 200);
+    let answer: Value = r.json().await.unwrap();
+    assert_eq!(answer["response"]["uid"], SEED_UID);
+    assert!(answer["response"]["allowed"].is_boolean(), "{answer}");
+
+    let top_level = serde_json::to_vec(&padding).unwrap();
+    let r = guard.validate(top_level).await;
+    assert_eq!(r.status(), 400);
+    assert!(error_of(r).await.contains("not an AdmissionReview"));
+    assert_healthy(&guard).await;
+}
+
+#[tokio::test]
+async fn incomplete_reviews_are_400_naming_what_is_missing() {
+    let guard = Guard::start(&[]).await;
+    let no_request = json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview"});
+    let r = guard.validate(no_request.to_string().into_bytes()).await;
+    assert_eq!(r.status(), 400);
+    assert!(error_of(r).await.contains("no request"));
+
+    // A response must echo the uid, so a request without one cannot be answered.
+    let mut no_uid = fixture("seed-strict-policy.json");
+    no_uid["request"].as_object_mut().unwrap().remove("uid");
+    let r = guard.validate(no_uid.to_string().into_bytes()).await;
+    assert_eq!(r.status(), 400);
+    assert!(error_of(r).await.contains("uid"));
+
+    let mut empty_uid = fixture("seed-strict-policy.json");
+    empty_uid["request"]["uid"] = json!("");
+    let r = guard.validate(empty_uid.to_string().into_bytes()).await;
+    assert_eq!(r.status(), 400);
+    assert!(error_of(r).await.contains("empty uid"));
+
+    let mut v1beta1 = fixture("seed-strict-policy.json");
+    v1beta1["apiVersion"] = json!("admission.k8s.io/v1beta1");
+    let r = guard.validate(v1beta1.to_string().into_bytes()).await;
+    assert_eq!(r.status(), 400);
+    assert!(error_of(r).await.contains("apiVersion"));
+    assert_healthy(&guard).await;
+}
+
+#[tokio::test]
+async fn an_unexpected_kind_is_allowed_with_a_warning() {
+    let guard = Guard::start(&[]).await;
+    let review = guard.validate_fixture("unreviewed-pod.json").await;
+    let r = &review["response"];
+    assert_eq!(r["allowed"], true);
+    assert!(
+        r["warnings"][0]
+            .as_str()
+            .unwrap()
+            .contains("does not review"),
+        "{r}"
+    );
+}
+
+#[tokio::test]
+async fn unknown_paths_are_404_with_a_hint() {
+    let guard = Guard::start(&[]).await;
+    let client = guard.client();
+    let r = client
+        .post(guard.url("/mutate"))
+        .header("content-type", "application/json")
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    assert!(error_of(r).await.contains("POST /validate"));
+    let r = client.get(guard.url("/")).send().await.unwrap();
+    assert_eq!(r.status(), 404);
+    assert_healthy(&guard).await;
+}
+
+// Not TLS at all.
+
+#[tokio::test]
+async fn plaintext_http_on_the_tls_port_is_dropped() {
+    let guard = Guard::start(&[]).await;
+    let mut tcp = TcpStream::connect(("127.0.0.1", guard.port)).await.unwrap();
+    tcp.write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .await
+        .unwrap();
+    let answer = read_until_closed(&mut tcp).await;
+    assert!(!answer.starts_with(b"HTTP/"), "served plaintext");
+    assert_healthy(&guard).await;
+}
+
+// Slow clients.
+
+#[tokio::test]
+async fn slowloris_headers_are_cut_off_by_the_header_read_timeout() {
+    let guard = Guard::start(&["--header-read-timeout", "1s"]).await;
+    let tls = tls_connect(
+        guard.port,
+        client_config(&guard.ca(), rustls::ALL_VERSIONS, b"http/1.1"),
+    )
+    .await;
+    let (mut rd, mut wr) = tokio::io::split(tls);
+    let head: &[u8] = b"POST /validate HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n";
+    let sent = Arc::new(AtomicUsize::new(0));
+    let writer = {
+        let sent = Arc::clone(&sent);
+        tokio::spawn(async move {
+            for byte in head {
+                if wr.write_all(&[*byte]).await.is_err() || wr.flush().await.is_err() {
+                    return;
+                }
+                sent.fetch_add(1, Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        })
+    };
+    let answer = read_until_closed(&mut rd).await;
+    let sent = sent.load(Ordering::SeqCst);
+    writer.abort();
+    assert!(
+        sent < head.len(),
+        "the headers completed ({sent} bytes) before the server hung up"
+    );
+    assert!(!String::from_utf8_lossy(&answer).contains(" 200 "));
+    assert_healthy(&guard).await;
+}
+
+#[tokio::test]
+async fn a_client_that_never_says_hello_is_cut_off_by_the_handshake_timeout() {
+    let guard = Guard::start(&["--header-read-timeout", "1s"]).await;
+    let mut tcp = TcpStream::connect(("127.0.0.1", guard.port)).await.unwrap();
+    let answer = read_until_closed(&mut tcp).await;
+    assert!(answer.is_empty(), "{answer:?}");
+    assert_healthy(&guard).await;
+}
+
+// Idle connections.
+
+#[tokio::test]
+async fn idle_http1_keep_alive_connections_are_closed() {
+    // The header timeout would also end the wait for a next request; make it longer than the
+    // bound so only the idle timeout can close the connection in time.
+    let guard = Guard::start(&["--header-read-timeout", "30s", "--idle-timeout", "1s"]).await;
+    let mut tls = tls_connect(
+        guard.port,
+        client_config(&guard.ca(), rustls::ALL_VERSIONS, b"http/1.1"),
+    )
+    .await;
+    tls.write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .await
+        .unwrap();
+    let answer = read_http1_answer(&mut tls).await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(!answer.to_ascii_lowercase().contains("connection: close"));
+    let rest = read_until_closed(&mut tls).await;
+    assert!(rest.is_empty(), "{rest:?}");
+}
+
+#[tokio::test]
+async fn idle_http2_connections_get_a_goaway_and_are_closed() {
+    let guard = Guard::start(&["--idle-timeout", "1s", "--header-read-timeout", "2s"]).await;
+    let mut polite = open_idle_h2(guard.port, &guard.ca()).await;
+    let frames = h2_frames_until_closed(&mut polite).await;
+    assert!(frames.contains(&H2_GOAWAY), "frames: {frames:?}");
+
+    // A client that acknowledges nothing cannot finish the GOAWAY; it is dropped anyway.
+    let mut deaf = open_idle_h2(guard.port, &guard.ca()).await;
+    let frames = h2_frame_types(&read_until_closed(&mut deaf).await);
+    assert!(frames.contains(&H2_GOAWAY), "frames: {frames:?}");
+    assert_healthy(&guard).await;
 }
 
 // Certificate rotation under load.
@@ -255,6 +527,135 @@ async fn certificate_rotation_under_load_fails_no_request() {
         .expect("the second certificate is served");
     let only_first = trusting(&[&first_ca]);
     assert!(only_first.get(guard.url("/healthz")).send().await.is_err());
+}
+
+// Drain.
+
+#[derive(Default)]
+struct DrainTally {
+    answered: AtomicUsize,
+    answered_after_sigterm: AtomicUsize,
+    told_to_close: AtomicUsize,
+    refused: AtomicUsize,
+    failures: Mutex<Vec<String>>,
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_under_load_answers_every_request_it_accepted() {
+    let mut guard = Guard::start(&["--drain-delay", "2s", "--shutdown-grace", "10s"]).await;
+    let body = std::fs::read(data("seed-strict-policy.json")).unwrap();
+    let tally = Arc::new(DrainTally::default());
+    let sigterm_sent = Arc::new(AtomicBool::new(false));
+    let mut workers = Vec::new();
+    for _ in 0..4 {
+        let (client, url, body) = (guard.client(), guard.url("/validate"), body.clone());
+        let (tally, sigterm_sent) = (Arc::clone(&tally), Arc::clone(&sigterm_sent));
+        workers.push(tokio::spawn(async move {
+            for _ in 0..50_000 {
+                let sent = client
+                    .post(&url)
+                    .header("content-type", "application/json")
+                    .body(body.clone())
+                    .send()
+                    .await;
+                let r = match sent {
+                    Ok(r) => r,
+                    // Refused on connect (or cut during the handshake): the request was never
+                    // sent, and the client can go elsewhere.
+                    Err(e) if e.is_connect() => {
+                        tally.refused.fetch_add(1, Ordering::SeqCst);
+                        return;
+                    }
+                    Err(e) => return tally.failures.lock().unwrap().push(format!("{e:?}")),
+                };
+                let closing = r
+                    .headers()
+                    .get("connection")
+                    .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"close"));
+                let status = r.status();
+                match r.json::<Value>().await {
+                    Ok(v) if status == 200 && v["response"]["uid"] == SEED_UID => {}
+                    other => {
+                        return tally
+                            .failures
+                            .lock()
+                            .unwrap()
+                            .push(format!("{status}: {other:?}"))
+                    }
+                }
+                tally.answered.fetch_add(1, Ordering::SeqCst);
+                if sigterm_sent.load(Ordering::SeqCst) {
+                    tally.answered_after_sigterm.fetch_add(1, Ordering::SeqCst);
+                }
+                if closing {
+                    tally.told_to_close.fetch_add(1, Ordering::SeqCst);
+                }
+            }
+        }));
+    }
+    let readiness = {
+        let (client, url) = (guard.client(), guard.url("/readyz"));
+        tokio::spawn(async move {
+            let mut seen = Vec::new();
+            for _ in 0..10_000 {
+                match client.get(&url).send().await {
+                    Ok(r) => seen.push(r.status().as_u16()),
+                    Err(e) if e.is_connect() => break,
+                    Err(e) => panic!("readiness probe failed mid-request: {e:?}"),
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            seen
+        })
+    };
+    let loaded = async {
+        while tally.answered.load(Ordering::SeqCst) < 200 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(60), loaded)
+        .await
+        .expect("the load got going");
+    sigterm_sent.store(true, Ordering::SeqCst);
+    guard.terminate();
+    let exit = guard.wait_exit(Duration::from_secs(20)).await;
+    assert!(exit.success(), "{exit}");
+    for w in workers {
+        tokio::time::timeout(HANG_UP_BOUND, w)
+            .await
+            .expect("workers stop once refused")
+            .unwrap();
+    }
+    let seen = tokio::time::timeout(HANG_UP_BOUND, readiness)
+        .await
+        .unwrap()
+        .unwrap();
+
+    let failures = tally.failures.lock().unwrap();
+    assert!(failures.is_empty(), "{failures:?}");
+    assert_eq!(
+        tally.refused.load(Ordering::SeqCst),
+        4,
+        "every worker ended refused"
+    );
+    assert!(tally.answered_after_sigterm.load(Ordering::SeqCst) > 0);
+    assert!(tally.told_to_close.load(Ordering::SeqCst) > 0);
+    assert_eq!(seen.first(), Some(&200));
+    assert!(
+        seen.contains(&503),
+        "readiness stayed up while draining: {seen:?}"
+    );
+}
+
+#[tokio::test]
+async fn sigterm_sends_goaway_to_http2_connections() {
+    let mut guard = Guard::start(&["--shutdown-grace", "30s"]).await;
+    let mut tls = open_idle_h2(guard.port, &guard.ca()).await;
+    // The handshake is done, so the server holds the connection when the signal comes.
+    guard.terminate();
+    let frames = h2_frames_until_closed(&mut tls).await;
+    assert!(frames.contains(&H2_GOAWAY), "frames: {frames:?}");
+    assert!(guard.wait_exit(HANG_UP_BOUND).await.success());
 }
 
 // TLS versions and client certificates.

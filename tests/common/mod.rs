@@ -71,6 +71,8 @@ impl Guard {
             .arg(certs.path())
             .args(extra)
             .args(source)
+            // Tests that stop the guard wait for the drain; a flag still overrides this.
+            .env("MTLS_GUARD_DRAIN_DELAY", "0s")
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -125,6 +127,27 @@ impl Guard {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         panic!("mtls-guard did not become healthy on port {}", self.port);
+    }
+
+    /// Sends SIGTERM, as the kubelet does.
+    pub fn terminate(&self) {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    /// The exit status, waiting at most `bound`.
+    pub async fn wait_exit(&mut self, bound: Duration) -> std::process::ExitStatus {
+        let deadline = Instant::now() + bound;
+        loop {
+            if let Some(exit) = self.child.try_wait().unwrap() {
+                return exit;
+            }
+            assert!(Instant::now() < deadline, "still running after {bound:?}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     pub async fn validate(&self, body: Vec<u8>) -> reqwest::Response {
