@@ -264,7 +264,7 @@ pub fn decide(
         new: new.as_ref().map(|(r, _)| r),
     };
     let verdict = engine::evaluate(index, &change);
-    record.clients = verdict.breaks.len();
+    record.clients = verdict.client_count();
     record.servers = verdict.servers.len();
     if !verdict.breaks_clients() {
         return Outcome {

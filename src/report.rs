@@ -114,7 +114,7 @@ fn targets_of(v: &Verdict, b: &Break) -> String {
 pub fn deny_message(object: &str, v: &Verdict, change: Option<&str>) -> String {
     let mut m = format!(
         "mtls-guard: {object} would cut off {} plaintext client(s).",
-        v.breaks.len()
+        v.client_count()
     );
     for s in &v.servers {
         let verb = if s.locked_down() {
@@ -141,8 +141,8 @@ pub fn deny_message(object: &str, v: &Verdict, change: Option<&str>) -> String {
             tier_name(b.tier)
         );
     }
-    if v.breaks.len() > LISTED_CLIENTS {
-        let _ = write!(m, "\n  +{} more", v.breaks.len() - LISTED_CLIENTS);
+    if v.client_count() > LISTED_CLIENTS {
+        let _ = write!(m, "\n  +{} more", v.client_count() - LISTED_CLIENTS);
     }
     if let Some(change) = change {
         let _ = write!(m, "\nChange: {change}");
@@ -171,10 +171,10 @@ pub fn warnings(v: &Verdict) -> Vec<String> {
             )
         })
         .collect();
-    if v.breaks.len() > LISTED_CLIENTS {
+    if v.client_count() > LISTED_CLIENTS {
         w.push(format!(
             "mtls-guard would deny: +{} more clients",
-            v.breaks.len() - LISTED_CLIENTS
+            v.client_count() - LISTED_CLIENTS
         ));
     }
     w
@@ -205,9 +205,10 @@ struct Entry<'a> {
     servers: Vec<String>,
 }
 
-/// The compact JSON list recorded as the `would-deny` audit annotation.
+/// The compact JSON list recorded as the `would-deny` audit annotation; clients past the
+/// listed ones end it as `{"more": N}`.
 pub fn would_deny_json(v: &Verdict) -> String {
-    let entries: Vec<Entry> = v
+    let mut entries: Vec<serde_json::Value> = v
         .breaks
         .iter()
         .map(|b| Entry {
@@ -216,7 +217,11 @@ pub fn would_deny_json(v: &Verdict) -> String {
             reason: &b.reason,
             servers: v.targets(b).map(server_name).collect(),
         })
+        .filter_map(|e| serde_json::to_value(e).ok())
         .collect();
+    if v.unlisted > 0 {
+        entries.push(serde_json::json!({ "more": v.unlisted }));
+    }
     serde_json::to_string(&entries).unwrap_or_else(|_| "[]".into())
 }
 
@@ -270,6 +275,7 @@ mod tests {
                     after: Mode::Strict,
                     decided_by: None,
                 }],
+                accepts_hbone: false,
             }],
             breaks: (0..clients)
                 .map(|i| Break {
@@ -282,6 +288,7 @@ mod tests {
                     targets: Targets::Servers(vec![0]),
                 })
                 .collect(),
+            unlisted: 0,
         }
     }
 
@@ -306,6 +313,15 @@ mod tests {
             "{m}"
         );
         assert!(m.contains("Change: replace /spec/mtls/mode STRICT"), "{m}");
+    }
+
+    #[test]
+    fn unlisted_clients_count_in_the_message_and_the_annotation() {
+        let mut v = verdict(2);
+        v.unlisted = 40;
+        assert!(deny_message("x", &v, None).contains("would cut off 42 plaintext client(s)"));
+        let j: serde_json::Value = serde_json::from_str(&would_deny_json(&v)).unwrap();
+        assert_eq!(j[2]["more"], 40);
     }
 
     #[test]

@@ -11,7 +11,7 @@ use std::collections::BTreeSet;
 use super::destination::{self, Asker};
 use super::mode::Modes;
 use super::view::View;
-use super::{Client, Hit, Reason, VerdictBuilder};
+use super::{Client, Hit, Reason, Targets, VerdictBuilder, LISTED_UNMESHED};
 use crate::inventory::{Index, Workload, WorkloadId};
 use crate::model::service::ServicePort;
 use crate::model::{pod::DATAPLANE_MODE_LABEL, Mode, Proxy, Service, TlsMode};
@@ -75,38 +75,47 @@ fn no_proxy_reason(index: &Index, c: &Workload) -> Reason {
 }
 
 /// Tier 1, ambient clients and the kubelet: cut off by every port the change locks down.
+/// The first [`LISTED_UNMESHED`] of each population are listed by name, the rest counted.
 pub(super) fn without_proxy(index: &Index, hits: &[Hit], out: &mut VerdictBuilder) {
     let locks: Vec<&Hit> = hits.iter().filter(|h| h.locks_down()).collect();
-    if locks.is_empty() {
-        return;
-    }
-    let mut no_proxy = index.workloads().no_proxy().peekable();
-    if no_proxy.peek().is_some() {
+    let workloads = index.workloads();
+    let unmeshed = workloads.no_proxy_count();
+    if !locks.is_empty() && unmeshed > 0 {
         for hit in &locks {
             out.server(hit, index.workload(hit.id));
         }
-        for (_, c) in no_proxy {
-            out.add(client(c), no_proxy_reason(index, c), None);
+        for (_, c) in workloads.no_proxy().take(LISTED_UNMESHED) {
+            out.add_to_all(client(c), no_proxy_reason(index, c), Targets::LockedDown);
         }
+        out.verdict.unlisted += unmeshed.saturating_sub(LISTED_UNMESHED);
+    }
+    let without_hbone = |h: &&&Hit| {
+        let w = index.workload(h.id);
+        w.shape.proxy == Proxy::Sidecar && !w.shape.accepts_hbone()
+    };
+    let ambient = workloads.ambient_count();
+    if ambient > 0 && locks.iter().any(|h| without_hbone(&h)) {
+        for hit in locks.iter().filter(without_hbone) {
+            out.server(hit, index.workload(hit.id));
+        }
+        for (_, c) in workloads.ambient().take(LISTED_UNMESHED) {
+            out.add_to_all(
+                client(c),
+                Reason::AmbientToSidecar,
+                Targets::LockedDownWithoutHbone,
+            );
+        }
+        out.verdict.unlisted += ambient.saturating_sub(LISTED_UNMESHED);
     }
     for hit in &locks {
         let w = index.workload(hit.id);
-        if w.shape.proxy == Proxy::Sidecar && !w.shape.accepts_hbone() {
-            let mut ambient = index.workloads().ambient().peekable();
-            if ambient.peek().is_some() {
-                let server = out.server(hit, w);
-                for (_, c) in ambient {
-                    out.add(client(c), Reason::AmbientToSidecar, Some(server));
-                }
-            }
-        }
         if let Some(port) = hit.port.filter(|p| probed_without_rewrite(w, *p)) {
             let server = out.server(hit, w);
             let kubelet = Client::Kubelet {
                 namespace: w.namespace.clone(),
                 name: w.name.clone(),
             };
-            out.add(kubelet, Reason::KubeletProbe { port }, Some(server));
+            out.add(kubelet, Reason::KubeletProbe { port }, server);
         }
     }
 }
@@ -293,7 +302,7 @@ impl Judge<'_, '_> {
         own.extend(changed_dr_ns.iter().copied());
         let add = |c: &Workload, reason: Reason, out: &mut VerdictBuilder| {
             let server = out.server(hit, w);
-            out.add(client(c), reason, Some(server));
+            out.add(client(c), reason, server);
         };
         let workloads = index.workloads();
         let eligible = |id: WorkloadId| id != hit.id && !workloads.is_bypasser(id);

@@ -123,6 +123,8 @@ pub struct Server {
     pub workload: String,
     pub pods: usize,
     pub ports: Vec<PortChange>,
+    /// Ambient clients reach it over HBONE (ambient itself, or a sidecar labelled for it).
+    pub accepts_hbone: bool,
 }
 
 impl Server {
@@ -138,6 +140,8 @@ impl Server {
 pub enum Targets {
     /// Every server the change locks down (a client without proxy reaches them all).
     LockedDown,
+    /// Every locked-down server that does not accept HBONE (what an ambient client cannot reach).
+    LockedDownWithoutHbone,
     /// Indices into [`Verdict::servers`].
     Servers(Vec<usize>),
 }
@@ -151,10 +155,16 @@ pub struct Break {
     pub targets: Targets,
 }
 
+/// Clients without a proxy (and ambient clients) listed by name in a verdict; the rest are
+/// only counted, so a review costs the same with ten such workloads or ten thousand.
+pub const LISTED_UNMESHED: usize = 50;
+
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct Verdict {
     pub servers: Vec<Server>,
     pub breaks: Vec<Break>,
+    /// Further clients without a proxy or ambient, cut off like the listed ones, not listed.
+    pub unlisted: usize,
 }
 
 impl Verdict {
@@ -162,10 +172,20 @@ impl Verdict {
         !self.breaks.is_empty()
     }
 
+    /// Every client cut off, listed or not.
+    pub fn client_count(&self) -> usize {
+        self.breaks.len() + self.unlisted
+    }
+
     /// The servers one break cuts its client off from.
     pub fn targets<'v>(&'v self, b: &'v Break) -> Box<dyn Iterator<Item = &'v Server> + 'v> {
         match &b.targets {
             Targets::LockedDown => Box::new(self.servers.iter().filter(|s| s.locked_down())),
+            Targets::LockedDownWithoutHbone => Box::new(
+                self.servers
+                    .iter()
+                    .filter(|s| s.locked_down() && !s.accepts_hbone),
+            ),
             Targets::Servers(ids) => Box::new(ids.iter().filter_map(|i| self.servers.get(*i))),
         }
     }
@@ -188,6 +208,7 @@ impl VerdictBuilder {
                 workload: w.name.clone(),
                 pods: w.pods.len(),
                 ports: Vec::new(),
+                accepts_hbone: w.shape.accepts_hbone(),
             });
             servers.len() - 1
         });
@@ -203,32 +224,36 @@ impl VerdictBuilder {
         slot
     }
 
-    /// Records that `client` is cut off from `server` (`None`: from every locked-down server).
-    fn add(&mut self, client: Client, reason: Reason, server: Option<usize>) {
-        let breaks = &mut self.verdict.breaks;
-        let slot = *self
-            .break_slots
-            .entry((client.clone(), reason.clone()))
-            .or_insert_with(|| {
-                let targets = match server {
-                    None => Targets::LockedDown,
-                    Some(_) => Targets::Servers(Vec::new()),
-                };
-                breaks.push(Break {
-                    client,
-                    tier: reason.tier(),
-                    reason,
-                    targets,
-                });
-                breaks.len() - 1
-            });
-        if let (Targets::Servers(ids), Some(server)) =
-            (&mut self.verdict.breaks[slot].targets, server)
-        {
+    /// Records that `client` is cut off from one server.
+    fn add(&mut self, client: Client, reason: Reason, server: usize) {
+        let slot = self.slot(client, reason, || Targets::Servers(Vec::new()));
+        if let Targets::Servers(ids) = &mut self.verdict.breaks[slot].targets {
             if !ids.contains(&server) {
                 ids.push(server);
             }
         }
+    }
+
+    /// Records that `client` is cut off from a whole class of servers.
+    fn add_to_all(&mut self, client: Client, reason: Reason, targets: Targets) {
+        self.slot(client, reason, || targets);
+    }
+
+    fn slot(&mut self, client: Client, reason: Reason, targets: impl FnOnce() -> Targets) -> usize {
+        let breaks = &mut self.verdict.breaks;
+        *self
+            .break_slots
+            .entry((client.clone(), reason.clone()))
+            .or_insert_with(|| {
+                let tier = reason.tier();
+                breaks.push(Break {
+                    client,
+                    tier,
+                    reason,
+                    targets: targets(),
+                });
+                breaks.len() - 1
+            })
     }
 
     fn finish(mut self) -> Verdict {

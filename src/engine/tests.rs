@@ -852,3 +852,37 @@ fn existing_destination_rules_are_found_through_the_host_index() {
     gone.remove_rule(&dr("bar", "plain", json!({})).origin().clone());
     assert!(!broken(&create(&gone, &lock)).contains(&"bar/sleep: destination-rule".to_string()));
 }
+
+#[test]
+fn clients_without_proxy_past_the_listed_ones_are_counted() {
+    let mut index = seed();
+    for i in 0..LISTED_UNMESHED + 9 {
+        index.upsert_pod(pod("zz-legacy", &format!("job-{i:03}"), false, json!({})));
+    }
+    let v = create(&index, &seed_lockdown());
+    assert_eq!(
+        v.client_count(),
+        LISTED_UNMESHED + 10,
+        "legacy/sleep and the jobs"
+    );
+    assert_eq!(v.breaks.len(), LISTED_UNMESHED);
+    assert_eq!(v.unlisted, 10);
+    assert!(
+        broken(&v).contains(&"legacy/sleep: no-proxy".to_string()),
+        "listed by name order"
+    );
+}
+
+#[test]
+fn ambient_clients_past_the_listed_ones_are_counted_against_sidecars_without_hbone() {
+    let mut index = seed();
+    for i in 0..LISTED_UNMESHED + 3 {
+        let enrolled = json!({"metadata": {"annotations": {"ambient.istio.io/redirection": "enabled"}}});
+        index.upsert_pod(pod("amb", &format!("app-{i:03}"), false, enrolled));
+    }
+    let v = create(&index, &seed_lockdown());
+    assert_eq!(v.unlisted, 3);
+    let ambient = v.breaks.iter().find(|b| b.reason == Reason::AmbientToSidecar).unwrap();
+    let targets: Vec<_> = v.targets(ambient).map(|s| s.workload.as_str()).collect();
+    assert_eq!(targets, ["httpbin"]);
+}

@@ -39,8 +39,9 @@ pub struct Workloads {
     by_namespace: HashMap<String, Vec<WorkloadId>>,
     by_label: HashMap<String, HashMap<(String, String), Vec<WorkloadId>>>,
     pods: HashMap<(String, String), WorkloadId>,
-    no_proxy: BTreeSet<WorkloadId>,
-    ambient: BTreeSet<WorkloadId>,
+    /// Ordered by namespace and name, so the first few are the ones a message lists.
+    no_proxy: BTreeSet<(String, String, WorkloadId)>,
+    ambient: BTreeSet<(String, String, WorkloadId)>,
     sidecars: BTreeSet<WorkloadId>,
     /// Sidecar workloads with outbound capture exclusions: judged one by one.
     bypassers: BTreeSet<WorkloadId>,
@@ -102,13 +103,22 @@ impl Workloads {
             .filter(move |(_, w)| selector_matches(selector, &w.shape.labels))
     }
 
-    /// Clients with no proxy at all, in id order.
+    /// Clients with no proxy at all, by namespace and name.
     pub fn no_proxy(&self) -> impl Iterator<Item = (WorkloadId, &Workload)> {
-        self.no_proxy.iter().map(|id| (*id, self.get(*id)))
+        self.no_proxy.iter().map(|(_, _, id)| (*id, self.get(*id)))
     }
 
+    pub fn no_proxy_count(&self) -> usize {
+        self.no_proxy.len()
+    }
+
+    /// Ambient-enrolled clients, by namespace and name.
     pub fn ambient(&self) -> impl Iterator<Item = (WorkloadId, &Workload)> {
-        self.ambient.iter().map(|id| (*id, self.get(*id)))
+        self.ambient.iter().map(|(_, _, id)| (*id, self.get(*id)))
+    }
+
+    pub fn ambient_count(&self) -> usize {
+        self.ambient.len()
     }
 
     pub fn sidecars(&self) -> impl Iterator<Item = (WorkloadId, &Workload)> {
@@ -123,11 +133,37 @@ impl Workloads {
         self.bypassers.contains(&id)
     }
 
-    fn role(&mut self, shape: &PodShape) -> &mut BTreeSet<WorkloadId> {
-        match shape.proxy {
-            Proxy::None => &mut self.no_proxy,
-            Proxy::Ambient => &mut self.ambient,
-            Proxy::Sidecar => &mut self.sidecars,
+    /// Files a workload under its client role (`add`) or takes it out.
+    fn set_role(&mut self, id: WorkloadId, w: &Workload, add: bool) {
+        let by_name = match w.shape.proxy {
+            Proxy::None => Some(&mut self.no_proxy),
+            Proxy::Ambient => Some(&mut self.ambient),
+            Proxy::Sidecar => None,
+        };
+        if let Some(by_name) = by_name {
+            let key = (w.namespace.clone(), w.name.clone(), id);
+            if add {
+                by_name.insert(key);
+            } else {
+                by_name.remove(&key);
+            }
+            return;
+        }
+        let set = match w.shape.proxy {
+            Proxy::Sidecar if w.has_outbound_exclusions() => {
+                if add {
+                    self.bypassers.insert(id);
+                } else {
+                    self.bypassers.remove(&id);
+                }
+                &mut self.sidecars
+            }
+            _ => &mut self.sidecars,
+        };
+        if add {
+            set.insert(id);
+        } else {
+            set.remove(&id);
         }
     }
 
@@ -174,9 +210,9 @@ impl Workloads {
         for (k, v) in &pod.shape.labels {
             postings.entry((k.clone(), v.clone())).or_default().push(id);
         }
-        self.role(&pod.shape).insert(id);
-        if pod.shape.proxy == Proxy::Sidecar && self.get(id).has_outbound_exclusions() {
-            self.bypassers.insert(id);
+        if let Some(w) = self.slots[id].take() {
+            self.set_role(id, &w, true);
+            self.slots[id] = Some(w);
         }
         id
     }
@@ -206,7 +242,6 @@ impl Workloads {
                 }
             }
         }
-        self.role(&w.shape).remove(&id);
-        self.bypassers.remove(&id);
+        self.set_role(id, &w, false);
     }
 }
