@@ -16,21 +16,30 @@ use crate::inventory::{Index, Workload, WorkloadId};
 use crate::model::service::ServicePort;
 use crate::model::{pod::DATAPLANE_MODE_LABEL, Mode, Proxy, Service, TlsMode};
 
+/// The Services of a server workload's namespace that select it.
+pub fn services_of<'a>(index: &'a Index, w: &Workload) -> Vec<&'a Service> {
+    index
+        .services_in(&w.namespace)
+        .iter()
+        .filter(|s| s.selects(&w.shape.labels))
+        .collect()
+}
+
 /// The captured ports of a server workload; `[None]` for a pod that declares no port at all.
-pub fn server_ports(index: &Index, w: &Workload) -> Vec<Option<u16>> {
-    let mut ports: BTreeSet<u16> = w.shape.container_ports.iter().map(|(_, p)| *p).collect();
-    for svc in index.services_in(&w.namespace) {
-        if svc.selects(&w.shape.labels) {
-            ports.extend(
-                svc.ports
-                    .iter()
-                    .filter_map(|sp| w.shape.resolve_port(&sp.target)),
-            );
-        }
+pub fn server_ports(w: &Workload, services: &[&Service]) -> Vec<Option<u16>> {
+    let mut ports: Vec<u16> = w.shape.container_ports.iter().map(|(_, p)| *p).collect();
+    for svc in services {
+        ports.extend(
+            svc.ports
+                .iter()
+                .filter_map(|sp| w.shape.resolve_port(&sp.target)),
+        );
     }
     if ports.is_empty() {
         return vec![None];
     }
+    ports.sort_unstable();
+    ports.dedup();
     ports
         .into_iter()
         .filter(|p| w.shape.captures_inbound(*p))
@@ -163,13 +172,13 @@ fn auto_mtls_plaintext(modes: &mut Modes, w: &Workload, svc: &Service) -> Option
 struct Route<'s> {
     svc: &'s Service,
     sp: &'s ServicePort,
-    host: String,
+    host: &'s str,
     auto: Option<Reason>,
 }
 
 /// What a sidecar client sends through `route` if it asks as `asker`; `Some` is plaintext.
 fn sends_plaintext(view: &View, asker: Asker, route: &Route) -> Option<Reason> {
-    let dr = destination::find(view, asker, &route.host, &route.svc.namespace);
+    let dr = destination::find(view, asker, route.host, &route.svc.namespace);
     if let Some(dr) = dr {
         if let Some((subset, mode)) = &dr.plaintext_subset {
             return Some(Reason::PlaintextSubset {
@@ -227,6 +236,7 @@ pub(super) fn with_sidecar(
     before: &mut Modes,
     after: &mut Modes,
     hit: &Hit,
+    services: &[&Service],
     changed_dr_ns: &BTreeSet<&str>,
     out: &mut VerdictBuilder,
 ) {
@@ -234,10 +244,7 @@ pub(super) fn with_sidecar(
     let w = index.workload(hit.id);
     let Some(port) = hit.port else { return };
     let domain = index.filters().cluster_domain.as_str();
-    for svc in index.services_in(&w.namespace) {
-        if !svc.selects(&w.shape.labels) {
-            continue;
-        }
+    for svc in services {
         let host = svc.host(domain);
         let after_auto = auto_mtls_plaintext(after, w, svc);
         let before_auto = if hit.locks_down() {
@@ -249,13 +256,13 @@ pub(super) fn with_sidecar(
             let now = Route {
                 svc,
                 sp,
-                host: host.clone(),
+                host: &host,
                 auto: after_auto.clone(),
             };
             let was = (!hit.locks_down()).then(|| Route {
                 svc,
                 sp,
-                host: host.clone(),
+                host: &host,
                 auto: before_auto.clone(),
             });
             let judge = Judge {
@@ -296,10 +303,15 @@ impl Judge<'_, '_> {
     ) {
         let index = self.after.index;
         let svc_ns = self.now.svc.namespace.as_str();
-        let uniform = destination::uniform_exports(&self.after, svc_ns)
-            && destination::uniform_exports(&self.before, svc_ns);
-        let mut own: BTreeSet<&str> = index.dr_namespaces_for(&self.now.host).collect();
+        let root = index.mesh().root_namespace.as_str();
+        let mut own: BTreeSet<&str> = index.dr_namespaces_for(self.now.host).collect();
         own.extend(changed_dr_ns.iter().copied());
+        // Without a rule for this host in the Service's or the root namespace, clients of the
+        // shared class have no rule at all: auto mTLS decides, no lookup needed.
+        let rules_in_reach = own.contains(svc_ns) || own.contains(root);
+        let uniform = !rules_in_reach
+            || (destination::uniform_exports(&self.after, svc_ns)
+                && destination::uniform_exports(&self.before, svc_ns));
         let add = |c: &Workload, reason: Reason, out: &mut VerdictBuilder| {
             let server = out.server(hit, w);
             out.add(client(c), reason, server);

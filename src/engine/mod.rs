@@ -17,7 +17,7 @@ use serde::Serialize;
 use crate::inventory::{Index, Workload, WorkloadId};
 use crate::model::{LegacyScope, Mode, Origin, Rule, TlsMode};
 
-pub use clients::server_ports;
+pub use clients::{server_ports, services_of};
 pub use destination::host_matches;
 pub use mode::{Modes, Resolved};
 pub use view::View;
@@ -157,7 +157,7 @@ pub struct Break {
 
 /// Clients without a proxy (and ambient clients) listed by name in a verdict; the rest are
 /// only counted, so a review costs the same with ten such workloads or ten thousand.
-pub const LISTED_UNMESHED: usize = 50;
+pub const LISTED_UNMESHED: usize = 10;
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct Verdict {
@@ -270,6 +270,8 @@ struct Hit<'a> {
     port: Option<u16>,
     before: Mode,
     after: Resolved<'a>,
+    /// The Services selecting the server: how sidecar clients address it.
+    services: Vec<&'a crate::model::Service>,
 }
 
 impl Hit<'_> {
@@ -292,15 +294,18 @@ pub fn evaluate(index: &Index, change: &Change) -> Verdict {
         if !Index::is_server(w) {
             continue;
         }
-        for port in clients::server_ports(index, w) {
+        let services = clients::services_of(index, w);
+        for port in clients::server_ports(w, &services) {
             let a = after.port(w, port);
             if a.mode == Mode::Strict {
                 let before = before.port(w, port).mode;
+                let services = services.clone();
                 hits.push(Hit {
                     id,
                     port,
                     before,
                     after: a,
+                    services,
                 });
             }
         }
@@ -314,7 +319,14 @@ pub fn evaluate(index: &Index, change: &Change) -> Verdict {
         .map(|r| r.origin().namespace.as_str());
     let changed_dr_ns: BTreeSet<&str> = changed_dr_ns.collect();
     for hit in &hits {
-        clients::with_sidecar(&mut before, &mut after, hit, &changed_dr_ns, &mut out);
+        clients::with_sidecar(
+            &mut before,
+            &mut after,
+            hit,
+            &hit.services,
+            &changed_dr_ns,
+            &mut out,
+        );
     }
     out.finish()
 }

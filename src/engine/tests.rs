@@ -877,12 +877,17 @@ fn clients_without_proxy_past_the_listed_ones_are_counted() {
 fn ambient_clients_past_the_listed_ones_are_counted_against_sidecars_without_hbone() {
     let mut index = seed();
     for i in 0..LISTED_UNMESHED + 3 {
-        let enrolled = json!({"metadata": {"annotations": {"ambient.istio.io/redirection": "enabled"}}});
+        let enrolled =
+            json!({"metadata": {"annotations": {"ambient.istio.io/redirection": "enabled"}}});
         index.upsert_pod(pod("amb", &format!("app-{i:03}"), false, enrolled));
     }
     let v = create(&index, &seed_lockdown());
     assert_eq!(v.unlisted, 3);
-    let ambient = v.breaks.iter().find(|b| b.reason == Reason::AmbientToSidecar).unwrap();
+    let ambient = v
+        .breaks
+        .iter()
+        .find(|b| b.reason == Reason::AmbientToSidecar)
+        .unwrap();
     let targets: Vec<_> = v.targets(ambient).map(|s| s.workload.as_str()).collect();
     assert_eq!(targets, ["httpbin"]);
 }
