@@ -6,7 +6,8 @@ use std::sync::Arc;
 use base64::Engine as _;
 
 use crate::admission::{self, AdmissionError};
-use crate::config::{CertsArgs, InventoryArgs, ReviewArgs, ServeArgs, Unsynced};
+use crate::config::{CertsArgs, EvidenceArgs, InventoryArgs, ReviewArgs, ServeArgs, Unsynced};
+use crate::evidence::{self, EvidenceMode, PrometheusClient, Traffic};
 use crate::inventory::{file, live, Index, InventoryError, SharedIndex};
 use crate::server::{self, AppState, Limits, ServeOptions};
 use crate::tls::{self, TlsError};
@@ -23,6 +24,8 @@ pub enum AppError {
     Io(#[from] std::io::Error),
     #[error("--kubeconfig: {0}")]
     Kubeconfig(String),
+    #[error("{0}")]
+    Evidence(String),
 }
 
 /// A client for `--kubeconfig`, or for the default kubeconfig / in-cluster config.
@@ -96,6 +99,26 @@ pub fn certs(args: &CertsArgs) -> Result<String, AppError> {
     Ok(base64::engine::general_purpose::STANDARD.encode(generated.ca_pem))
 }
 
+/// Spawns the Prometheus poller when a URL is set; reviews read what it last fetched.
+fn start_traffic_evidence(args: &EvidenceArgs) -> Result<Option<Arc<Traffic>>, AppError> {
+    let Some(opts) = args.prometheus() else {
+        if args.evidence == EvidenceMode::Traffic {
+            return Err(AppError::Evidence(
+                "--evidence traffic needs --prometheus-url".into(),
+            ));
+        }
+        return Ok(None);
+    };
+    let client = PrometheusClient::new(opts).map_err(|e| AppError::Evidence(e.to_string()))?;
+    let traffic = Arc::new(Traffic::new(args.evidence, *args.traffic_window));
+    tokio::spawn(evidence::poll(
+        client,
+        Arc::clone(&traffic),
+        *args.traffic_refresh,
+    ));
+    Ok(Some(traffic))
+}
+
 /// `mtls-guard serve`: runs until SIGTERM or Ctrl-C, then drains.
 pub async fn serve(args: ServeArgs) -> Result<(), AppError> {
     let inventory = shared_inventory(&args).await?;
@@ -121,11 +144,10 @@ pub async fn serve(args: ServeArgs) -> Result<(), AppError> {
         key,
         *args.cert_reload_interval,
     ));
-    let state = Arc::new(AppState::new(
-        inventory,
-        args.mode,
-        args.unsynced == Unsynced::Allow,
-    ));
+    let traffic = start_traffic_evidence(&args.evidence)?;
+    let state = Arc::new(
+        AppState::new(inventory, args.mode, args.unsynced == Unsynced::Allow).with_traffic(traffic),
+    );
     let app = server::router(
         Arc::clone(&state),
         &Limits {

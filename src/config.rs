@@ -3,10 +3,12 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::str::FromStr;
+use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::admission::GuardMode;
+use crate::evidence::{EvidenceMode, PrometheusOptions};
 use crate::inventory::Filters;
 
 #[derive(Debug, Parser)]
@@ -182,6 +184,47 @@ pub struct ServeArgs {
     /// or the TLS handshake fails.
     #[arg(long, value_name = "FILE", env = "MTLS_GUARD_CLIENT_CA")]
     pub client_ca: Option<PathBuf>,
+    #[command(flatten)]
+    pub evidence: EvidenceArgs,
+}
+
+/// Traffic evidence from Istio's telemetry in Prometheus.
+#[derive(Debug, Clone, Args)]
+pub struct EvidenceArgs {
+    /// Prometheus base URL (e.g. http://prometheus.istio-system:9090); without it only the
+    /// inventory decides.
+    #[arg(long, value_name = "URL", env = "MTLS_GUARD_PROMETHEUS_URL")]
+    pub prometheus_url: Option<reqwest::Url>,
+    /// File with a bearer token for Prometheus, read again before every poll.
+    #[arg(long, value_name = "FILE", env = "MTLS_GUARD_PROMETHEUS_TOKEN_FILE")]
+    pub prometheus_token_file: Option<PathBuf>,
+    /// PEM CA bundle trusted for an https Prometheus, besides the system roots.
+    #[arg(long, value_name = "FILE", env = "MTLS_GUARD_PROMETHEUS_CA")]
+    pub prometheus_ca: Option<PathBuf>,
+    /// Look-back window: plaintext traffic seen within it counts.
+    #[arg(long, default_value = "24h", env = "MTLS_GUARD_TRAFFIC_WINDOW")]
+    pub traffic_window: humantime::Duration,
+    /// How often Prometheus is polled.
+    #[arg(long, default_value = "60s", env = "MTLS_GUARD_TRAFFIC_REFRESH")]
+    pub traffic_refresh: humantime::Duration,
+    /// Which evidence decides: the inventory, observed traffic, or both.
+    #[arg(long, value_enum, default_value = "both", env = "MTLS_GUARD_EVIDENCE")]
+    pub evidence: EvidenceMode,
+}
+
+impl EvidenceArgs {
+    /// Client options when a URL is set; one query may take up to the refresh interval,
+    /// bounded to keep a hung Prometheus from holding a poll for long.
+    pub fn prometheus(&self) -> Option<PrometheusOptions> {
+        let url = self.prometheus_url.clone()?;
+        Some(PrometheusOptions {
+            url,
+            token_file: self.prometheus_token_file.clone(),
+            ca_file: self.prometheus_ca.clone(),
+            window: *self.traffic_window,
+            timeout: (*self.traffic_refresh).clamp(Duration::from_secs(1), Duration::from_secs(30)),
+        })
+    }
 }
 
 #[derive(Debug, Clone, Args)]

@@ -15,6 +15,7 @@ pub mod admission;
 pub mod app;
 pub mod config;
 pub mod engine;
+pub mod evidence;
 pub mod inventory;
 pub mod metrics;
 pub mod model;

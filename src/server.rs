@@ -26,6 +26,7 @@ use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
 
 use crate::admission::{self, AdmissionError, GuardMode};
+use crate::evidence::Traffic;
 use crate::inventory::SharedIndex;
 use crate::metrics::Metrics;
 
@@ -37,6 +38,8 @@ pub struct AppState {
     pub allow_unsynced: bool,
     pub metrics: Metrics,
     pub shutting_down: AtomicBool,
+    /// Traffic evidence, when a Prometheus URL is configured.
+    pub traffic: Option<Arc<Traffic>>,
 }
 
 impl AppState {
@@ -47,7 +50,13 @@ impl AppState {
             allow_unsynced,
             metrics: Metrics::default(),
             shutting_down: AtomicBool::new(false),
+            traffic: None,
         }
+    }
+
+    pub fn with_traffic(mut self, traffic: Option<Arc<Traffic>>) -> AppState {
+        self.traffic = traffic;
+        self
     }
 
     /// Readiness with its reason: draining, unsynced or stale inventory.
@@ -175,12 +184,15 @@ async fn metrics(State(state): State<Arc<AppState>>) -> Response {
     let (pods, workloads) = state
         .inventory
         .read(|index| (index.pod_count(), index.workloads().count()));
-    let text = state.metrics.render(
+    let mut text = state.metrics.render(
         pods,
         workloads,
         &state.inventory.status(Instant::now()),
         state.readiness().is_ok(),
     );
+    if let Some(traffic) = &state.traffic {
+        text.push_str(&traffic.metrics_text());
+    }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }
 
