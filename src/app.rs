@@ -6,7 +6,10 @@ use std::sync::Arc;
 use base64::Engine as _;
 
 use crate::admission::{self, AdmissionError};
-use crate::config::{CertsArgs, EvidenceArgs, InventoryArgs, ReviewArgs, ServeArgs, Unsynced};
+use crate::check::{self, CheckError};
+use crate::config::{
+    CertsArgs, CheckArgs, CheckOutput, EvidenceArgs, InventoryArgs, ReviewArgs, ServeArgs, Unsynced,
+};
 use crate::evidence::{self, EvidenceMode, PrometheusClient, Traffic};
 use crate::inventory::{file, live, Index, InventoryError, SharedIndex};
 use crate::server::{self, AppState, Limits, ServeOptions};
@@ -26,6 +29,8 @@ pub enum AppError {
     Kubeconfig(String),
     #[error("{0}")]
     Evidence(String),
+    #[error(transparent)]
+    Check(#[from] CheckError),
 }
 
 /// A client for `--kubeconfig`, or for the default kubeconfig / in-cluster config.
@@ -90,6 +95,24 @@ pub fn review(args: &ReviewArgs) -> Result<serde_json::Value, AppError> {
     let req = admission::parse_review(&body)?;
     let index = load_inventory(&args.inventory)?;
     Ok(admission::decide(&index, args.mode, &req).into_review_json())
+}
+
+/// `mtls-guard check`: the report to print, and whether any object would be denied.
+pub fn check(args: &CheckArgs) -> Result<(String, bool), AppError> {
+    let manifests = check::read_manifests(&args.files)?;
+    let mut index = load_inventory(&args.inventory)?;
+    let results = check::check(&mut index, &manifests, args.delete)?;
+    let denied = results.iter().any(check::Checked::denied);
+    let out = match args.output {
+        CheckOutput::Text => check::text(&results),
+        CheckOutput::Json => {
+            let mut text = serde_json::to_string_pretty(&check::json(&results))
+                .map_err(|e| AppError::Io(std::io::Error::other(e)))?;
+            text.push('\n');
+            text
+        }
+    };
+    Ok((out, denied))
 }
 
 /// `mtls-guard certs`: writes the files and returns the base64 caBundle.

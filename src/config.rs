@@ -51,6 +51,8 @@ pub enum Command {
     Review(ReviewArgs),
     /// Make a CA and a serving certificate, and print the caBundle.
     Certs(CertsArgs),
+    /// Would applying (or deleting) these manifests be denied? Exit 1 if so. For pipelines.
+    Check(CheckArgs),
 }
 
 /// A `key=value` label.
@@ -236,6 +238,33 @@ pub struct ReviewArgs {
     pub mode: GuardMode,
     /// AdmissionReview JSON file, or - for standard input.
     pub review: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CheckOutput {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct CheckArgs {
+    #[command(flatten)]
+    pub inventory: InventoryArgs,
+    /// Manifests (YAML or JSON, several documents or a List; a directory means its .yaml,
+    /// .yml and .json files), checked in order as `kubectl apply -f` would apply them.
+    #[arg(
+        short = 'f',
+        long = "filename",
+        value_name = "FILE|DIR",
+        required = true
+    )]
+    pub files: Vec<PathBuf>,
+    /// Check deleting the objects instead of applying them.
+    #[arg(long)]
+    pub delete: bool,
+    /// Output format.
+    #[arg(short = 'o', long, value_enum, default_value = "text")]
+    pub output: CheckOutput,
 }
 
 #[derive(Debug, Clone, Args)]

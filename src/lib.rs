@@ -13,6 +13,7 @@
 
 pub mod admission;
 pub mod app;
+pub mod check;
 pub mod config;
 pub mod engine;
 pub mod evidence;

@@ -22,6 +22,14 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Review(args) => {
             println!("{}", serde_json::to_string_pretty(&app::review(&args)?)?)
         }
+        Command::Check(args) => {
+            let (report, denied) = app::check(&args)?;
+            print!("{report}");
+            if denied {
+                std::io::Write::flush(&mut std::io::stdout())?;
+                std::process::exit(1);
+            }
+        }
         Command::Certs(args) => {
             let bundle = app::certs(&args)?;
             eprintln!(

@@ -17,10 +17,10 @@ const CONNECTIONS: &str = "istio_tcp_connections_opened_total";
 pub enum EvidenceError {
     #[error("--prometheus-ca {path}: {message}")]
     Ca { path: PathBuf, message: String },
-    #[error("--prometheus-token-file {path}: {source}")]
+    #[error("--prometheus-token-file {path}: {cause}")]
     Token {
         path: PathBuf,
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     #[error("Prometheus client: {0}")]
     Client(String),
@@ -179,9 +179,9 @@ impl PrometheusClient {
             .get(self.query_url.clone())
             .query(&[("query", promql)]);
         if let Some(path) = &self.token_file {
-            let token = std::fs::read_to_string(path).map_err(|source| EvidenceError::Token {
+            let token = std::fs::read_to_string(path).map_err(|cause| EvidenceError::Token {
                 path: path.clone(),
-                source,
+                cause,
             })?;
             let token = token.trim();
             if !token.is_empty() {

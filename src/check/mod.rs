@@ -1,0 +1,287 @@
+//! `mtls-guard check`: would the webhook deny applying (or deleting) these manifests?
+//!
+//! Each reviewed object becomes the [`Change`] the API server would send: an UPDATE when the
+//! inventory holds an object of the same kind, namespace and name, a CREATE otherwise, a
+//! DELETE with `--delete`. Objects are checked in order, and each one the webhook would let
+//! through is applied to the index before the next, as `kubectl apply -f` would.
+
+mod manifest;
+mod patch;
+mod render;
+
+pub use manifest::{read_manifests, Manifest};
+pub use patch::Fix;
+pub use render::{json, text};
+
+use serde_json::Value;
+
+use crate::engine::{self, Change, Verdict};
+use crate::inventory::Index;
+use crate::model::{ModelError, Origin, Rule, RuleKind};
+use crate::report;
+
+#[derive(Debug, thiserror::Error)]
+pub enum CheckError {
+    #[error("cannot read {path}: {cause}")]
+    Io {
+        path: std::path::PathBuf,
+        cause: std::io::Error,
+    },
+    #[error("{source_name} is not valid YAML or JSON: {message}")]
+    Parse {
+        source_name: String,
+        message: String,
+    },
+    #[error("{source_name}: {object}: {cause}")]
+    Object {
+        source_name: String,
+        object: String,
+        cause: ModelError,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum Operation {
+    Create,
+    Update,
+    Delete,
+}
+
+/// What the webhook would answer for one object.
+#[derive(Debug)]
+pub enum Outcome {
+    /// A kind the webhook does not review (`apiVersion kind`).
+    NotReviewed(String),
+    Allowed,
+    Denied {
+        verdict: Verdict,
+        /// The message `kubectl apply` would print.
+        message: String,
+        fix: Fix,
+    },
+}
+
+#[derive(Debug)]
+pub struct Checked {
+    pub source: String,
+    /// `Kind namespace/name`.
+    pub object: String,
+    pub operation: Option<Operation>,
+    /// A DELETE of an object the inventory does not hold, judged as the manifest describes it.
+    pub assumed_from_manifest: bool,
+    pub outcome: Outcome,
+}
+
+impl Checked {
+    pub fn denied(&self) -> bool {
+        matches!(self.outcome, Outcome::Denied { .. })
+    }
+}
+
+/// The inventory's object with the same identity as `origin`, as a rule.
+fn existing(index: &Index, origin: &Origin) -> Option<Rule> {
+    let ns = origin.namespace.as_str();
+    match origin.kind {
+        RuleKind::PeerAuthentication => index
+            .peer_authns(ns)
+            .iter()
+            .find(|r| r.origin.same_object(origin))
+            .map(|r| Rule::PeerAuthentication(r.clone())),
+        RuleKind::Policy | RuleKind::MeshPolicy => index
+            .legacy_policies(ns)
+            .iter()
+            .find(|r| r.origin.same_object(origin))
+            .map(|r| Rule::Legacy(r.clone())),
+        RuleKind::DestinationRule => index
+            .dest_rules(ns)
+            .iter()
+            .find(|r| r.origin.same_object(origin))
+            .map(|r| Rule::DestinationRule(r.clone())),
+    }
+}
+
+/// An update keeps the stored object's creation time, which decides precedence at its level;
+/// a manifest rarely carries one.
+pub(crate) fn set_created(rule: &mut Rule, created: i64) {
+    match rule {
+        Rule::PeerAuthentication(r) => r.origin.created = created,
+        Rule::Legacy(r) => r.origin.created = created,
+        Rule::DestinationRule(r) => r.origin.created = created,
+    }
+}
+
+/// The reviewed kind of a manifest object, from its `apiVersion` group and `kind`.
+fn rule_kind(value: &Value) -> (Option<RuleKind>, String) {
+    let api_version = value
+        .get("apiVersion")
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    let kind = value.get("kind").and_then(Value::as_str).unwrap_or("");
+    let group = api_version.rsplit_once('/').map_or("", |(g, _)| g);
+    (
+        RuleKind::from_group_kind(group, kind),
+        format!("{api_version} {kind}"),
+    )
+}
+
+/// Checks the manifests in order against `index`, applying each allowed change to it.
+pub fn check(
+    index: &mut Index,
+    manifests: &[Manifest],
+    delete: bool,
+) -> Result<Vec<Checked>, CheckError> {
+    let mut results = Vec::new();
+    for m in manifests {
+        let (kind, kind_name) = rule_kind(&m.value);
+        let Some(kind) = kind else {
+            results.push(Checked {
+                source: m.source.clone(),
+                object: format!("{kind_name} {}", m.name()),
+                operation: None,
+                assumed_from_manifest: false,
+                outcome: Outcome::NotReviewed(kind_name),
+            });
+            continue;
+        };
+        let value = m.with_default_namespace(kind);
+        let mut rule = Rule::from_json(kind, &value).map_err(|cause| CheckError::Object {
+            source_name: m.source.clone(),
+            object: format!("{kind} {}", m.name()),
+            cause,
+        })?;
+        let old = existing(index, rule.origin());
+        if let Some(o) = &old {
+            set_created(&mut rule, o.origin().created);
+        }
+        let object = rule.origin().to_string();
+        let assumed_from_manifest = delete && old.is_none();
+        let (operation, change) = match (&old, delete) {
+            (_, true) => (
+                Operation::Delete,
+                Change {
+                    old: Some(old.as_ref().unwrap_or(&rule)),
+                    new: None,
+                },
+            ),
+            (Some(o), false) => (
+                Operation::Update,
+                Change {
+                    old: Some(o),
+                    new: Some(&rule),
+                },
+            ),
+            (None, false) => (
+                Operation::Create,
+                Change {
+                    old: None,
+                    new: Some(&rule),
+                },
+            ),
+        };
+        let verdict = engine::evaluate(index, &change);
+        let outcome = if verdict.breaks_clients() {
+            let fix = match operation {
+                Operation::Delete => Fix::Advice(
+                    "deleting it is what locks the servers down: keep it until the clients send mTLS"
+                        .into(),
+                ),
+                _ => patch::propose(index, change.old, &value, &rule, &verdict),
+            };
+            Outcome::Denied {
+                message: report::deny_message(&object, &verdict, None),
+                verdict,
+                fix,
+            }
+        } else {
+            if delete {
+                index.remove_rule(rule.origin());
+            } else {
+                index.upsert_rule(rule);
+            }
+            Outcome::Allowed
+        };
+        results.push(Checked {
+            source: m.source.clone(),
+            object,
+            operation: Some(operation),
+            assumed_from_manifest,
+            outcome,
+        });
+    }
+    Ok(results)
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::inventory::{file, Filters};
+
+    fn pa(name: &str, selector: Option<&str>, mode: &str) -> Manifest {
+        let mut spec = json!({"mtls": {"mode": mode}});
+        if let Some(app) = selector {
+            spec["selector"] = json!({"matchLabels": {"app": app}});
+        }
+        Manifest {
+            source: "m.yaml".into(),
+            value: json!({"apiVersion": "security.istio.io/v1", "kind": "PeerAuthentication",
+                          "metadata": {"name": name, "namespace": "foo"}, "spec": spec}),
+        }
+    }
+
+    fn servers(c: &Checked) -> Vec<String> {
+        match &c.outcome {
+            Outcome::Denied { verdict, .. } => verdict
+                .servers
+                .iter()
+                .map(|s| format!("{}/{}", s.namespace, s.workload))
+                .collect(),
+            _ => Vec::new(),
+        }
+    }
+
+    #[test]
+    fn each_allowed_object_is_applied_before_the_next_is_checked() {
+        let lockdown = pa("default", None, "STRICT");
+        let mut index = file::demo(Filters::default(), "istio-system").unwrap();
+        let alone = check(&mut index, std::slice::from_ref(&lockdown), false).unwrap();
+        assert!(servers(&alone[0]).contains(&"foo/httpbin".to_string()));
+
+        let mut index = file::demo(Filters::default(), "istio-system").unwrap();
+        let exception = pa("httpbin-permissive", Some("httpbin"), "PERMISSIVE");
+        let both = check(&mut index, &[exception, lockdown], false).unwrap();
+        assert!(matches!(both[0].outcome, Outcome::Allowed));
+        assert_eq!(both[0].operation, Some(Operation::Create));
+        assert!(both[1].denied());
+        assert!(!servers(&both[1]).contains(&"foo/httpbin".to_string()));
+    }
+
+    #[test]
+    fn an_object_the_inventory_holds_is_an_update_that_keeps_its_age() {
+        let mut index = file::demo(Filters::default(), "istio-system").unwrap();
+        let mut old = Rule::from_json(
+            RuleKind::PeerAuthentication,
+            &pa("httpbin", Some("httpbin"), "PERMISSIVE").value,
+        )
+        .unwrap();
+        set_created(&mut old, 1_700_000_000);
+        index.upsert_rule(old);
+        let out = check(
+            &mut index,
+            &[pa("httpbin", Some("httpbin"), "STRICT")],
+            false,
+        )
+        .unwrap();
+        assert_eq!(out[0].operation, Some(Operation::Update));
+        assert!(out[0].denied());
+        let Outcome::Denied { fix, .. } = &out[0].outcome else {
+            unreachable!()
+        };
+        assert!(
+            matches!(fix, Fix::Patch { ports, .. } if ports == &[80]),
+            "{fix:?}"
+        );
+    }
+}
