@@ -10,7 +10,7 @@ use kube::core::{DynamicObject, Status};
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::engine::{self, Change, Verdict};
+use crate::engine::{self, Change, Evidence, Verdict};
 use crate::inventory::Index;
 use crate::model::{Rule, RuleKind};
 use crate::report;
@@ -216,9 +216,19 @@ pub fn unsynced(
     }
 }
 
-/// Decides one admission request against an inventory snapshot.
+/// Decides one admission request against an inventory snapshot, by the inventory alone.
 pub fn decide(
     index: &Index,
+    default_mode: GuardMode,
+    req: &AdmissionRequest<DynamicObject>,
+) -> Outcome {
+    decide_with(index, &Evidence::inventory_only(), default_mode, req)
+}
+
+/// Decides one admission request against an inventory snapshot and traffic evidence.
+pub fn decide_with(
+    index: &Index,
+    evidence: &Evidence,
     default_mode: GuardMode,
     req: &AdmissionRequest<DynamicObject>,
 ) -> Outcome {
@@ -263,10 +273,13 @@ pub fn decide(
         old: old.as_ref().map(|(r, _)| r),
         new: new.as_ref().map(|(r, _)| r),
     };
-    let verdict = engine::evaluate(index, &change);
+    let verdict = engine::evaluate_with(index, &change, evidence);
     record.clients = verdict.client_count();
     record.servers = verdict.servers.len();
-    if !verdict.breaks_clients() {
+    if !verdict.denies() {
+        if verdict.breaks_clients() {
+            response.warnings = Some(report::warnings(&verdict));
+        }
         return Outcome {
             response,
             record,

@@ -10,10 +10,11 @@ use crate::model::Origin;
 /// Clients listed by name before "+N more".
 pub const LISTED_CLIENTS: usize = 10;
 
-fn client_name(c: &Client) -> String {
+pub fn client_name(c: &Client) -> String {
     match c {
         Client::Workload { namespace, name } => format!("{namespace}/{name}"),
         Client::Kubelet { namespace, name } => format!("kubelet (probes of {namespace}/{name})"),
+        Client::Unknown => "unknown sender".into(),
     }
 }
 
@@ -25,6 +26,7 @@ fn tier_name(t: Tier) -> &'static str {
     match t {
         Tier::Inventory => "inventory",
         Tier::ClientConfig => "client config",
+        Tier::Traffic => "traffic",
     }
 }
 
@@ -76,6 +78,10 @@ pub fn reason_text(r: &Reason) -> String {
         ),
         Reason::KubeletProbe { port } => format!(
             "httpGet/gRPC probe on port {port} with probe rewriting off: the pods would go unready"
+        ),
+        Reason::ObservedPlaintext { requests, connections, window_secs } => format!(
+            "seen sending plaintext: {requests} req, {connections} TCP conn in the last {}",
+            humantime::format_duration(std::time::Duration::from_secs(*window_secs))
         ),
     }
 }
@@ -147,6 +153,12 @@ pub fn deny_message(object: &str, v: &Verdict, change: Option<&str>) -> String {
     if let Some(change) = change {
         let _ = write!(m, "\nChange: {change}");
     }
+    if let Some(why) = &v.traffic_unavailable {
+        let _ = write!(
+            m,
+            "\nTraffic evidence unavailable ({why}): decided on the inventory alone."
+        );
+    }
     m.push_str(
         "\nWays out: inject the Istio sidecar into these clients (or enrol them in ambient) and restart them; \
          keep PERMISSIVE on the ports they use with portLevelMtls (container ports); \
@@ -163,8 +175,13 @@ pub fn warnings(v: &Verdict) -> Vec<String> {
         .iter()
         .take(LISTED_CLIENTS)
         .map(|b| {
+            let verb = if b.denies {
+                "would deny"
+            } else {
+                "warning, no traffic seen"
+            };
             format!(
-                "mtls-guard would deny: {} -> {} sends plaintext ({})",
+                "mtls-guard {verb}: {} -> {} sends plaintext ({})",
                 client_name(&b.client),
                 targets_of(v, b),
                 short_reason(&b.reason)
@@ -194,6 +211,7 @@ fn short_reason(r: &Reason) -> &'static str {
         Reason::AmbientToSidecar => "ambient to non-HBONE sidecar",
         Reason::OutboundBypass { .. } => "outbound capture excluded",
         Reason::KubeletProbe { .. } => "kubelet probe",
+        Reason::ObservedPlaintext { .. } => "seen in traffic",
     }
 }
 
@@ -286,9 +304,11 @@ mod tests {
                     tier: Tier::Inventory,
                     reason: Reason::NoProxy,
                     targets: Targets::Servers(vec![0]),
+                    denies: true,
                 })
                 .collect(),
             unlisted: 0,
+            traffic_unavailable: None,
         }
     }
 

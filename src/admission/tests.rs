@@ -213,3 +213,36 @@ fn unsynced_denies_by_default_and_allows_when_configured() {
         .unwrap()
         .contains("allowed without review"));
 }
+
+#[test]
+fn traffic_only_warnings_allow_and_unavailable_traffic_is_said() {
+    use crate::evidence::{Evidence, EvidenceMode, PlaintextEdges};
+    let req = parse_review(&fixture("seed-strict-policy.json")).unwrap();
+    let current = Evidence {
+        mode: EvidenceMode::Traffic,
+        window: std::time::Duration::from_secs(3600),
+        edges: Some(std::sync::Arc::new(PlaintextEdges::default())),
+        stale_reason: None,
+    };
+    let out = decide_with(&seed(), &current, GuardMode::Enforce, &req).into_review_json();
+    assert_eq!(out["response"]["allowed"], true);
+    assert!(
+        out["response"]["warnings"][0]
+            .as_str()
+            .unwrap()
+            .contains("no traffic seen"),
+        "{out}"
+    );
+    let down = Evidence {
+        mode: EvidenceMode::Both,
+        edges: None,
+        stale_reason: Some("prometheus: connection refused".into()),
+        ..current
+    };
+    let out = decide_with(&seed(), &down, GuardMode::Enforce, &req).into_review_json();
+    let msg = out["response"]["status"]["message"].as_str().unwrap();
+    assert!(
+        msg.contains("Traffic evidence unavailable (prometheus: connection refused)"),
+        "{msg}"
+    );
+}

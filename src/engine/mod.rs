@@ -8,6 +8,7 @@ mod destination;
 mod mode;
 #[cfg(test)]
 mod tests;
+mod traffic;
 mod view;
 
 use std::collections::{BTreeSet, HashMap};
@@ -17,6 +18,7 @@ use serde::Serialize;
 use crate::inventory::{Index, Workload, WorkloadId};
 use crate::model::{LegacyScope, Mode, Origin, Rule, TlsMode};
 
+pub use crate::evidence::{Evidence, EvidenceMode};
 pub use clients::{server_ports, services_of};
 pub use destination::host_matches;
 pub use mode::{Modes, Resolved};
@@ -44,6 +46,8 @@ pub enum Tier {
     Inventory,
     /// The client has a proxy, but its configuration makes it send plaintext to this server.
     ClientConfig,
+    /// Istio's telemetry saw plaintext arrive at this server within the look-back window.
+    Traffic,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
@@ -53,6 +57,8 @@ pub enum Client {
     Workload { namespace: String, name: String },
     /// The kubelet probing the server's pods.
     Kubelet { namespace: String, name: String },
+    /// A sender Istio's telemetry could not name: no sidecar, or outside the mesh.
+    Unknown,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
@@ -95,12 +101,19 @@ pub enum Reason {
     KubeletProbe {
         port: u16,
     },
+    /// Plaintext requests and TCP connections seen arriving within the window.
+    ObservedPlaintext {
+        requests: u64,
+        connections: u64,
+        window_secs: u64,
+    },
 }
 
 impl Reason {
     pub fn tier(&self) -> Tier {
         match self {
             Reason::NoProxy | Reason::HostNetwork | Reason::AmbientNotEnrolled => Tier::Inventory,
+            Reason::ObservedPlaintext { .. } => Tier::Traffic,
             _ => Tier::ClientConfig,
         }
     }
@@ -153,6 +166,8 @@ pub struct Break {
     pub tier: Tier,
     pub reason: Reason,
     pub targets: Targets,
+    /// `false` for a finding that only warns (`--evidence traffic` and no traffic seen).
+    pub denies: bool,
 }
 
 /// Clients without a proxy (and ambient clients) listed by name in a verdict; the rest are
@@ -165,11 +180,18 @@ pub struct Verdict {
     pub breaks: Vec<Break>,
     /// Further clients without a proxy or ambient, cut off like the listed ones, not listed.
     pub unlisted: usize,
+    /// Why traffic evidence was asked for but not used: the decision rests on the inventory.
+    pub traffic_unavailable: Option<String>,
 }
 
 impl Verdict {
     pub fn breaks_clients(&self) -> bool {
         !self.breaks.is_empty()
+    }
+
+    /// Whether any finding is strong enough to deny (the rest only warn).
+    pub fn denies(&self) -> bool {
+        self.breaks.iter().any(|b| b.denies)
     }
 
     /// Every client cut off, listed or not.
@@ -251,6 +273,7 @@ impl VerdictBuilder {
                     tier,
                     reason,
                     targets: targets(),
+                    denies: true,
                 });
                 breaks.len() - 1
             })
@@ -281,8 +304,13 @@ impl Hit<'_> {
     }
 }
 
-/// Which clients does applying `change` to `index` cut off?
+/// Which clients does applying `change` to `index` cut off, by the inventory alone?
 pub fn evaluate(index: &Index, change: &Change) -> Verdict {
+    evaluate_with(index, change, &Evidence::inventory_only())
+}
+
+/// Which clients does applying `change` to `index` cut off, with traffic evidence too?
+pub fn evaluate_with(index: &Index, change: &Change, evidence: &Evidence) -> Verdict {
     let Some(key) = change.key() else {
         return Verdict::default();
     };
@@ -318,6 +346,7 @@ pub fn evaluate(index: &Index, change: &Change) -> Verdict {
         .filter(|r| matches!(r, Rule::DestinationRule(_)))
         .map(|r| r.origin().namespace.as_str());
     let changed_dr_ns: BTreeSet<&str> = changed_dr_ns.collect();
+    traffic::observed(index, &hits, evidence, &mut out);
     for hit in &hits {
         clients::with_sidecar(
             &mut before,
@@ -328,6 +357,7 @@ pub fn evaluate(index: &Index, change: &Change) -> Verdict {
             &mut out,
         );
     }
+    traffic::soften_inventory(evidence, &mut out);
     out.finish()
 }
 

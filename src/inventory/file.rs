@@ -72,18 +72,37 @@ impl Loader {
             }
             return Ok(());
         }
-        let text = std::fs::read_to_string(path).map_err(io)?;
-        self.add_str(&path.display().to_string(), &text)
+        let mut reader = std::io::BufReader::new(std::fs::File::open(path).map_err(io)?);
+        let head = std::io::BufRead::fill_buf(&mut reader).map_err(io)?;
+        let is_json = head
+            .iter()
+            .find(|b| !b.is_ascii_whitespace())
+            .is_some_and(|b| *b == b'{' || *b == b'[');
+        let name = path.display().to_string();
+        if is_json {
+            return super::stream::add_json(self, &name, reader);
+        }
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut reader, &mut text).map_err(io)?;
+        self.add_str(&name, &text)
     }
 
     pub fn add_str(&mut self, source_name: &str, text: &str) -> Result<(), InventoryError> {
+        let trimmed = text.trim_start();
+        if trimmed.starts_with('{') || trimmed.starts_with('[') {
+            return super::stream::add_json(self, source_name, text.as_bytes());
+        }
         for doc in documents(source_name, text)? {
             self.add_value(source_name, doc)?;
         }
         Ok(())
     }
 
-    fn add_value(&mut self, source_name: &str, value: Value) -> Result<(), InventoryError> {
+    pub(super) fn add_value(
+        &mut self,
+        source_name: &str,
+        value: Value,
+    ) -> Result<(), InventoryError> {
         let kind = value.get("kind").and_then(Value::as_str).unwrap_or("");
         if kind == "List" || kind.ends_with("List") && value.get("items").is_some() {
             if let Value::Object(mut map) = value {
@@ -168,25 +187,15 @@ fn typed<T: DeserializeOwned>(kind: &str, value: &Value) -> Result<T, ModelError
     T::deserialize(value).map_err(|e| ModelError::Invalid(format!("not a valid {kind}: {e}")))
 }
 
-/// YAML documents, or a stream of JSON values (faster for big `-o json` dumps).
+/// The documents of a YAML stream (JSON goes through the streaming reader instead).
 fn documents(source_name: &str, text: &str) -> Result<Vec<Value>, InventoryError> {
-    let parse = |message: String| InventoryError::Parse {
-        source_name: source_name.to_string(),
-        message,
-    };
-    let trimmed = text.trim_start();
-    if trimmed.starts_with('{') || trimmed.starts_with('[') {
-        let mut out = Vec::new();
-        for v in serde_json::Deserializer::from_str(text).into_iter::<Value>() {
-            match v.map_err(|e| parse(e.to_string()))? {
-                Value::Array(items) => out.extend(items),
-                v => out.push(v),
-            }
-        }
-        return Ok(out);
-    }
     serde_yaml::Deserializer::from_str(text)
-        .map(|doc| Value::deserialize(doc).map_err(|e| parse(e.to_string())))
+        .map(|doc| {
+            Value::deserialize(doc).map_err(|e| InventoryError::Parse {
+                source_name: source_name.to_string(),
+                message: e.to_string(),
+            })
+        })
         .collect()
 }
 

@@ -7,6 +7,7 @@
 pub mod file;
 pub mod live;
 pub mod shared;
+mod stream;
 mod workloads;
 
 pub use file::InventoryError;
@@ -448,6 +449,29 @@ mod tests {
         );
         index.upsert_pod(pod("a", "web-0", "web"));
         assert_eq!(index.workloads().count(), 2, "its slot is reused");
+    }
+
+    #[test]
+    fn json_lists_arrays_and_single_objects_stream_into_the_index() {
+        let pod = |name: &str| json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": "a"}});
+        let list = json!({"apiVersion": "v1", "kind": "List", "items": [pod("p1"), pod("p2")], "metadata": {}});
+        let mut loader = file::Loader::new(Filters::default(), "istio-system");
+        loader.add_str("list", &list.to_string()).unwrap();
+        loader
+            .add_str("array", &json!([pod("p3")]).to_string())
+            .unwrap();
+        loader.add_str("object", &pod("p4").to_string()).unwrap();
+        assert_eq!(loader.finish().pod_count(), 4);
+
+        let mut loader = file::Loader::new(Filters::default(), "istio-system");
+        let err = loader
+            .add_str("junk", "{\"kind\": \"List\", \"items\": []} trailing")
+            .unwrap_err();
+        assert!(err.to_string().contains("junk"), "{err}");
+        let bad = json!({"kind": "List", "items": [{"apiVersion": "security.istio.io/v1", "kind": "PeerAuthentication",
+            "metadata": {"name": "x"}, "spec": {"mtls": {"mode": "NOPE"}}}]});
+        let err = loader.add_str("bad", &bad.to_string()).unwrap_err();
+        assert!(err.to_string().contains("PeerAuthentication x"), "{err}");
     }
 
     #[test]

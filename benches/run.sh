@@ -1,0 +1,91 @@
+#!/usr/bin/env bash
+# Reproduces BENCHMARKS.md: engine latency, index build, RSS, HTTPS throughput against the
+# bare server and OPA, and the live-watch figures on a real API server, one after the other
+# on this machine. Usage: benches/run.sh [OUT_DIR]   (about 15 minutes on 2 cores)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+out=${1:-target/bench-run}
+mkdir -p "$out"
+out=$(cd "$out" && pwd)
+export CARGO_TERM_COLOR=never
+
+tools=$out/tools
+if ! command -v oha >/dev/null && [ ! -x "$tools/bin/oha" ]; then
+  echo "== installing oha (load generator) into $tools"
+  cargo install oha --locked --root "$tools" >/dev/null
+fi
+OHA=$(command -v oha || echo "$tools/bin/oha")
+if ! command -v opa >/dev/null && [ ! -x "$(go env GOPATH)/bin/opa" ]; then
+  echo "== installing opa from its Go module"
+  GOFLAGS= go install github.com/open-policy-agent/opa@v1.10.1
+fi
+OPA=$(command -v opa || echo "$(go env GOPATH)/bin/opa")
+
+echo "== building"
+cargo build --release --quiet
+cargo bench --no-run --quiet 2>/dev/null
+bench_bin() { ls -t target/release/deps/"$1"-* | grep -v '\.d$' | head -n1; }
+GUARD=target/release/mtls-guard
+BARE=$(bench_bin bare_server)
+
+echo "== machine"
+echo "cores: $(nproc), memory: $(free -g | awk '/Mem:/ {print $2}') GiB, $(uname -sr)"
+
+for n in 1000 100000; do
+  "$(bench_bin gen_inventory)" "$n" "$out/inventory-$n.json" 2>/dev/null
+done
+
+echo "== engine and admission latency (cargo bench --bench latency)"
+"$(bench_bin latency)"
+
+echo "== resident memory with the 100k-pod inventory loaded"
+"$GUARD" certs --dns 127.0.0.1 --out "$out/certs" >/dev/null 2>&1
+CERT=$out/certs/tls.crt KEY=$out/certs/tls.key
+wait_ready() { for _ in $(seq 1 600); do curl -skf "https://127.0.0.1:$1/readyz" >/dev/null && return 0; sleep 0.1; done; return 1; }
+start=$(date +%s.%N)
+"$GUARD" serve --listen 127.0.0.1:18443 --tls-cert "$CERT" --tls-key "$KEY" --inventory "$out/inventory-100000.json" 2>/dev/null &
+guard=$!
+wait_ready 18443
+echo "ready after $(echo "$(date +%s.%N) - $start" | bc) s"
+grep -E 'VmRSS|VmHWM' "/proc/$guard/status"
+
+echo "== HTTPS /validate, keep-alive, 16 connections, 10 s each, the same review (a denied workload lock-down)"
+review=$out/inventory-100000.json.review.json
+"$BARE" 127.0.0.1:18444 "$CERT" "$KEY" &
+bare=$!
+"$OPA" run --server --log-level error --addr 127.0.0.1:18445 --tls-cert-file "$CERT" --tls-private-key-file "$KEY" \
+  "inventory:$out/inventory-1000.json" benches/opa/policy.rego &
+opa=$!
+"$OPA" run --server --log-level error --addr 127.0.0.1:18446 --tls-cert-file "$CERT" --tls-private-key-file "$KEY" \
+  "inventory:$out/inventory-100000.json" benches/opa/policy.rego &
+opa100k=$!
+trap 'kill $guard $bare $opa $opa100k 2>/dev/null || true' EXIT
+python3 -c "import json,sys; r=json.load(open(sys.argv[1])); json.dump({'input': r}, open(sys.argv[2],'w'))" "$review" "$out/opa-input.json"
+for port in 18444 18445 18446; do for _ in $(seq 1 3000); do
+  curl -sk -o /dev/null "https://127.0.0.1:$port/" && break; sleep 0.1; done; done
+load() { # name url body
+  "$OHA" --no-tui -z 10s -c 16 -m POST -T application/json -D "$3" --insecure --output-format json "$2" > "$out/$1.json"
+  python3 - "$out/$1.json" "$1" <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1])); s = r["summary"]; p = r["latencyPercentiles"]
+codes = r.get("statusCodeDistribution", {})
+print(f"{sys.argv[2]:<28} {s['requestsPerSec']:>10.0f} req/s  p50={p['p50']*1000:.3f} ms  p99={p['p99']*1000:.3f} ms  status={codes}")
+PY
+}
+load bare-server "https://127.0.0.1:18444/validate" "$review"
+load mtls-guard-100k "https://127.0.0.1:18443/validate" "$review"
+load opa-1k "https://127.0.0.1:18445/v1/data/mtls/deny" "$out/opa-input.json"
+load opa-100k "https://127.0.0.1:18446/v1/data/mtls/deny" "$out/opa-input.json"
+
+echo "== mtls-guard at a fixed 1,000 req/s (4 connections, 10 s)"
+"$OHA" --no-tui -z 10s -c 4 -q 1000 -m POST -T application/json -D "$review" --insecure --output-format json \
+  "https://127.0.0.1:18443/validate" > "$out/fixed-rate.json"
+python3 - "$out/fixed-rate.json" <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1])); s = r["summary"]; p = r["latencyPercentiles"]
+print(f"rate {s['requestsPerSec']:.0f} req/s  p50={p['p50']*1000:.3f} ms  p99={p['p99']*1000:.3f} ms  p99.9={p['p99.9']*1000:.3f} ms")
+PY
+grep -E 'VmRSS|VmHWM' "/proc/$guard/status"
+
+echo "== live watch: 20k pods on a real kube-apiserver (cargo bench --bench watch)"
+"$(bench_bin watch)"

@@ -1,0 +1,142 @@
+//! Live-watch figures: time to ready and resident memory of `mtls-guard serve` watching a real
+//! kube-apiserver holding a synthetic 20k-pod mesh, under the manifests' least-privilege RBAC.
+//! `cargo bench --bench watch` (builds the control plane like the e2e suite).
+
+#[path = "../tests/cluster/mod.rs"]
+mod cluster;
+#[path = "support/synthetic.rs"]
+mod synthetic;
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+const PODS: usize = 20_000;
+
+fn status(pid: u32, field: &str) -> String {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with(field))
+        .unwrap_or("")
+        .split_whitespace()
+        .skip(1)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn main() {
+    let cp = cluster::ControlPlane::start();
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let path = |p: &str| root.join(p).display().to_string();
+    cp.ok(&["apply", "-f", &path("tests/cluster/crds.yaml")]);
+    cp.ok(&[
+        "wait",
+        "--for=condition=Established",
+        "--timeout=60s",
+        "crd",
+        "--all",
+    ]);
+    cp.ok(&["create", "namespace", "istio-system"]);
+    cp.ok(&[
+        "apply",
+        "-f",
+        &path("manifests/00-namespace.yaml"),
+        "-f",
+        &path("manifests/10-rbac.yaml"),
+    ]);
+
+    let inventory = synthetic::inventory(PODS);
+    let items = inventory["items"].as_array().cloned().unwrap_or_default();
+    let (namespaces, rest): (Vec<Value>, Vec<Value>) = items
+        .into_iter()
+        .filter(|i| !(i["kind"] == "Namespace" && i["metadata"]["name"] == "istio-system"))
+        .partition(|i| i["kind"] == "Namespace");
+    let dir = cp.dir.path();
+    let started = Instant::now();
+    for (n, chunk) in std::iter::once(namespaces.as_slice())
+        .chain(rest.chunks(2_000))
+        .enumerate()
+    {
+        let file = dir.join(format!("chunk-{n}.json"));
+        std::fs::write(
+            &file,
+            json!({"apiVersion": "v1", "kind": "List", "items": chunk}).to_string(),
+        )
+        .unwrap();
+        cp.ok(&["create", "-f", file.to_str().unwrap(), "-o", "name"]);
+    }
+    println!(
+        "created {PODS} pods and their mesh objects in {:.1?}",
+        started.elapsed()
+    );
+
+    let token = cp.ok(&[
+        "create",
+        "token",
+        "mtls-guard",
+        "-n",
+        "mtls-guard",
+        "--duration=1h",
+    ]);
+    let kubeconfig = dir.join("guard.kubeconfig");
+    std::fs::write(
+        &kubeconfig,
+        cp.kubeconfig_with(&format!("token: {}", token.trim())),
+    )
+    .unwrap();
+    let certs = mtls_guard::tls::generate(&["127.0.0.1".to_string()]).unwrap();
+    mtls_guard::tls::write(&dir.join("tls"), &certs).unwrap();
+    let port = cluster::free_port();
+    let started = Instant::now();
+    let mut guard = Command::new(env!("CARGO_BIN_EXE_mtls-guard"))
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .arg("--kubeconfig")
+        .arg(&kubeconfig)
+        .arg("--tls-cert")
+        .arg(dir.join("tls/tls.crt"))
+        .arg("--tls-key")
+        .arg(dir.join("tls/tls.key"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("mtls-guard starts");
+    let client = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(certs.ca_pem.as_bytes()).unwrap())
+        .build()
+        .unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let url = format!("https://127.0.0.1:{port}/readyz");
+    let ready = loop {
+        let ok = rt.block_on(async {
+            client
+                .get(&url)
+                .send()
+                .await
+                .map(|r| r.status().is_success())
+                .unwrap_or(false)
+        });
+        if ok {
+            break started.elapsed();
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(300),
+            "guard not ready"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let pid = guard.id();
+    println!(
+        "watching {PODS} pods: ready after {ready:.2?}; VmRSS {}; VmHWM {}",
+        status(pid, "VmRSS:"),
+        status(pid, "VmHWM:")
+    );
+    std::thread::sleep(Duration::from_secs(5));
+    println!("5 s later: VmRSS {}", status(pid, "VmRSS:"));
+    let _ = guard.kill();
+    let _ = guard.wait();
+}
