@@ -48,7 +48,13 @@ fn main() {
     ]);
 
     let inventory = synthetic::inventory(PODS);
-    let items = inventory["items"].as_array().cloned().unwrap_or_default();
+    let mut items = inventory["items"].as_array().cloned().unwrap_or_default();
+    // The API server allocates Service IPs from its own range.
+    for svc in items.iter_mut().filter(|i| i["kind"] == "Service") {
+        if let Some(spec) = svc["spec"].as_object_mut() {
+            spec.remove("clusterIP");
+        }
+    }
     let (namespaces, rest): (Vec<Value>, Vec<Value>) = items
         .into_iter()
         .filter(|i| !(i["kind"] == "Namespace" && i["metadata"]["name"] == "istio-system"))
