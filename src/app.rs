@@ -2,16 +2,19 @@
 
 use std::io::Read;
 use std::sync::Arc;
+use std::time::Duration;
 
 use base64::Engine as _;
 
 use crate::admission::{self, AdmissionError};
 use crate::check::{self, CheckError};
 use crate::config::{
-    CertsArgs, CheckArgs, CheckOutput, EvidenceArgs, InventoryArgs, ReviewArgs, ServeArgs, Unsynced,
+    CertsArgs, CheckArgs, CheckOutput, EvidenceArgs, InventoryArgs, ReportArgs, ReportOutput,
+    ReviewArgs, ServeArgs, Unsynced,
 };
 use crate::evidence::{self, EvidenceMode, PrometheusClient, Traffic};
 use crate::inventory::{file, live, Index, InventoryError, SharedIndex};
+use crate::readiness;
 use crate::server::{self, AppState, Limits, ServeOptions};
 use crate::tls::{self, TlsError};
 
@@ -115,6 +118,32 @@ pub fn check(args: &CheckArgs) -> Result<(String, bool), AppError> {
     Ok((out, denied))
 }
 
+/// `mtls-guard report`: the readiness report in the asked format. With a Prometheus URL the
+/// traffic is fetched once; if that fails the report says so and uses the inventory alone.
+pub async fn report(args: &ReportArgs) -> Result<String, AppError> {
+    let index = load_inventory(&args.inventory)?;
+    let mut evidence = None;
+    if let Some(opts) = args.prometheus.options(Duration::from_secs(30)) {
+        let client = PrometheusClient::new(opts).map_err(|e| AppError::Evidence(e.to_string()))?;
+        let traffic = Traffic::new(EvidenceMode::Both, *args.prometheus.traffic_window);
+        if let Err(e) = evidence::refresh_once(&client, &traffic).await {
+            tracing::warn!(error = %e, "traffic evidence unavailable; reporting on the inventory");
+        }
+        evidence = Some(traffic.evidence());
+    }
+    let report = readiness::assess(&index, evidence.as_ref());
+    Ok(match args.output {
+        ReportOutput::Table => readiness::table(&report),
+        ReportOutput::Html => readiness::html(&report),
+        ReportOutput::Json => {
+            let mut text = serde_json::to_string_pretty(&report)
+                .map_err(|e| AppError::Io(std::io::Error::other(e)))?;
+            text.push('\n');
+            text
+        }
+    })
+}
+
 /// `mtls-guard certs`: writes the files and returns the base64 caBundle.
 pub fn certs(args: &CertsArgs) -> Result<String, AppError> {
     let generated = tls::generate(&args.names)?;
@@ -133,7 +162,7 @@ fn start_traffic_evidence(args: &EvidenceArgs) -> Result<Option<Arc<Traffic>>, A
         return Ok(None);
     };
     let client = PrometheusClient::new(opts).map_err(|e| AppError::Evidence(e.to_string()))?;
-    let traffic = Arc::new(Traffic::new(args.evidence, *args.traffic_window));
+    let traffic = Arc::new(Traffic::new(args.evidence, args.window()));
     tokio::spawn(evidence::poll(
         client,
         Arc::clone(&traffic),

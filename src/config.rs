@@ -53,6 +53,8 @@ pub enum Command {
     Certs(CertsArgs),
     /// Would applying (or deleting) these manifests be denied? Exit 1 if so. For pipelines.
     Check(CheckArgs),
+    /// Migration readiness of the mesh: who blocks which lock-down, and what can be applied now.
+    Report(ReportArgs),
 }
 
 /// A `key=value` label.
@@ -190,14 +192,14 @@ pub struct ServeArgs {
     pub evidence: EvidenceArgs,
 }
 
-/// Traffic evidence from Istio's telemetry in Prometheus.
+/// Where Istio's telemetry is: the Prometheus that scrapes the proxies.
 #[derive(Debug, Clone, Args)]
-pub struct EvidenceArgs {
+pub struct PrometheusArgs {
     /// Prometheus base URL (e.g. http://prometheus.istio-system:9090); without it only the
     /// inventory decides.
     #[arg(long, value_name = "URL", env = "MTLS_GUARD_PROMETHEUS_URL")]
     pub prometheus_url: Option<reqwest::Url>,
-    /// File with a bearer token for Prometheus, read again before every poll.
+    /// File with a bearer token for Prometheus, read again before every query.
     #[arg(long, value_name = "FILE", env = "MTLS_GUARD_PROMETHEUS_TOKEN_FILE")]
     pub prometheus_token_file: Option<PathBuf>,
     /// PEM CA bundle trusted for an https Prometheus, besides the system roots.
@@ -206,6 +208,26 @@ pub struct EvidenceArgs {
     /// Look-back window: plaintext traffic seen within it counts.
     #[arg(long, default_value = "24h", env = "MTLS_GUARD_TRAFFIC_WINDOW")]
     pub traffic_window: humantime::Duration,
+}
+
+impl PrometheusArgs {
+    /// Client options when a URL is set.
+    pub fn options(&self, timeout: Duration) -> Option<PrometheusOptions> {
+        Some(PrometheusOptions {
+            url: self.prometheus_url.clone()?,
+            token_file: self.prometheus_token_file.clone(),
+            ca_file: self.prometheus_ca.clone(),
+            window: *self.traffic_window,
+            timeout,
+        })
+    }
+}
+
+/// Traffic evidence from Istio's telemetry in Prometheus.
+#[derive(Debug, Clone, Args)]
+pub struct EvidenceArgs {
+    #[command(flatten)]
+    pub prometheus: PrometheusArgs,
     /// How often Prometheus is polled.
     #[arg(long, default_value = "60s", env = "MTLS_GUARD_TRAFFIC_REFRESH")]
     pub traffic_refresh: humantime::Duration,
@@ -218,14 +240,12 @@ impl EvidenceArgs {
     /// Client options when a URL is set; one query may take up to the refresh interval,
     /// bounded to keep a hung Prometheus from holding a poll for long.
     pub fn prometheus(&self) -> Option<PrometheusOptions> {
-        let url = self.prometheus_url.clone()?;
-        Some(PrometheusOptions {
-            url,
-            token_file: self.prometheus_token_file.clone(),
-            ca_file: self.prometheus_ca.clone(),
-            window: *self.traffic_window,
-            timeout: (*self.traffic_refresh).clamp(Duration::from_secs(1), Duration::from_secs(30)),
-        })
+        self.prometheus
+            .options((*self.traffic_refresh).clamp(Duration::from_secs(1), Duration::from_secs(30)))
+    }
+
+    pub fn window(&self) -> Duration {
+        *self.prometheus.traffic_window
     }
 }
 
@@ -265,6 +285,24 @@ pub struct CheckArgs {
     /// Output format.
     #[arg(short = 'o', long, value_enum, default_value = "text")]
     pub output: CheckOutput,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ReportOutput {
+    Table,
+    Json,
+    Html,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ReportArgs {
+    #[command(flatten)]
+    pub inventory: InventoryArgs,
+    #[command(flatten)]
+    pub prometheus: PrometheusArgs,
+    /// Output format: a terminal table, JSON, or one self-contained HTML page.
+    #[arg(short = 'o', long, value_enum, default_value = "table")]
+    pub output: ReportOutput,
 }
 
 #[derive(Debug, Clone, Args)]

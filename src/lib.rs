@@ -20,6 +20,7 @@ pub mod evidence;
 pub mod inventory;
 pub mod metrics;
 pub mod model;
+pub mod readiness;
 pub mod report;
 pub mod server;
 pub mod tls;

@@ -30,6 +30,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 std::process::exit(1);
             }
         }
+        Command::Report(args) => {
+            print!(
+                "{}",
+                tokio::runtime::Runtime::new()?.block_on(app::report(&args))?
+            )
+        }
         Command::Certs(args) => {
             let bundle = app::certs(&args)?;
             eprintln!(

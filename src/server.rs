@@ -29,6 +29,7 @@ use crate::admission::{self, AdmissionError, GuardMode};
 use crate::evidence::Traffic;
 use crate::inventory::SharedIndex;
 use crate::metrics::Metrics;
+use crate::readiness;
 
 #[derive(Debug)]
 pub struct AppState {
@@ -80,6 +81,7 @@ pub fn router(state: Arc<AppState>, limits: &Limits) -> Router {
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
+        .route("/report", get(readiness_report))
         .fallback(|| async {
             error(
                 StatusCode::NOT_FOUND,
@@ -154,10 +156,14 @@ async fn validate(State(state): State<Arc<AppState>>, headers: HeaderMap, body: 
             "AdmissionReview request has an empty uid; the response must echo it".into(),
         );
     }
+    let evidence = state
+        .traffic
+        .as_ref()
+        .map_or_else(crate::evidence::Evidence::inventory_only, |t| t.evidence());
     let outcome = match state.inventory.readiness(Instant::now()) {
         Ok(()) => state
             .inventory
-            .read(|index| admission::decide(index, state.mode, &req)),
+            .read(|index| admission::decide_with(index, &evidence, state.mode, &req)),
         Err(why) => admission::unsynced(&req, state.mode, state.allow_unsynced, &why),
     };
     let r = &outcome.record;
@@ -177,6 +183,26 @@ async fn readyz(State(state): State<Arc<AppState>>) -> Response {
     match state.readiness() {
         Ok(()) => "ok".into_response(),
         Err(why) => (StatusCode::SERVICE_UNAVAILABLE, why).into_response(),
+    }
+}
+
+/// The migration-readiness page. It evaluates a lock-down per workload, so it runs on the
+/// blocking pool, off the threads that answer reviews.
+async fn readiness_report(State(state): State<Arc<AppState>>) -> Response {
+    if let Err(why) = state.inventory.readiness(Instant::now()) {
+        return (StatusCode::SERVICE_UNAVAILABLE, why).into_response();
+    }
+    let evidence = state.traffic.as_ref().map(|t| t.evidence());
+    let page = tokio::task::spawn_blocking(move || {
+        let report = state
+            .inventory
+            .read(|index| readiness::assess(index, evidence.as_ref()));
+        readiness::html(&report)
+    })
+    .await;
+    match page {
+        Ok(page) => ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], page).into_response(),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     }
 }
 

@@ -249,6 +249,16 @@ impl Traffic {
     }
 }
 
+/// A window as PromQL and people write it: `24h`, `90m`, `45s` (humantime would say `1day`).
+pub fn window_text(window: Duration) -> String {
+    let secs = window.as_secs();
+    match secs {
+        s if s > 0 && s % 3600 == 0 => format!("{}h", s / 3600),
+        s if s > 0 && s % 60 == 0 => format!("{}m", s / 60),
+        s => format!("{s}s"),
+    }
+}
+
 fn ago(at: SystemTime) -> String {
     let secs = SystemTime::now()
         .duration_since(at)
@@ -273,6 +283,13 @@ mod tests {
         assert!(s[1].is_unknown());
         assert_eq!(e.edge_count(), 2);
         assert!(e.senders_to("bar", "httpbin").is_empty());
+    }
+
+    #[test]
+    fn windows_read_as_people_write_them() {
+        assert_eq!(window_text(Duration::from_secs(24 * 3600)), "24h");
+        assert_eq!(window_text(Duration::from_secs(90 * 60)), "90m");
+        assert_eq!(window_text(Duration::from_secs(45)), "45s");
     }
 
     #[test]

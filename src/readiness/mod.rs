@@ -1,0 +1,356 @@
+//! Migration readiness of the whole mesh (`mtls-guard report`, `GET /report`): per workload
+//! its effective mode per port, who still sends it plaintext and on what evidence, whether it
+//! can be locked down now, and the exact PeerAuthentication that would do it.
+//!
+//! "Can it be locked down" is answered by the engine itself: the report evaluates the STRICT
+//! policy it would propose, exactly as the webhook would review it.
+
+mod html;
+mod lockdown;
+mod table;
+
+pub use html::html;
+pub use table::table;
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use crate::engine::{self, Change, Modes, Tier, Verdict, View};
+use crate::evidence::{window_text, Evidence, EvidenceMode};
+use crate::inventory::{Index, Workload};
+use crate::model::{Mode, Origin, Proxy, RuleKind};
+use crate::report::{client_name, reason_text};
+use lockdown::Lockdown;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Status {
+    /// STRICT already.
+    Strict,
+    /// A STRICT policy would break nobody: the proposed YAML can be applied now.
+    Ready,
+    /// Clients still send plaintext.
+    Blocked,
+    /// Cannot be locked down on its own (see the note).
+    Manual,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Blocker {
+    pub client: String,
+    /// `namespace/workload` of each server it would be cut off from.
+    pub servers: Vec<String>,
+    pub evidence: Tier,
+    pub reason: String,
+    /// `false` for a finding the webhook would only warn about (`--evidence traffic`).
+    pub denies: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PortMode {
+    /// `None`: the pods declare no port; the workload-level mode applies.
+    pub port: Option<u16>,
+    pub mode: Mode,
+    pub decided_by: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WorkloadReport {
+    pub namespace: String,
+    pub workload: String,
+    pub proxy: &'static str,
+    pub pods: usize,
+    pub ports: Vec<PortMode>,
+    pub status: Status,
+    pub blockers: Vec<Blocker>,
+    /// Further clients without a proxy, cut off like the listed ones.
+    pub more_clients: usize,
+    pub note: Option<String>,
+    /// The PeerAuthentication to apply, when the status is ready.
+    pub lockdown: Option<String>,
+}
+
+/// A namespace-wide (or, for the mesh, root-namespace) lock-down.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ScopeReport {
+    pub name: String,
+    pub mode: Mode,
+    pub decided_by: Option<String>,
+    pub status: Status,
+    pub blocking_clients: usize,
+    pub note: Option<String>,
+    pub lockdown: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct NamespaceReport {
+    #[serde(flatten)]
+    pub scope: ScopeReport,
+    pub strict: usize,
+    pub ready: usize,
+    pub blocked: usize,
+    pub manual: usize,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TrafficStatus {
+    /// Traffic evidence was fetched and is part of the report.
+    pub used: bool,
+    /// Which evidence decides, as `--evidence` says.
+    pub mode: Option<EvidenceMode>,
+    pub window: Option<String>,
+    /// Why traffic evidence is missing or out of date.
+    pub stale: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct MeshReport {
+    pub mesh: ScopeReport,
+    pub namespaces: Vec<NamespaceReport>,
+    pub workloads: Vec<WorkloadReport>,
+    pub traffic: TrafficStatus,
+}
+
+impl MeshReport {
+    /// What can be locked down now and the YAML that does it: workloads, namespaces, mesh.
+    pub fn lockdowns(&self) -> Vec<(String, &str)> {
+        let workloads = self.workloads.iter().filter_map(|w| {
+            Some((
+                format!("{}/{}", w.namespace, w.workload),
+                w.lockdown.as_deref()?,
+            ))
+        });
+        let namespaces = self.namespaces.iter().filter_map(|n| {
+            Some((
+                format!("namespace {}", n.scope.name),
+                n.scope.lockdown.as_deref()?,
+            ))
+        });
+        let mesh = self
+            .mesh
+            .lockdown
+            .as_deref()
+            .map(|y| ("the whole mesh".to_string(), y));
+        workloads.chain(namespaces).chain(mesh).collect()
+    }
+}
+
+/// The webhook's verdict on a proposed lock-down, with traffic evidence when there is some.
+fn judge(index: &Index, l: &Lockdown, evidence: Option<&Evidence>) -> Verdict {
+    let change = Change {
+        old: l.old.as_ref(),
+        new: Some(&l.rule),
+    };
+    match evidence {
+        Some(e) => engine::evaluate_with(index, &change, e),
+        None => engine::evaluate(index, &change),
+    }
+}
+
+/// Whether the webhook would deny it: a denying finding, or unlisted clients without a proxy
+/// whose listed peers deny.
+fn denied(v: &Verdict) -> bool {
+    v.denies()
+        || (v.unlisted > 0
+            && v.breaks
+                .iter()
+                .any(|b| b.tier == Tier::Inventory && b.denies))
+}
+
+fn blockers(v: &Verdict) -> Vec<Blocker> {
+    v.breaks
+        .iter()
+        .map(|b| Blocker {
+            client: client_name(&b.client),
+            denies: b.denies,
+            servers: v
+                .targets(b)
+                .map(|s| format!("{}/{}", s.namespace, s.workload))
+                .collect(),
+            evidence: b.tier,
+            reason: reason_text(&b.reason),
+        })
+        .collect()
+}
+
+fn origin_text(o: Option<&Origin>) -> Option<String> {
+    o.map(ToString::to_string)
+}
+
+/// Assesses every server workload, namespace and the mesh; `evidence` adds observed traffic.
+pub fn assess(index: &Index, evidence: Option<&Evidence>) -> MeshReport {
+    // A key no object has, so the view is the index as it is.
+    let key = Origin {
+        kind: RuleKind::PeerAuthentication,
+        namespace: String::new(),
+        name: "#mtls-guard-readiness".into(),
+        created: 0,
+    };
+    let mut modes = Modes::new(View::new(index, &key, None));
+    let mut groups: BTreeMap<(String, String), Vec<&Workload>> = BTreeMap::new();
+    for (_, w) in index
+        .workloads()
+        .iter()
+        .filter(|(_, w)| Index::is_server(w))
+    {
+        groups
+            .entry((w.namespace.clone(), w.name.clone()))
+            .or_default()
+            .push(w);
+    }
+    let workloads: Vec<WorkloadReport> = groups
+        .iter()
+        .map(|((ns, name), shapes)| workload(index, &mut modes, evidence, ns, name, shapes))
+        .collect();
+    let mut namespaces = Vec::new();
+    let mut names: Vec<&str> = workloads.iter().map(|w| w.namespace.as_str()).collect();
+    names.dedup();
+    for ns in names {
+        let count = |s: Status| {
+            workloads
+                .iter()
+                .filter(|w| w.namespace == ns && w.status == s)
+                .count()
+        };
+        let resolved = modes.namespace(ns);
+        namespaces.push(NamespaceReport {
+            scope: scope(index, evidence, ns, resolved.mode, resolved.by, false),
+            strict: count(Status::Strict),
+            ready: count(Status::Ready),
+            blocked: count(Status::Blocked),
+            manual: count(Status::Manual),
+        });
+    }
+    let root = index.mesh().root_namespace.clone();
+    let mesh_mode = modes.namespace(&root);
+    MeshReport {
+        mesh: scope(index, evidence, &root, mesh_mode.mode, mesh_mode.by, true),
+        namespaces,
+        workloads,
+        traffic: TrafficStatus {
+            used: evidence.is_some_and(|e| e.edges.is_some()),
+            mode: evidence.map(|e| e.mode),
+            window: evidence.map(|e| window_text(e.window)),
+            stale: evidence.and_then(|e| e.stale_reason.clone()),
+        },
+    }
+}
+
+fn workload(
+    index: &Index,
+    modes: &mut Modes,
+    evidence: Option<&Evidence>,
+    ns: &str,
+    name: &str,
+    shapes: &[&Workload],
+) -> WorkloadReport {
+    let mut ports: Vec<PortMode> = Vec::new();
+    for w in shapes {
+        for port in engine::server_ports(w, &engine::services_of(index, w)) {
+            if ports.iter().any(|p| p.port == port) {
+                continue;
+            }
+            let r = modes.port(w, port);
+            ports.push(PortMode {
+                port,
+                mode: r.mode,
+                decided_by: origin_text(r.by),
+            });
+        }
+    }
+    ports.sort_by_key(|p| p.port);
+    let mut report = WorkloadReport {
+        namespace: ns.to_string(),
+        workload: name.to_string(),
+        proxy: match shapes.first().map(|w| w.shape.proxy) {
+            Some(Proxy::Ambient) => "ambient",
+            _ => "sidecar",
+        },
+        pods: shapes.iter().map(|w| w.pods.len()).sum(),
+        ports,
+        status: Status::Strict,
+        blockers: Vec::new(),
+        more_clients: 0,
+        note: None,
+        lockdown: None,
+    };
+    if report.ports.iter().all(|p| p.mode == Mode::Strict) {
+        return report;
+    }
+    let lockdown = match lockdown::for_workload(index, shapes) {
+        Ok(l) => l,
+        Err(why) => {
+            report.status = Status::Manual;
+            report.note = Some(why);
+            return report;
+        }
+    };
+    let verdict = judge(index, &lockdown, evidence);
+    report.blockers = blockers(&verdict);
+    report.more_clients = verdict.unlisted;
+    if !denied(&verdict) {
+        report.status = Status::Ready;
+        report.lockdown = Some(lockdown.yaml);
+    } else {
+        report.status = Status::Blocked;
+    }
+    report
+}
+
+/// A namespace (or with `mesh`, the whole mesh) locked down with one selector-less policy.
+fn scope(
+    index: &Index,
+    evidence: Option<&Evidence>,
+    name: &str,
+    mode: Mode,
+    by: Option<&Origin>,
+    mesh: bool,
+) -> ScopeReport {
+    let mut report = ScopeReport {
+        name: name.to_string(),
+        mode,
+        decided_by: origin_text(by),
+        status: Status::Strict,
+        blocking_clients: 0,
+        note: None,
+        lockdown: None,
+    };
+    if mode == Mode::Strict {
+        return report;
+    }
+    if !mesh && name == index.mesh().root_namespace {
+        report.status = Status::Manual;
+        report.note = Some("the root namespace's selector-less policy is the mesh-wide one".into());
+        return report;
+    }
+    let lockdown = if mesh {
+        lockdown::for_mesh(index)
+    } else {
+        lockdown::for_namespace(index, name)
+    };
+    let lockdown = match lockdown {
+        Ok(l) => l,
+        Err(why) => {
+            report.status = Status::Manual;
+            report.note = Some(why);
+            return report;
+        }
+    };
+    let verdict = judge(index, &lockdown, evidence);
+    report.blocking_clients = verdict.client_count();
+    if !denied(&verdict) {
+        report.status = Status::Ready;
+        report.lockdown = Some(lockdown.yaml);
+    } else {
+        report.status = Status::Blocked;
+    }
+    report
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,245 @@
+//! `mtls-guard report` and `GET /report`: the real binary, a real Prometheus, and the page
+//! rendered by a real headless Chromium (`tests/browser/setup.sh` installs it).
+
+mod common;
+mod prometheus;
+
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{data, BIN};
+use prometheus::{edge, OpenMetrics, Prometheus};
+
+fn report(args: &[&str]) -> Output {
+    Command::new(BIN).arg("report").args(args).output().unwrap()
+}
+
+fn ok_stdout(out: &Output) -> String {
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout.clone()).unwrap()
+}
+
+fn migrated() -> String {
+    data("seed-migrated.yaml").display().to_string()
+}
+
+#[test]
+fn the_table_names_the_seed_blocker() {
+    let text = ok_stdout(&report(&[]));
+    let row = text
+        .lines()
+        .find(|l| l.starts_with("foo ") && l.contains(" httpbin "))
+        .unwrap_or_else(|| panic!("no foo/httpbin row:\n{text}"));
+    assert!(
+        row.contains("blocked") && row.ends_with("legacy/sleep"),
+        "{row}"
+    );
+    assert!(
+        text.contains("    - legacy/sleep -> foo/httpbin [inventory]: no Istio sidecar"),
+        "{text}"
+    );
+    assert!(text.contains("Nothing can be locked down yet"), "{text}");
+}
+
+#[test]
+fn the_proposed_lockdown_passes_check() {
+    let out = report(&["--inventory", &migrated(), "-o", "json"]);
+    let j: serde_json::Value = serde_json::from_str(&ok_stdout(&out)).unwrap();
+    let httpbin = j["workloads"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|w| w["namespace"] == "foo" && w["workload"] == "httpbin")
+        .unwrap();
+    assert_eq!(httpbin["status"], "ready");
+    assert_eq!(httpbin["ports"][0]["port"], 80);
+    assert_eq!(httpbin["ports"][0]["mode"], "PERMISSIVE");
+    let yaml = httpbin["lockdown"].as_str().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("lockdown.yaml");
+    std::fs::write(&file, yaml).unwrap();
+    let out = Command::new(BIN)
+        .args(["check", "--inventory", &migrated(), "-f"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", ok_stdout(&out));
+    // The same policy on the seed, before the migration, is what the webhook denies.
+    let out = Command::new(BIN)
+        .args(["check", "-f"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+}
+
+#[tokio::test]
+async fn observed_plaintext_from_prometheus_blocks_a_workload() {
+    let mut om = OpenMetrics::new();
+    om.counter(
+        "istio_requests_total",
+        &edge(
+            "destination",
+            "none",
+            ("unknown", "unknown"),
+            ("foo", "httpbin"),
+        ),
+        120,
+        1,
+        6,
+    );
+    let prom = Prometheus::start(&om.text()).await;
+    let out = report(&[
+        "--inventory",
+        &migrated(),
+        "--prometheus-url",
+        &prom.url(),
+        "--traffic-window",
+        "1h",
+        "-o",
+        "json",
+    ]);
+    let j: serde_json::Value = serde_json::from_str(&ok_stdout(&out)).unwrap();
+    assert_eq!(j["traffic"]["used"], true);
+    assert_eq!(j["traffic"]["window"], "1h");
+    let httpbin = j["workloads"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|w| w["namespace"] == "foo" && w["workload"] == "httpbin")
+        .unwrap();
+    assert_eq!(httpbin["status"], "blocked");
+    assert_eq!(httpbin["blockers"][0]["evidence"], "traffic");
+    assert_eq!(httpbin["blockers"][0]["client"], "unknown sender");
+    assert_eq!(httpbin["blockers"][0]["denies"], true);
+
+    // Prometheus gone: the report still comes, on the inventory, and says why.
+    drop(prom);
+    let out = report(&[
+        "--inventory",
+        &migrated(),
+        "--prometheus-url",
+        &format!("http://127.0.0.1:{}", common::free_port()),
+    ]);
+    let text = ok_stdout(&out);
+    assert!(
+        text.contains("Traffic evidence: unavailable (Prometheus unreachable"),
+        "{text}"
+    );
+    assert!(text.contains("# foo/httpbin"), "{text}");
+}
+
+/// Runs headless Chromium on a page, bounded in time.
+fn chromium(profile: &Path, args: &[String], page: &Path) -> Output {
+    let mut child = Command::new("chromium")
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--disable-dev-shm-usage",
+            "--hide-scrollbars",
+        ])
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .args(args)
+        .arg(format!("file://{}", page.display()))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("chromium is installed (run tests/browser/setup.sh)");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("chromium did not finish");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    child.wait_with_output().unwrap()
+}
+
+/// The element that starts with `open` (up to its closing `close`), from a serialized DOM.
+fn element<'d>(dom: &'d str, open: &str, close: &str) -> &'d str {
+    let start = dom
+        .find(open)
+        .unwrap_or_else(|| panic!("no {open} in the DOM"));
+    let end = dom[start..].find(close).map_or(dom.len(), |e| start + e);
+    &dom[start..end]
+}
+
+#[test]
+fn the_html_page_renders_the_blocker_in_chromium() {
+    let dir = tempfile::tempdir().unwrap();
+    let page = dir.path().join("report.html");
+    std::fs::write(&page, ok_stdout(&report(&["-o", "html"]))).unwrap();
+
+    let dom = chromium(
+        &dir.path().join("profile-dom"),
+        &["--dump-dom".to_string()],
+        &page,
+    );
+    let dom = String::from_utf8_lossy(&dom.stdout);
+    assert!(dom.contains("<h1>mTLS migration readiness</h1>"), "{dom}");
+    let row = element(&dom, "<tr data-workload=\"foo/httpbin\">", "</tr>");
+    assert!(
+        row.contains(">blocked<") && row.contains("legacy/sleep"),
+        "{row}"
+    );
+    let edge = element(
+        &dom,
+        "<path class=\"edge\" data-client=\"legacy/sleep\" data-server=\"foo/httpbin\"",
+        "</path>",
+    );
+    assert!(edge.contains("var(--inventory)"), "{edge}");
+    let card = element(
+        &dom,
+        "<div class=\"card\" data-namespace=\"foo\">",
+        "</div></div>",
+    );
+    assert!(card.contains("0 ready · 2 blocked"), "{card}");
+
+    let shot = dir.path().join("report.png");
+    chromium(
+        &dir.path().join("profile-shot"),
+        &[
+            format!("--screenshot={}", shot.display()),
+            "--window-size=1400,1000".to_string(),
+        ],
+        &page,
+    );
+    let png = std::fs::read(&shot).expect("chromium wrote the screenshot");
+    assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
+    let width = u32::from_be_bytes(png[16..20].try_into().unwrap());
+    let height = u32::from_be_bytes(png[20..24].try_into().unwrap());
+    assert_eq!((width, height), (1400, 1000));
+    // A blank 1400x1000 page compresses to a few kilobytes; this one has text, colour and lines.
+    assert!(png.len() > 40_000, "{} bytes", png.len());
+}
+
+#[tokio::test]
+async fn serve_shows_the_same_page_at_get_report() {
+    let guard = common::Guard::start(&[]).await;
+    let r = guard
+        .client()
+        .get(guard.url("/report"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        r.headers()["content-type"].to_str().unwrap(),
+        "text/html; charset=utf-8"
+    );
+    let served = r.text().await.unwrap();
+    assert_eq!(served, ok_stdout(&report(&["-o", "html"])));
+}
