@@ -53,10 +53,10 @@ echo "== HTTPS /validate, keep-alive, 16 connections, 10 s each, the same review
 review=$out/inventory-100000.json.review.json
 "$BARE" 127.0.0.1:18444 "$CERT" "$KEY" &
 bare=$!
-"$OPA" run --server --log-level error --addr 127.0.0.1:18445 --tls-cert-file "$CERT" --tls-private-key-file "$KEY" \
+"$OPA" run --server --log-level error --shutdown-grace-period 1 --addr 127.0.0.1:18445 --tls-cert-file "$CERT" --tls-private-key-file "$KEY" \
   "inventory:$out/inventory-1000.json" benches/opa/policy.rego &
 opa=$!
-"$OPA" run --server --log-level error --addr 127.0.0.1:18446 --tls-cert-file "$CERT" --tls-private-key-file "$KEY" \
+"$OPA" run --server --log-level error --shutdown-grace-period 1 --addr 127.0.0.1:18446 --tls-cert-file "$CERT" --tls-private-key-file "$KEY" \
   "inventory:$out/inventory-100000.json" benches/opa/policy.rego &
 opa100k=$!
 trap 'kill $guard $bare $opa $opa100k 2>/dev/null || true' EXIT
@@ -68,8 +68,9 @@ load() { # name url body
   python3 - "$out/$1.json" "$1" <<'PY'
 import json, sys
 r = json.load(open(sys.argv[1])); s = r["summary"]; p = r["latencyPercentiles"]
-codes = r.get("statusCodeDistribution", {})
-print(f"{sys.argv[2]:<28} {s['requestsPerSec']:>10.0f} req/s  p50={p['p50']*1000:.3f} ms  p99={p['p99']*1000:.3f} ms  status={codes}")
+codes = r.get("statusCodeDistribution", {}); errors = r.get("errorDistribution", {})
+ms = lambda v: "-" if v is None else f"{v*1000:.3f} ms"
+print(f"{sys.argv[2]:<28} {s['requestsPerSec'] or 0:>10.0f} req/s  p50={ms(p['p50'])}  p99={ms(p['p99'])}  status={codes} errors={errors}")
 PY
 }
 load bare-server "https://127.0.0.1:18444/validate" "$review"
@@ -83,7 +84,7 @@ echo "== mtls-guard at a fixed 1,000 req/s (4 connections, 10 s)"
 python3 - "$out/fixed-rate.json" <<'PY'
 import json, sys
 r = json.load(open(sys.argv[1])); s = r["summary"]; p = r["latencyPercentiles"]
-print(f"rate {s['requestsPerSec']:.0f} req/s  p50={p['p50']*1000:.3f} ms  p99={p['p99']*1000:.3f} ms  p99.9={p['p99.9']*1000:.3f} ms")
+print(f"rate {s['requestsPerSec']:.0f} req/s  p50={p['p50']*1000:.3f} ms  p99={p['p99']*1000:.3f} ms  p99.9={p['p99.9']*1000:.3f} ms  status={r.get('statusCodeDistribution')}")
 PY
 grep -E 'VmRSS|VmHWM' "/proc/$guard/status"
 

@@ -92,6 +92,8 @@ pub enum AdmissionError {
     ApiVersion(String),
     #[error("AdmissionReview has no request")]
     NoRequest,
+    #[error("AdmissionReview request has an empty uid; the response must echo it")]
+    EmptyUid,
 }
 
 /// Reads an `admission.k8s.io/v1` AdmissionReview request.
@@ -104,7 +106,13 @@ pub fn parse_review(body: &[u8]) -> Result<AdmissionRequest<DynamicObject>, Admi
             review.types.api_version, review.types.kind
         )));
     }
-    review.try_into().map_err(|_| AdmissionError::NoRequest)
+    let req: AdmissionRequest<DynamicObject> =
+        review.try_into().map_err(|_| AdmissionError::NoRequest)?;
+    // The API server matches the answer to its request by uid; an answer without one is useless.
+    if req.uid.is_empty() {
+        return Err(AdmissionError::EmptyUid);
+    }
+    Ok(req)
 }
 
 /// One decision, as logged once and counted.

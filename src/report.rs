@@ -81,7 +81,7 @@ pub fn reason_text(r: &Reason) -> String {
         ),
         Reason::ObservedPlaintext { requests, connections, window_secs } => format!(
             "seen sending plaintext: {requests} req, {connections} TCP conn in the last {}",
-            humantime::format_duration(std::time::Duration::from_secs(*window_secs))
+            crate::evidence::window_text(std::time::Duration::from_secs(*window_secs))
         ),
     }
 }

@@ -148,14 +148,6 @@ async fn validate(State(state): State<Arc<AppState>>, headers: HeaderMap, body: 
             return error(StatusCode::BAD_REQUEST, e.to_string());
         }
     };
-    // The API server matches the answer to its request by uid; an answer without one is useless.
-    if req.uid.is_empty() {
-        state.metrics.bad_request("not_a_review");
-        return error(
-            StatusCode::BAD_REQUEST,
-            "AdmissionReview request has an empty uid; the response must echo it".into(),
-        );
-    }
     let evidence = state
         .traffic
         .as_ref()

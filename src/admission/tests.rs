@@ -177,6 +177,12 @@ fn parse_errors() {
         parse_review(&serde_json::to_vec(&v1beta1).unwrap()),
         Err(AdmissionError::ApiVersion(_))
     ));
+    let mut empty_uid: Value = serde_json::from_slice(&fixture("seed-strict-policy.json")).unwrap();
+    empty_uid["request"]["uid"] = json!("");
+    assert_eq!(
+        parse_review(&serde_json::to_vec(&empty_uid).unwrap()).unwrap_err(),
+        AdmissionError::EmptyUid
+    );
     let no_request = json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview"});
     assert_eq!(
         parse_review(&serde_json::to_vec(&no_request).unwrap()).unwrap_err(),

@@ -123,7 +123,7 @@ fn observed_plaintext_blocks_a_workload_the_inventory_calls_ready() {
         w.blockers[0].reason
     );
     assert!(
-        w.blockers[0].reason.contains("in the last 1day"),
+        w.blockers[0].reason.contains("in the last 24h"),
         "{}",
         w.blockers[0].reason
     );
