@@ -9,8 +9,8 @@ use base64::Engine as _;
 use crate::admission::{self, AdmissionError};
 use crate::check::{self, CheckError};
 use crate::config::{
-    CertsArgs, CheckArgs, CheckOutput, EvidenceArgs, InventoryArgs, ReportArgs, ReportOutput,
-    ReviewArgs, ServeArgs, Unsynced,
+    CertsArgs, CheckArgs, CheckOutput, ClusterArgs, EvidenceArgs, InventoryArgs, ReportArgs,
+    ReportOutput, ReviewArgs, ServeArgs, Unsynced,
 };
 use crate::evidence::{self, EvidenceMode, PrometheusClient, Traffic};
 use crate::inventory::{file, live, Index, InventoryError, SharedIndex};
@@ -30,6 +30,8 @@ pub enum AppError {
     Io(#[from] std::io::Error),
     #[error("--kubeconfig: {0}")]
     Kubeconfig(String),
+    #[error("cluster inventory: {0}")]
+    ClusterSync(String),
     #[error("{0}")]
     Evidence(String),
     #[error(transparent)]
@@ -75,6 +77,38 @@ async fn shared_inventory(args: &ServeArgs) -> Result<Arc<SharedIndex>, AppError
     }
 }
 
+/// How long `check --cluster` and `report --cluster` wait for the first full list of every kind.
+const CLUSTER_SYNC_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The cluster's inventory, read once through the same watchers `serve` keeps running.
+async fn cluster_index(cluster: &ClusterArgs, inv: &InventoryArgs) -> Result<Index, AppError> {
+    let client = cluster_client(cluster.kubeconfig.as_deref())
+        .await
+        .map_err(AppError::Kubeconfig)?;
+    let shared = Arc::new(SharedIndex::syncing(
+        Index::new(inv.filters()),
+        CLUSTER_SYNC_TIMEOUT,
+    ));
+    live::spawn(client, Arc::clone(&shared), &inv.istio_namespace);
+    let deadline = std::time::Instant::now() + CLUSTER_SYNC_TIMEOUT;
+    while let Err(why) = shared.readiness(std::time::Instant::now()) {
+        if std::time::Instant::now() > deadline {
+            return Err(AppError::ClusterSync(why));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Ok(shared.take())
+}
+
+/// Files or the demo, or with `--cluster` the live cluster.
+async fn inventory_for(cluster: &ClusterArgs, inv: &InventoryArgs) -> Result<Index, AppError> {
+    if cluster.cluster {
+        cluster_index(cluster, inv).await
+    } else {
+        Ok(load_inventory(inv)?)
+    }
+}
+
 pub fn load_inventory(args: &InventoryArgs) -> Result<Index, InventoryError> {
     if args.inventory.is_empty() {
         tracing::info!(
@@ -101,9 +135,9 @@ pub fn review(args: &ReviewArgs) -> Result<serde_json::Value, AppError> {
 }
 
 /// `mtls-guard check`: the report to print, and whether any object would be denied.
-pub fn check(args: &CheckArgs) -> Result<(String, bool), AppError> {
+pub async fn check(args: &CheckArgs) -> Result<(String, bool), AppError> {
     let manifests = check::read_manifests(&args.files)?;
-    let mut index = load_inventory(&args.inventory)?;
+    let mut index = inventory_for(&args.cluster, &args.inventory).await?;
     let results = check::check(&mut index, &manifests, args.delete)?;
     let denied = results.iter().any(check::Checked::denied);
     let out = match args.output {
@@ -121,7 +155,7 @@ pub fn check(args: &CheckArgs) -> Result<(String, bool), AppError> {
 /// `mtls-guard report`: the readiness report in the asked format. With a Prometheus URL the
 /// traffic is fetched once; if that fails the report says so and uses the inventory alone.
 pub async fn report(args: &ReportArgs) -> Result<String, AppError> {
-    let index = load_inventory(&args.inventory)?;
+    let index = inventory_for(&args.cluster, &args.inventory).await?;
     let mut evidence = None;
     if let Some(opts) = args.prometheus.options(Duration::from_secs(30)) {
         let client = PrometheusClient::new(opts).map_err(|e| AppError::Evidence(e.to_string()))?;

@@ -266,10 +266,24 @@ pub enum CheckOutput {
     Json,
 }
 
+/// Reading the inventory once from a live cluster, for `check` and `report`.
+#[derive(Debug, Clone, Args)]
+pub struct ClusterArgs {
+    /// Read the inventory from the cluster (the default kubeconfig or in-cluster config, or
+    /// --kubeconfig) instead of files.
+    #[arg(long, conflicts_with = "inventory")]
+    pub cluster: bool,
+    /// Kubeconfig for --cluster.
+    #[arg(long, requires = "cluster")]
+    pub kubeconfig: Option<PathBuf>,
+}
+
 #[derive(Debug, Clone, Args)]
 pub struct CheckArgs {
     #[command(flatten)]
     pub inventory: InventoryArgs,
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
     /// Manifests (YAML or JSON, several documents or a List; a directory means its .yaml,
     /// .yml and .json files), checked in order as `kubectl apply -f` would apply them.
     #[arg(
@@ -298,6 +312,8 @@ pub enum ReportOutput {
 pub struct ReportArgs {
     #[command(flatten)]
     pub inventory: InventoryArgs,
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
     #[command(flatten)]
     pub prometheus: PrometheusArgs,
     /// Output format: a terminal table, JSON, or one self-contained HTML page.

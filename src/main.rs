@@ -23,7 +23,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             println!("{}", serde_json::to_string_pretty(&app::review(&args)?)?)
         }
         Command::Check(args) => {
-            let (report, denied) = app::check(&args)?;
+            let (report, denied) = tokio::runtime::Runtime::new()?.block_on(app::check(&args))?;
             print!("{report}");
             if denied {
                 std::io::Write::flush(&mut std::io::stdout())?;

@@ -250,6 +250,7 @@ fn seed_replayed_with_kubectl_against_a_real_api_server() {
         "STRICT Policy on httpbin",
         &["legacy/sleep", "foo/httpbin"],
     );
+    check_and_report_read_the_cluster(&cp);
 
     // legacy/sleep gets its sidecar: wait until the guard's watch has seen it.
     cp.ok(&[
@@ -334,6 +335,42 @@ fn seed_replayed_with_kubectl_against_a_real_api_server() {
     );
 
     watch_sees_pods_come_and_go(&cp);
+}
+
+/// `check --cluster` and `report --cluster` read the same live inventory the webhook watches.
+fn check_and_report_read_the_cluster(cp: &ControlPlane) {
+    let policy = cp.dir.path().join("strict-policy.yaml");
+    std::fs::write(&policy, STRICT_POLICY).unwrap();
+    let kubeconfig = cp.admin_kubeconfig.to_str().unwrap();
+    let check = Command::new(common::BIN)
+        .args(["check", "--cluster", "--kubeconfig", kubeconfig, "-f"])
+        .arg(&policy)
+        .output()
+        .unwrap();
+    assert_eq!(
+        check.status.code(),
+        Some(1),
+        "check --cluster: {}",
+        text(&check)
+    );
+    assert!(text(&check).contains("legacy/sleep"), "{}", text(&check));
+    let report = Command::new(common::BIN)
+        .args([
+            "report",
+            "--cluster",
+            "--kubeconfig",
+            kubeconfig,
+            "-o",
+            "json",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        report.status.success(),
+        "report --cluster: {}",
+        text(&report)
+    );
+    assert!(String::from_utf8_lossy(&report.stdout).contains("legacy/sleep"));
 }
 
 /// A sidecar-less pod created after start is seen (deny) and its deletion is seen (allow).

@@ -94,6 +94,14 @@ impl SharedIndex {
         }
     }
 
+    /// Takes the index out, leaving an empty one: for a one-shot read of the cluster.
+    pub fn take(&self) -> Index {
+        match self.index.write() {
+            Ok(mut i) => std::mem::take(&mut *i),
+            Err(poisoned) => std::mem::take(&mut *poisoned.into_inner()),
+        }
+    }
+
     pub fn write(&self, f: impl FnOnce(&mut Index)) {
         match self.index.write() {
             Ok(mut i) => f(&mut i),
