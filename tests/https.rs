@@ -144,3 +144,34 @@ async fn sigterm_drains_and_exits_cleanly() {
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
 }
+
+#[tokio::test]
+async fn every_decision_is_logged_once_as_one_json_line_without_payloads() {
+    let guard = Guard::start(&["--log-format", "json"]).await;
+    guard
+        .validate_fixture("seed-strict-policy-break-glass.json")
+        .await;
+    guard.validate_fixture("pa-permissive-foo.json").await;
+    let log = guard.log();
+    let decisions: Vec<serde_json::Value> = log
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|l| l["fields"]["message"] == "admission decision")
+        .collect();
+    assert_eq!(decisions.len(), 2, "{log}");
+    let d = &decisions[0]["fields"];
+    assert_eq!(d["uid"], "7f0c5a53-0002-4c55-9d7e-5c1f1c0a0002");
+    assert_eq!(d["user"], "alice@example.com");
+    assert_eq!(d["operation"], "CREATE");
+    assert_eq!(d["object"], "foo/example-httpbin-strict");
+    assert_eq!(d["verdict"], "break_glass");
+    assert_eq!(d["mode"], "enforce");
+    assert_eq!(d["clients"], 1);
+    assert_eq!(decisions[1]["fields"]["verdict"], "allowed");
+    for secret in ["INC-4711", "peers", "targets"] {
+        assert!(
+            !log.contains(secret),
+            "the log must not carry the object's payload ({secret}): {log}"
+        );
+    }
+}

@@ -65,6 +65,7 @@ impl Guard {
         };
         let certs = tempfile::tempdir().unwrap();
         let port = free_port();
+        let log = std::fs::File::create(certs.path().join("guard.log")).unwrap();
         let child = Command::new(BIN)
             .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
             .arg("--dev-cert-dir")
@@ -74,7 +75,7 @@ impl Guard {
             // Tests that stop the guard wait for the drain; a flag still overrides this.
             .env("MTLS_GUARD_DRAIN_DELAY", "0s")
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(Stdio::from(log))
             .spawn()
             .expect("mtls-guard starts");
         let guard = Guard {
@@ -92,6 +93,11 @@ impl Guard {
         self.trust
             .clone()
             .unwrap_or_else(|| self.certs.path().join("ca.crt"))
+    }
+
+    /// What the guard has logged so far (stderr).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.certs.path().join("guard.log")).unwrap_or_default()
     }
 
     pub fn url(&self, path: &str) -> String {
