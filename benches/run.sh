@@ -49,10 +49,19 @@ wait_ready 18443
 echo "ready after $(echo "$(date +%s.%N) - $start" | bc) s"
 grep -E 'VmRSS|VmHWM' "/proc/$guard/status"
 
-echo "== HTTPS /validate, keep-alive, 16 connections, 10 s each, the same review (a denied workload lock-down)"
 review=$out/inventory-100000.json.review.json
 "$BARE" 127.0.0.1:18444 "$CERT" "$KEY" &
 bare=$!
+echo "== mtls-guard at a fixed 1,000 req/s (4 connections, 10 s), before OPA starts"
+"$OHA" --no-tui -z 10s -c 4 -q 1000 -m POST -T application/json -D "$review" --insecure --output-format json \
+  "https://127.0.0.1:18443/validate" > "$out/fixed-rate.json"
+python3 - "$out/fixed-rate.json" <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1])); s = r["summary"]; p = r["latencyPercentiles"]
+print(f"rate {s['requestsPerSec']:.0f} req/s  p50={p['p50']*1000:.3f} ms  p99={p['p99']*1000:.3f} ms  p99.9={p['p99.9']*1000:.3f} ms  status={r.get('statusCodeDistribution')}")
+PY
+grep -E 'VmRSS|VmHWM' "/proc/$guard/status"
+
 "$OPA" run --server --log-level error --shutdown-grace-period 1 --addr 127.0.0.1:18445 --tls-cert-file "$CERT" --tls-private-key-file "$KEY" \
   "inventory:$out/inventory-1000.json" benches/opa/policy.rego &
 opa=$!
@@ -73,20 +82,12 @@ ms = lambda v: "-" if v is None else f"{v*1000:.3f} ms"
 print(f"{sys.argv[2]:<28} {s['requestsPerSec'] or 0:>10.0f} req/s  p50={ms(p['p50'])}  p99={ms(p['p99'])}  status={codes} errors={errors}")
 PY
 }
+echo "== HTTPS /validate, keep-alive, 16 connections, 10 s each, the same review (a denied workload lock-down)"
 load bare-server "https://127.0.0.1:18444/validate" "$review"
 load mtls-guard-100k "https://127.0.0.1:18443/validate" "$review"
 load opa-1k "https://127.0.0.1:18445/v1/data/mtls/deny" "$out/opa-input.json"
 load opa-100k "https://127.0.0.1:18446/v1/data/mtls/deny" "$out/opa-input.json"
-
-echo "== mtls-guard at a fixed 1,000 req/s (4 connections, 10 s)"
-"$OHA" --no-tui -z 10s -c 4 -q 1000 -m POST -T application/json -D "$review" --insecure --output-format json \
-  "https://127.0.0.1:18443/validate" > "$out/fixed-rate.json"
-python3 - "$out/fixed-rate.json" <<'PY'
-import json, sys
-r = json.load(open(sys.argv[1])); s = r["summary"]; p = r["latencyPercentiles"]
-print(f"rate {s['requestsPerSec']:.0f} req/s  p50={p['p50']*1000:.3f} ms  p99={p['p99']*1000:.3f} ms  p99.9={p['p99.9']*1000:.3f} ms  status={r.get('statusCodeDistribution')}")
-PY
-grep -E 'VmRSS|VmHWM' "/proc/$guard/status"
+kill "$opa" "$opa100k" 2>/dev/null || true
 
 echo "== live watch: 20k pods on a real kube-apiserver (cargo bench --bench watch)"
 "$(bench_bin watch)"
