@@ -7,7 +7,6 @@ mod cluster;
 #[path = "support/synthetic.rs"]
 mod synthetic;
 
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
@@ -78,38 +77,10 @@ fn main() {
         started.elapsed()
     );
 
-    let token = cp.ok(&[
-        "create",
-        "token",
-        "mtls-guard",
-        "-n",
-        "mtls-guard",
-        "--duration=1h",
-    ]);
-    let kubeconfig = dir.join("guard.kubeconfig");
-    std::fs::write(
-        &kubeconfig,
-        cp.kubeconfig_with(&format!("token: {}", token.trim())),
-    )
-    .unwrap();
-    let certs = mtls_guard::tls::generate(&["127.0.0.1".to_string()]).unwrap();
-    mtls_guard::tls::write(&dir.join("tls"), &certs).unwrap();
-    let port = cluster::free_port();
     let started = Instant::now();
-    let mut guard = Command::new(env!("CARGO_BIN_EXE_mtls-guard"))
-        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
-        .arg("--kubeconfig")
-        .arg(&kubeconfig)
-        .arg("--tls-cert")
-        .arg(dir.join("tls/tls.crt"))
-        .arg("--tls-key")
-        .arg(dir.join("tls/tls.key"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("mtls-guard starts");
+    let (mut guard, port, ca_pem) = cp.start_guard(env!("CARGO_BIN_EXE_mtls-guard"));
     let client = reqwest::Client::builder()
-        .add_root_certificate(reqwest::Certificate::from_pem(certs.ca_pem.as_bytes()).unwrap())
+        .add_root_certificate(reqwest::Certificate::from_pem(ca_pem.as_bytes()).unwrap())
         .build()
         .unwrap();
     let rt = tokio::runtime::Builder::new_current_thread()

@@ -6,7 +6,7 @@ mod cluster;
 mod common;
 
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Output};
 use std::time::Duration;
 
 use base64::Engine as _;
@@ -63,41 +63,9 @@ impl Guard {
 }
 
 fn start_guard(cp: &ControlPlane) -> Guard {
-    let d = cp.dir.path();
-    let token = cp.ok(&[
-        "create",
-        "token",
-        "mtls-guard",
-        "-n",
-        "mtls-guard",
-        "--duration=1h",
-    ]);
-    let kubeconfig = d.join("guard.kubeconfig");
-    std::fs::write(
-        &kubeconfig,
-        cp.kubeconfig_with(&format!("token: {}", token.trim())),
-    )
-    .unwrap();
-    let pair = mtls_guard::tls::generate(&["127.0.0.1".to_string()]).unwrap();
-    let tls = d.join("guard-tls");
-    mtls_guard::tls::write(&tls, &pair).unwrap();
-    let port = cluster::free_port();
-    let child = Command::new(common::BIN)
-        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
-        .arg("--kubeconfig")
-        .arg(&kubeconfig)
-        .arg("--tls-cert")
-        .arg(tls.join("tls.crt"))
-        .arg("--tls-key")
-        .arg(tls.join("tls.key"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::from(
-            std::fs::File::create(d.join("guard.log")).unwrap(),
-        ))
-        .spawn()
-        .expect("mtls-guard starts");
+    let (child, port, ca_pem) = cp.start_guard(common::BIN);
     let client = reqwest::Client::builder()
-        .add_root_certificate(reqwest::Certificate::from_pem(pair.ca_pem.as_bytes()).unwrap())
+        .add_root_certificate(reqwest::Certificate::from_pem(ca_pem.as_bytes()).unwrap())
         .build()
         .unwrap();
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -115,7 +83,7 @@ fn start_guard(cp: &ControlPlane) -> Guard {
         Duration::from_secs(60),
         || guard.get("/readyz").0 == 200,
     );
-    register_webhook(cp, port, &pair.ca_pem);
+    register_webhook(cp, port, &ca_pem);
     guard
 }
 

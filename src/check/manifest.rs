@@ -55,18 +55,7 @@ fn add_path(path: &Path, out: &mut Vec<Manifest>) -> Result<(), CheckError> {
         cause,
     };
     if path.is_dir() {
-        let mut files: Vec<PathBuf> = std::fs::read_dir(path)
-            .map_err(io)?
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| {
-                matches!(
-                    p.extension().and_then(|e| e.to_str()),
-                    Some("yaml" | "yml" | "json")
-                )
-            })
-            .collect();
-        files.sort();
-        for f in files {
+        for f in crate::inventory::file::manifest_files(path).map_err(io)? {
             add_path(&f, out)?;
         }
         return Ok(());

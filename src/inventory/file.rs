@@ -56,18 +56,7 @@ impl Loader {
             source,
         };
         if path.is_dir() {
-            let mut files: Vec<PathBuf> = std::fs::read_dir(path)
-                .map_err(io)?
-                .filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|p| {
-                    matches!(
-                        p.extension().and_then(|e| e.to_str()),
-                        Some("yaml" | "yml" | "json")
-                    )
-                })
-                .collect();
-            files.sort();
-            for f in files {
+            for f in manifest_files(path).map_err(io)? {
                 self.add_path(&f)?;
             }
             return Ok(());
@@ -176,6 +165,22 @@ impl Loader {
         }
         self.index
     }
+}
+
+/// The `.yaml`, `.yml` and `.json` files of a directory, sorted (not recursive), as
+/// `kubectl apply -f DIR` reads them.
+pub fn manifest_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            matches!(
+                p.extension().and_then(|e| e.to_str()),
+                Some("yaml" | "yml" | "json")
+            )
+        })
+        .collect();
+    files.sort();
+    Ok(files)
 }
 
 pub fn is_mesh_config(cm: &core::ConfigMap, istio_namespace: &str) -> bool {

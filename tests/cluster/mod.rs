@@ -272,6 +272,43 @@ impl ControlPlane {
         child.wait_with_output().unwrap()
     }
 
+    /// `mtls-guard serve` on a loopback port, reading this API server with the token of the
+    /// manifests' ServiceAccount (never the admin identity), with a fresh serving certificate.
+    /// Returns the process, its port and the CA clients must trust.
+    pub fn start_guard(&self, bin: &str) -> (Child, u16, String) {
+        let d = self.dir.path();
+        let token = self.ok(&[
+            "create",
+            "token",
+            "mtls-guard",
+            "-n",
+            "mtls-guard",
+            "--duration=1h",
+        ]);
+        let kubeconfig = d.join("guard.kubeconfig");
+        write(
+            &kubeconfig,
+            &self.kubeconfig_with(&format!("token: {}", token.trim())),
+        );
+        let pair = mtls_guard::tls::generate(&["127.0.0.1".to_string()]).unwrap();
+        let tls = d.join("guard-tls");
+        mtls_guard::tls::write(&tls, &pair).unwrap();
+        let port = free_port();
+        let child = Command::new(bin)
+            .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+            .arg("--kubeconfig")
+            .arg(&kubeconfig)
+            .arg("--tls-cert")
+            .arg(tls.join("tls.crt"))
+            .arg("--tls-key")
+            .arg(tls.join("tls.key"))
+            .stdout(Stdio::null())
+            .stderr(log_file(d, "guard.log"))
+            .spawn()
+            .expect("mtls-guard starts");
+        (child, port, pair.ca_pem)
+    }
+
     /// Runs kubectl and panics with its output unless it succeeds.
     pub fn ok(&self, args: &[&str]) -> String {
         let out = self.kubectl(args);
