@@ -282,4 +282,29 @@ async fn serve_polls_prometheus_and_exports_the_traffic_metrics() {
         !text.contains("mtls_guard_traffic_last_success_timestamp_seconds 0\n"),
         "{text}"
     );
+    // The review names what the telemetry saw arriving at foo/httpbin, besides the inventory.
+    let review = guard.validate_fixture("seed-strict-policy.json").await;
+    let msg = review["response"]["status"]["message"].as_str().unwrap();
+    assert!(
+        msg.contains("unknown sender -> foo/httpbin: seen sending plaintext"),
+        "{msg}"
+    );
+    assert!(msg.contains("[evidence: traffic]"), "{msg}");
+    assert!(msg.contains("legacy/sleep -> foo/httpbin"), "{msg}");
+}
+
+#[tokio::test]
+async fn serve_with_prometheus_down_decides_on_the_inventory_and_says_so() {
+    let guard = common::Guard::start(&[
+        "--prometheus-url",
+        &format!("http://127.0.0.1:{}", common::free_port()),
+        "--traffic-refresh",
+        "1s",
+    ])
+    .await;
+    let review = guard.validate_fixture("seed-strict-policy.json").await;
+    let msg = review["response"]["status"]["message"].as_str().unwrap();
+    assert_eq!(review["response"]["allowed"], false);
+    assert!(msg.contains("Traffic evidence unavailable"), "{msg}");
+    assert!(msg.contains("decided on the inventory alone"), "{msg}");
 }
