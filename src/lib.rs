@@ -1,14 +1,17 @@
 //! mtls-guard: refuses an Istio STRICT mTLS lock-down while plaintext clients depend on it.
 //!
 //! ```text
-//! AdmissionReview ─▶ admission ─▶ model::Rule (old, new) ─▶ engine::evaluate ─▶ Verdict
-//!                                                  ▲                              │
-//! inventory (files | demo) ─▶ inventory::Index ────┘                              ▼
-//!                                        report (message, warnings, audit annotations)
+//! AdmissionReview ─▶ admission ─▶ model::Rule (old, new) ─▶ engine::evaluate_with ─▶ Verdict
+//!                                                  ▲               ▲                    │
+//! inventory (files | demo | live watches) ─▶ Index ┘               │                    ▼
+//! evidence (Prometheus, polled in the background) ─▶ PlaintextEdges┘   report (message,
+//!                                                                       warnings, audit)
+//! check (manifests ─▶ changes) and readiness (one lock-down per workload) reuse the engine.
 //! ```
 //!
-//! `engine` is pure: it sees an index snapshot and a change, never the network or a clock.
-//! I/O lives at the edges: `inventory::file`, `server`, `tls`, `cli`.
+//! `engine` is pure: it sees an index snapshot, a change and a traffic snapshot, never the
+//! network or a clock. I/O lives at the edges: `inventory::file`, `inventory::live`,
+//! `evidence`, `server`, `tls`, `app`.
 #![forbid(unsafe_code)]
 
 pub mod admission;
