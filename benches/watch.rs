@@ -27,24 +27,7 @@ fn status(pid: u32, field: &str) -> String {
 
 fn main() {
     let cp = cluster::ControlPlane::start();
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-    let path = |p: &str| root.join(p).display().to_string();
-    cp.ok(&["apply", "-f", &path("tests/cluster/crds.yaml")]);
-    cp.ok(&[
-        "wait",
-        "--for=condition=Established",
-        "--timeout=60s",
-        "crd",
-        "--all",
-    ]);
-    cp.ok(&["create", "namespace", "istio-system"]);
-    cp.ok(&[
-        "apply",
-        "-f",
-        &path("manifests/00-namespace.yaml"),
-        "-f",
-        &path("manifests/10-rbac.yaml"),
-    ]);
+    cp.install_guard_prerequisites();
 
     let inventory = synthetic::inventory(PODS);
     let mut items = inventory["items"].as_array().cloned().unwrap_or_default();

@@ -157,31 +157,8 @@ spec:
 fn seed_replayed_with_kubectl_against_a_real_api_server() {
     let cp = ControlPlane::start();
 
-    // Istio's CRDs, the namespaces the manifests need, and the guard's RBAC from manifests/.
-    cp.ok(&[
-        "apply",
-        "-f",
-        root().join("tests/cluster/crds.yaml").to_str().unwrap(),
-    ]);
-    cp.ok(&[
-        "wait",
-        "--for=condition=Established",
-        "--timeout=60s",
-        "crd",
-        "--all",
-    ]);
-    cp.ok(&["create", "namespace", "istio-system"]);
+    cp.install_guard_prerequisites();
     let manifests = root().join("manifests");
-    cp.ok(&[
-        "apply",
-        "-f",
-        manifests.join("00-namespace.yaml").to_str().unwrap(),
-    ]);
-    cp.ok(&[
-        "apply",
-        "-f",
-        manifests.join("10-rbac.yaml").to_str().unwrap(),
-    ]);
     let dry = cp.kubectl(&[
         "apply",
         "--dry-run=server",

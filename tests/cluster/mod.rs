@@ -272,6 +272,27 @@ impl ControlPlane {
         child.wait_with_output().unwrap()
     }
 
+    /// Istio's CRDs, the `istio-system` namespace, and the guard's Namespace, ServiceAccount and
+    /// RBAC from `manifests/`: what `start_guard` needs.
+    pub fn install_guard_prerequisites(&self) {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let path = |p: &str| root.join(p).display().to_string();
+        self.ok(&["apply", "-f", &path("tests/cluster/crds.yaml")]);
+        self.ok(&[
+            "wait",
+            "--for=condition=Established",
+            "--timeout=60s",
+            "crd",
+            "--all",
+        ]);
+        self.ok(&["create", "namespace", "istio-system"]);
+        let (ns, rbac) = (
+            path("manifests/00-namespace.yaml"),
+            path("manifests/10-rbac.yaml"),
+        );
+        self.ok(&["apply", "-f", &ns, "-f", &rbac]);
+    }
+
     /// `mtls-guard serve` on a loopback port, reading this API server with the token of the
     /// manifests' ServiceAccount (never the admin identity), with a fresh serving certificate.
     /// Returns the process, its port and the CA clients must trust.
