@@ -62,10 +62,7 @@ fn main() {
 
     let started = Instant::now();
     let (mut guard, port, ca_pem) = cp.start_guard(env!("CARGO_BIN_EXE_mtls-guard"));
-    let client = reqwest::Client::builder()
-        .add_root_certificate(reqwest::Certificate::from_pem(ca_pem.as_bytes()).unwrap())
-        .build()
-        .unwrap();
+    let client = cluster::ControlPlane::client_trusting(&ca_pem);
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

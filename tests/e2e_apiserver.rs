@@ -64,10 +64,7 @@ impl Guard {
 
 fn start_guard(cp: &ControlPlane) -> Guard {
     let (child, port, ca_pem) = cp.start_guard(common::BIN);
-    let client = reqwest::Client::builder()
-        .add_root_certificate(reqwest::Certificate::from_pem(ca_pem.as_bytes()).unwrap())
-        .build()
-        .unwrap();
+    let client = ControlPlane::client_trusting(&ca_pem);
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

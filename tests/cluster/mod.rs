@@ -330,6 +330,14 @@ impl ControlPlane {
         (child, port, pair.ca_pem)
     }
 
+    /// An HTTPS client trusting only `ca_pem` (the guard's serving CA from `start_guard`).
+    pub fn client_trusting(ca_pem: &str) -> reqwest::Client {
+        reqwest::Client::builder()
+            .add_root_certificate(reqwest::Certificate::from_pem(ca_pem.as_bytes()).unwrap())
+            .build()
+            .unwrap()
+    }
+
     /// Runs kubectl and panics with its output unless it succeeds.
     pub fn ok(&self, args: &[&str]) -> String {
         let out = self.kubectl(args);
