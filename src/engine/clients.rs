@@ -16,37 +16,6 @@ use crate::inventory::{Index, Workload, WorkloadId};
 use crate::model::service::ServicePort;
 use crate::model::{pod::DATAPLANE_MODE_LABEL, Mode, Proxy, Service, TlsMode};
 
-/// The Services of a server workload's namespace that select it.
-pub fn services_of<'a>(index: &'a Index, w: &Workload) -> Vec<&'a Service> {
-    index
-        .services_in(&w.namespace)
-        .iter()
-        .filter(|s| s.selects(&w.shape.labels))
-        .collect()
-}
-
-/// The captured ports of a server workload; `[None]` for a pod that declares no port at all.
-pub fn server_ports(w: &Workload, services: &[&Service]) -> Vec<Option<u16>> {
-    let mut ports: Vec<u16> = w.shape.container_ports.iter().map(|(_, p)| *p).collect();
-    for svc in services {
-        ports.extend(
-            svc.ports
-                .iter()
-                .filter_map(|sp| w.shape.resolve_port(&sp.target)),
-        );
-    }
-    if ports.is_empty() {
-        return vec![None];
-    }
-    ports.sort_unstable();
-    ports.dedup();
-    ports
-        .into_iter()
-        .filter(|p| w.shape.captures_inbound(*p))
-        .map(Some)
-        .collect()
-}
-
 /// Workloads a Service selects.
 pub fn selected_by<'a>(
     index: &'a Index,
@@ -236,16 +205,14 @@ pub(super) fn with_sidecar(
     before: &mut Modes,
     after: &mut Modes,
     hit: &Hit,
-    services: &[&Service],
     changed_dr_ns: &BTreeSet<&str>,
     out: &mut VerdictBuilder,
 ) {
     let index = after.view.index;
     let w = index.workload(hit.id);
     let Some(port) = hit.port else { return };
-    let domain = index.filters().cluster_domain.as_str();
-    for svc in services {
-        let host = svc.host(domain);
+    for svc in &w.services {
+        let host = svc.host.as_str();
         let after_auto = auto_mtls_plaintext(after, w, svc);
         let before_auto = if hit.locks_down() {
             None
@@ -256,13 +223,13 @@ pub(super) fn with_sidecar(
             let now = Route {
                 svc,
                 sp,
-                host: &host,
+                host,
                 auto: after_auto.clone(),
             };
             let was = (!hit.locks_down()).then(|| Route {
                 svc,
                 sp,
-                host: &host,
+                host,
                 auto: before_auto.clone(),
             });
             let judge = Judge {

@@ -19,7 +19,6 @@ use crate::inventory::{Index, Workload, WorkloadId};
 use crate::model::{LegacyScope, Mode, Origin, Rule, TlsMode};
 
 pub use crate::evidence::{Evidence, EvidenceMode};
-pub use clients::{server_ports, services_of};
 pub use destination::host_matches;
 pub use mode::{Modes, Resolved};
 pub use view::View;
@@ -293,8 +292,6 @@ struct Hit<'a> {
     port: Option<u16>,
     before: Mode,
     after: Resolved<'a>,
-    /// The Services selecting the server: how sidecar clients address it.
-    services: Vec<&'a crate::model::Service>,
 }
 
 impl Hit<'_> {
@@ -322,18 +319,15 @@ pub fn evaluate_with(index: &Index, change: &Change, evidence: &Evidence) -> Ver
         if !Index::is_server(w) {
             continue;
         }
-        let services = clients::services_of(index, w);
-        for port in clients::server_ports(w, &services) {
+        for &port in &w.ports {
             let a = after.port(w, port);
             if a.mode == Mode::Strict {
                 let before = before.port(w, port).mode;
-                let services = services.clone();
                 hits.push(Hit {
                     id,
                     port,
                     before,
                     after: a,
-                    services,
                 });
             }
         }
@@ -348,14 +342,7 @@ pub fn evaluate_with(index: &Index, change: &Change, evidence: &Evidence) -> Ver
     let changed_dr_ns: BTreeSet<&str> = changed_dr_ns.collect();
     traffic::observed(index, &hits, evidence, &mut out);
     for hit in &hits {
-        clients::with_sidecar(
-            &mut before,
-            &mut after,
-            hit,
-            &hit.services,
-            &changed_dr_ns,
-            &mut out,
-        );
+        clients::with_sidecar(&mut before, &mut after, hit, &changed_dr_ns, &mut out);
     }
     traffic::soften_inventory(evidence, &mut out);
     out.finish()
@@ -399,7 +386,7 @@ fn scope(index: &Index, rule: &Rule, ids: &mut BTreeSet<WorkloadId>) {
             let services = index.services_for_host(&dr.host, ns, domain);
             for svc in services
                 .into_iter()
-                .filter(|s| host_matches(dr, &s.host(domain), domain).is_some())
+                .filter(|s| host_matches(dr, &s.host, domain).is_some())
             {
                 ids.extend(clients::selected_by(index, svc));
             }

@@ -621,7 +621,7 @@ fn headless_service_with_a_sidecarless_backend_downgrades_every_client() {
         "metadata": {"name": "db", "namespace": "foo"},
         "spec": {"clusterIP": "None", "selector": {"role": "db"}, "ports": [{"port": 5432}]}}))
     .unwrap();
-    index.upsert_service(crate::model::Service::from_api(&svc).unwrap());
+    index.upsert_service(crate::model::Service::from_api(&svc, "cluster.local").unwrap());
     let mut meshed = pod(
         "foo",
         "db-0",

@@ -134,8 +134,9 @@ impl Loader {
             }
             ("", "Service") => {
                 let svc = typed::<core::Service>(kind, &value).map_err(object_err)?;
-                self.index
-                    .upsert_service(Service::from_api(&svc).map_err(object_err)?);
+                let domain = &self.index.filters().cluster_domain;
+                let svc = Service::from_api(&svc, domain).map_err(object_err)?;
+                self.index.upsert_service(svc);
             }
             ("", "Namespace") => {
                 let ns = typed::<core::Namespace>(kind, &value).map_err(object_err)?;

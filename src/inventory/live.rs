@@ -67,12 +67,13 @@ pub fn spawn(client: Client, shared: Arc<SharedIndex>, istio_namespace: &str) {
         WatchedKind::Namespace,
         |n| Namespace::from_api(n).map(Item::Namespace),
     );
+    let domain = shared.read(|index| index.filters().cluster_domain.clone());
     spawn_watch(
         Api::<core::Service>::all(client.clone()),
         cfg(),
         &shared,
         WatchedKind::Service,
-        |s| Service::from_api(s).map(Item::Service),
+        move |s| Service::from_api(s, &domain).map(Item::Service),
     );
     let mesh_cfg = cfg().fields(&format!(
         "metadata.name={}",

@@ -15,10 +15,11 @@ pub use shared::{SharedIndex, WatchedKind};
 pub use workloads::{Workload, WorkloadId, Workloads};
 
 use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
 
 use crate::model::{
-    DestinationRule, LegacyPolicy, MeshConfig, Namespace, PeerAuthentication, Pod, Proxy, Rule,
-    Service,
+    DestinationRule, Labels, LegacyPolicy, MeshConfig, Namespace, PeerAuthentication, Pod, Proxy,
+    Rule, Service,
 };
 
 /// What the inventory leaves out, and how it names hosts.
@@ -64,7 +65,7 @@ pub struct Index {
     mesh: MeshConfig,
     namespaces: HashMap<String, Namespace>,
     workloads: Workloads,
-    services: HashMap<String, Vec<Service>>,
+    services: HashMap<String, Vec<Arc<Service>>>,
     peer_authns: HashMap<String, Vec<PeerAuthentication>>,
     legacy: HashMap<String, Vec<LegacyPolicy>>,
     dest_rules: HashMap<String, Vec<DestinationRule>>,
@@ -166,7 +167,35 @@ impl Index {
     pub fn upsert_pod(&mut self, pod: Pod) {
         self.remove_pod(&pod.namespace, &pod.name);
         if pod.active && !self.filters.ignores(&pod) {
-            self.workloads.insert(pod);
+            if let Some(id) = self.workloads.insert(pod) {
+                self.select_services(id);
+            }
+        }
+    }
+
+    /// Files the Services of its namespace that select workload `id` with it.
+    fn select_services(&mut self, id: WorkloadId) {
+        let w = self.workloads.get(id);
+        let services = self
+            .services_in(&w.namespace)
+            .iter()
+            .filter(|s| s.selects(&w.shape.labels))
+            .cloned()
+            .collect();
+        self.workloads.set_services(id, services);
+    }
+
+    /// Refiles the workloads a Service selected before a change, or selects after it.
+    fn reselect(&mut self, namespace: &str, selectors: [Option<&Labels>; 2]) {
+        let mut ids: Vec<WorkloadId> = selectors
+            .into_iter()
+            .flatten()
+            .flat_map(|sel| self.workloads.matching(namespace, sel).map(|(id, _)| id))
+            .collect();
+        ids.sort_unstable();
+        ids.dedup();
+        for id in ids {
+            self.select_services(id);
         }
     }
 
@@ -174,7 +203,7 @@ impl Index {
         self.workloads.remove(namespace, name);
     }
 
-    pub fn services_in(&self, namespace: &str) -> &[Service] {
+    pub fn services_in(&self, namespace: &str) -> &[Arc<Service>] {
         self.services.get(namespace).map_or(&[], Vec::as_slice)
     }
 
@@ -186,7 +215,7 @@ impl Index {
         domain: &str,
     ) -> Vec<&Service> {
         if host.starts_with('*') {
-            return self.services.values().flatten().collect();
+            return self.services.values().flatten().map(|s| &**s).collect();
         }
         let (name, namespace) = if host.contains('.') {
             let suffix = format!(".svc.{domain}");
@@ -200,19 +229,32 @@ impl Index {
         self.services_in(namespace)
             .iter()
             .filter(|s| s.name == name)
+            .map(|s| &**s)
             .collect()
     }
 
     pub fn upsert_service(&mut self, svc: Service) {
-        let list = self.services.entry(svc.namespace.clone()).or_default();
-        list.retain(|s| s.name != svc.name);
-        list.push(svc);
+        let namespace = svc.namespace.clone();
+        let old = self.take_service(&namespace, &svc.name);
+        let svc = Arc::new(svc);
+        self.services
+            .entry(namespace.clone())
+            .or_default()
+            .push(Arc::clone(&svc));
+        let old = old.as_ref().and_then(|o| o.selector.as_ref());
+        self.reselect(&namespace, [old, svc.selector.as_ref()]);
     }
 
     pub fn remove_service(&mut self, namespace: &str, name: &str) {
-        if let Some(list) = self.services.get_mut(namespace) {
-            list.retain(|s| s.name != name);
+        if let Some(old) = self.take_service(namespace, name) {
+            self.reselect(namespace, [old.selector.as_ref(), None]);
         }
+    }
+
+    fn take_service(&mut self, namespace: &str, name: &str) -> Option<Arc<Service>> {
+        let list = self.services.get_mut(namespace)?;
+        let at = list.iter().position(|s| s.name == name)?;
+        Some(list.remove(at))
     }
 
     pub fn peer_authns(&self, namespace: &str) -> &[PeerAuthentication] {
@@ -449,6 +491,49 @@ mod tests {
         );
         index.upsert_pod(pod("a", "web-0", "web"));
         assert_eq!(index.workloads().count(), 2, "its slot is reused");
+    }
+
+    fn service(ns: &str, name: &str, app: &str, target: u16) -> Service {
+        let svc = serde_json::from_value(json!({
+            "metadata": {"name": name, "namespace": ns},
+            "spec": {"selector": {"app": app}, "ports": [{"port": 80, "targetPort": target}]}
+        }))
+        .unwrap();
+        Service::from_api(&svc, "cluster.local").unwrap()
+    }
+
+    fn served(index: &Index, app: &str) -> (Vec<String>, Vec<Option<u16>>) {
+        let (_, w) = index
+            .workloads()
+            .iter()
+            .find(|(_, w)| w.name == app)
+            .unwrap();
+        let names = w.services.iter().map(|s| s.host.clone()).collect();
+        (names, w.ports.clone())
+    }
+
+    #[test]
+    fn workloads_follow_the_services_that_select_them() {
+        let mut index = Index::default();
+        index.upsert_service(service("a", "early", "web", 8080));
+        index.upsert_pod(pod("a", "web-0", "web"));
+        index.upsert_pod(pod("a", "db-0", "db"));
+        assert_eq!(
+            served(&index, "web"),
+            (vec!["early.a.svc.cluster.local".into()], vec![Some(8080)]),
+            "a new workload picks up the Services already there"
+        );
+        index.upsert_service(service("a", "late", "web", 9090));
+        assert_eq!(served(&index, "web").1, [Some(8080), Some(9090)]);
+        index.upsert_service(service("a", "early", "db", 5432));
+        assert_eq!(
+            served(&index, "web"),
+            (vec!["late.a.svc.cluster.local".into()], vec![Some(9090)]),
+            "a changed selector lets go of the old workload"
+        );
+        assert_eq!(served(&index, "db").1, [Some(5432)]);
+        index.remove_service("a", "late");
+        assert_eq!(served(&index, "web"), (vec![], vec![None]));
     }
 
     #[test]

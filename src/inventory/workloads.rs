@@ -3,8 +3,9 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::net::IpAddr;
+use std::sync::Arc;
 
-use crate::model::{selector_matches, Labels, Pod, PodShape, Proxy};
+use crate::model::{selector_matches, Labels, Pod, PodShape, Proxy, Service};
 
 /// Pods of one workload that share a shape.
 #[derive(Debug, Clone, PartialEq)]
@@ -14,11 +15,22 @@ pub struct Workload {
     pub shape: PodShape,
     /// Active (Running or Pending) pods: name and IP.
     pub pods: Vec<(String, Option<IpAddr>)>,
+    /// The Services of its namespace that select it: how sidecar clients address it. Kept by
+    /// the index on Service and pod events, so a review never matches selectors.
+    pub services: Vec<Arc<Service>>,
+    /// The ports its proxy captures, from its containers and its Services' target ports;
+    /// `[None]` for pods that declare no port at all.
+    pub ports: Vec<Option<u16>>,
 }
 
 impl Workload {
     pub fn ips(&self) -> impl Iterator<Item = IpAddr> + '_ {
         self.pods.iter().filter_map(|(_, ip)| *ip)
+    }
+
+    fn set_services(&mut self, services: Vec<Arc<Service>>) {
+        self.ports = captured_ports(&self.shape, &services);
+        self.services = services;
     }
 
     /// A sidecar client whose own annotations can send some traffic around its proxy.
@@ -28,6 +40,28 @@ impl Workload {
             || !s.exclude_outbound_ranges.is_empty()
             || s.include_outbound_ranges != crate::model::pod::Scope::All
     }
+}
+
+/// The captured ports of a pod shape behind `services`; `[None]` when it declares none.
+fn captured_ports(shape: &PodShape, services: &[Arc<Service>]) -> Vec<Option<u16>> {
+    let mut ports: Vec<u16> = shape.container_ports.iter().map(|(_, p)| *p).collect();
+    for svc in services {
+        ports.extend(
+            svc.ports
+                .iter()
+                .filter_map(|sp| shape.resolve_port(&sp.target)),
+        );
+    }
+    if ports.is_empty() {
+        return vec![None];
+    }
+    ports.sort_unstable();
+    ports.dedup();
+    ports
+        .into_iter()
+        .filter(|p| shape.captures_inbound(*p))
+        .map(Some)
+        .collect()
 }
 
 pub type WorkloadId = usize;
@@ -167,22 +201,33 @@ impl Workloads {
         }
     }
 
-    /// Adds a pod to the workload of its shape, creating the workload if needed.
-    pub fn insert(&mut self, pod: Pod) {
+    /// Sets which Services select workload `id`, and with them its captured ports.
+    pub(super) fn set_services(&mut self, id: WorkloadId, services: Vec<Arc<Service>>) {
+        if let Some(w) = self.slots[id].as_mut() {
+            w.set_services(services);
+        }
+    }
+
+    /// Adds a pod to the workload of its shape; returns the workload's id if it is new.
+    pub fn insert(&mut self, pod: Pod) -> Option<WorkloadId> {
         let existing = self.by_namespace.get(&pod.namespace).and_then(|ids| {
             ids.iter().copied().find(|id| {
                 let w = self.get(*id);
                 w.name == pod.workload && w.shape == pod.shape
             })
         });
-        let id = match existing {
-            Some(id) => id,
-            None => self.create(&pod),
+        let (id, created) = match existing {
+            Some(id) => (id, None),
+            None => {
+                let id = self.create(&pod);
+                (id, Some(id))
+            }
         };
         if let Some(w) = self.slots[id].as_mut() {
             w.pods.push((pod.name.clone(), pod.ip));
         }
         self.pods.insert((pod.namespace, pod.name), id);
+        created
     }
 
     fn create(&mut self, pod: &Pod) -> WorkloadId {
@@ -191,6 +236,8 @@ impl Workloads {
             name: pod.workload.clone(),
             shape: pod.shape.clone(),
             pods: Vec::new(),
+            services: Vec::new(),
+            ports: captured_ports(&pod.shape, &[]),
         };
         let id = match self.free.pop() {
             Some(id) => {

@@ -27,10 +27,14 @@ pub struct Service {
     pub cluster_ip: Option<IpAddr>,
     pub headless: bool,
     pub ports: Vec<ServicePort>,
+    /// Fully qualified host name (`name.namespace.svc.domain`), as DestinationRules and
+    /// clients name it.
+    pub host: String,
 }
 
 impl Service {
-    pub fn from_api(svc: &core::Service) -> Result<Service, ModelError> {
+    /// Trims an API Service; `domain` is the cluster domain its host name ends with.
+    pub fn from_api(svc: &core::Service, domain: &str) -> Result<Service, ModelError> {
         let name = svc
             .metadata
             .name
@@ -56,8 +60,10 @@ impl Service {
                 })
             })
             .collect();
+        let namespace = svc.metadata.namespace.clone().unwrap_or_default();
         Ok(Service {
-            namespace: svc.metadata.namespace.clone().unwrap_or_default(),
+            host: format!("{name}.{namespace}.svc.{domain}"),
+            namespace,
             name,
             selector: spec.selector.filter(|s| !s.is_empty()),
             cluster_ip: ip.and_then(|ip| ip.parse().ok()),
@@ -70,11 +76,6 @@ impl Service {
         self.selector
             .as_ref()
             .is_some_and(|s| super::selector_matches(s, labels))
-    }
-
-    /// Fully qualified host name, as DestinationRules and clients name it.
-    pub fn host(&self, domain: &str) -> String {
-        format!("{}.{}.svc.{domain}", self.name, self.namespace)
     }
 
     /// The Service ports that land on container port `port` of a pod of this shape.

@@ -251,7 +251,7 @@ fn workload(
 ) -> WorkloadReport {
     let mut ports: Vec<PortMode> = Vec::new();
     for w in shapes {
-        for port in engine::server_ports(w, &engine::services_of(index, w)) {
+        for &port in &w.ports {
             if ports.iter().any(|p| p.port == port) {
                 continue;
             }
