@@ -299,7 +299,7 @@ mod tests {
                 .map(|i| Break {
                     client: Client::Workload {
                         namespace: "legacy".into(),
-                        name: format!("sleep{i}"),
+                        name: format!("sleep{i}").into(),
                     },
                     tier: Tier::Inventory,
                     reason: Reason::NoProxy,

@@ -130,7 +130,7 @@ fn auto_mtls_plaintext(modes: &mut Modes, w: &Workload, svc: &Service) -> Option
         if let Some(backend) = unlabelled {
             return Some(Reason::HeadlessBackend {
                 service: svc.name.clone(),
-                backend: backend.name.clone(),
+                backend: backend.name.to_string(),
             });
         }
     }
@@ -292,13 +292,13 @@ impl Judge<'_, '_> {
             };
             if let Some(reason) = self.newly(|v, r| sends_plaintext(v, shared, r)) {
                 for (id, c) in workloads.sidecars() {
-                    if eligible(id) && !own.contains(c.namespace.as_str()) {
+                    if eligible(id) && !own.contains(&*c.namespace) {
                         add(c, reason.clone(), out);
                     }
                 }
             }
         } else {
-            own.extend(workloads.sidecars().map(|(_, c)| c.namespace.as_str()));
+            own.extend(workloads.sidecars().map(|(_, c)| &*c.namespace));
         }
         for ns in own {
             let per_workload = index.has_selector_dest_rules(ns) || changed_dr_ns.contains(ns);

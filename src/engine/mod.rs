@@ -11,11 +11,12 @@ mod tests;
 mod traffic;
 mod view;
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
+use std::sync::Arc;
 
 use serde::Serialize;
 
-use crate::inventory::{Index, Workload, WorkloadId};
+use crate::inventory::{Index, Map, Workload, WorkloadId};
 use crate::model::{LegacyScope, Mode, Origin, Rule, TlsMode};
 
 pub use crate::evidence::{Evidence, EvidenceMode};
@@ -53,9 +54,9 @@ pub enum Tier {
 #[serde(tag = "kind", rename_all = "kebab-case")]
 pub enum Client {
     /// Pods of a workload (the owning Deployment, StatefulSet, …, or a bare pod).
-    Workload { namespace: String, name: String },
+    Workload { namespace: Arc<str>, name: Arc<str> },
     /// The kubelet probing the server's pods.
-    Kubelet { namespace: String, name: String },
+    Kubelet { namespace: Arc<str>, name: Arc<str> },
     /// A sender Istio's telemetry could not name: no sidecar, or outside the mesh.
     Unknown,
 }
@@ -125,14 +126,15 @@ pub struct PortChange {
     pub port: Option<u16>,
     pub before: Mode,
     pub after: Mode,
-    pub decided_by: Option<Origin>,
+    /// Shared between the ports the same policy decides.
+    pub decided_by: Option<Arc<Origin>>,
 }
 
 /// A server workload with clients the change cuts off.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Server {
-    pub namespace: String,
-    pub workload: String,
+    pub namespace: Arc<str>,
+    pub workload: Arc<str>,
     pub pods: usize,
     pub ports: Vec<PortChange>,
     /// Ambient clients reach it over HBONE (ambient itself, or a sidecar labelled for it).
@@ -215,8 +217,9 @@ impl Verdict {
 #[derive(Default)]
 struct VerdictBuilder {
     verdict: Verdict,
-    server_slots: HashMap<WorkloadId, usize>,
-    break_slots: HashMap<(Client, Reason), usize>,
+    server_slots: Map<WorkloadId, usize>,
+    break_slots: Map<(Client, Reason), usize>,
+    deciders: Map<Origin, Arc<Origin>>,
 }
 
 impl VerdictBuilder {
@@ -225,24 +228,38 @@ impl VerdictBuilder {
         let servers = &mut self.verdict.servers;
         let slot = *self.server_slots.entry(hit.id).or_insert_with(|| {
             servers.push(Server {
-                namespace: w.namespace.clone(),
-                workload: w.name.clone(),
+                namespace: Arc::clone(&w.namespace),
+                workload: Arc::clone(&w.name),
                 pods: w.pods.len(),
                 ports: Vec::new(),
                 accepts_hbone: w.shape.accepts_hbone(),
             });
             servers.len() - 1
         });
-        let ports = &mut self.verdict.servers[slot].ports;
-        if !ports.iter().any(|p| p.port == hit.port) {
-            ports.push(PortChange {
+        if self.verdict.servers[slot]
+            .ports
+            .iter()
+            .all(|p| p.port != hit.port)
+        {
+            let decided_by = hit.after.by.map(|o| self.decider(o));
+            self.verdict.servers[slot].ports.push(PortChange {
                 port: hit.port,
                 before: hit.before,
                 after: hit.after.mode,
-                decided_by: hit.after.by.cloned(),
+                decided_by,
             });
         }
         slot
+    }
+
+    /// One shared copy of each deciding policy's identity.
+    fn decider(&mut self, origin: &Origin) -> Arc<Origin> {
+        if let Some(shared) = self.deciders.get(origin) {
+            return Arc::clone(shared);
+        }
+        let shared = Arc::new(origin.clone());
+        self.deciders.insert(origin.clone(), Arc::clone(&shared));
+        shared
     }
 
     /// Records that `client` is cut off from one server.
@@ -349,15 +366,17 @@ pub fn evaluate_with(index: &Index, change: &Change, evidence: &Evidence) -> Ver
 }
 
 /// Server workloads whose mode or clients the change can affect, in a stable order.
-fn candidates(index: &Index, change: &Change) -> BTreeSet<WorkloadId> {
-    let mut ids = BTreeSet::new();
+fn candidates(index: &Index, change: &Change) -> Vec<WorkloadId> {
+    let mut ids = Vec::new();
     for rule in [change.old, change.new].into_iter().flatten() {
         scope(index, rule, &mut ids);
     }
+    ids.sort_unstable();
+    ids.dedup();
     ids
 }
 
-fn scope(index: &Index, rule: &Rule, ids: &mut BTreeSet<WorkloadId>) {
+fn scope(index: &Index, rule: &Rule, ids: &mut Vec<WorkloadId>) {
     let ns = rule.origin().namespace.as_str();
     let root = index.mesh().root_namespace.as_str();
     match rule {

@@ -4,9 +4,8 @@
 //! MeshPolicy follow Pilot 1.4. At each level an applicable PeerAuthentication, even one with
 //! an UNSET mode, replaces the v1alpha1 policy of that level.
 
-use std::collections::HashMap;
-
 use super::view::View;
+use crate::inventory::Map;
 use crate::inventory::Workload;
 use crate::model::legacy::PortSelector;
 use crate::model::{selector_matches, LegacyScope, Mode, Origin, PeerAuthentication};
@@ -74,7 +73,7 @@ fn namespace_level<'a>(view: &View<'a>, mesh: Resolved<'a>, namespace: &str) -> 
 pub struct Modes<'a> {
     pub view: View<'a>,
     mesh: Resolved<'a>,
-    namespaces: HashMap<String, Resolved<'a>>,
+    namespaces: Map<String, Resolved<'a>>,
 }
 
 impl<'a> Modes<'a> {
@@ -82,7 +81,7 @@ impl<'a> Modes<'a> {
         Modes {
             mesh: mesh_level(&view),
             view,
-            namespaces: HashMap::new(),
+            namespaces: Map::default(),
         }
     }
 
@@ -100,7 +99,7 @@ impl<'a> Modes<'a> {
     pub fn port(&mut self, w: &Workload, port: Option<u16>) -> Resolved<'a> {
         let base = self.namespace(&w.namespace);
         let view = self.view;
-        if w.namespace == view.index.mesh().root_namespace {
+        if *w.namespace == *view.index.mesh().root_namespace {
             return base;
         }
         let workload_pa = view.peer_authns(&w.namespace).find(|p| {

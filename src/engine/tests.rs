@@ -164,14 +164,13 @@ fn with(mut index: Index, rules: impl IntoIterator<Item = Rule>) -> Index {
 
 /// `ns/name: reason-kind` of every broken client, in verdict order.
 fn broken(v: &Verdict) -> Vec<String> {
-    let unknown = "unknown".to_string();
     v.breaks
         .iter()
         .map(|b| {
             let (ns, name) = match &b.client {
-                Client::Workload { namespace, name } => (namespace, name.clone()),
-                Client::Kubelet { namespace, name } => (namespace, format!("kubelet:{name}")),
-                Client::Unknown => (&unknown, "unknown".to_string()),
+                Client::Workload { namespace, name } => (&**namespace, name.to_string()),
+                Client::Kubelet { namespace, name } => (&**namespace, format!("kubelet:{name}")),
+                Client::Unknown => ("unknown", "unknown".to_string()),
             };
             let reason = serde_json::to_value(&b.reason).unwrap()["kind"]
                 .as_str()
@@ -189,7 +188,7 @@ fn seed_lockdown_breaks_only_legacy_sleep() {
     assert_eq!(v.servers.len(), 1);
     let s = &v.servers[0];
     assert_eq!(
-        (s.namespace.as_str(), s.workload.as_str()),
+        (&*s.namespace, &*s.workload),
         ("foo", "httpbin")
     );
     assert_eq!(s.ports[0].port, Some(80));
@@ -229,7 +228,7 @@ fn mesh_wide_strict_breaks_sidecars_without_mtls_config_when_auto_mtls_is_off() 
     assert!(v
         .servers
         .iter()
-        .any(|s| s.namespace == "bar" && s.workload == "httpbin"));
+        .any(|s| *s.namespace == *"bar" && *s.workload == *"httpbin"));
 }
 
 #[test]
@@ -274,7 +273,7 @@ fn deleting_a_permissive_override_under_strict_mesh_is_a_lockdown() {
         "{:?}",
         broken(&v)
     );
-    assert!(v.servers.iter().all(|s| s.namespace == "foo"));
+    assert!(v.servers.iter().all(|s| *s.namespace == *"foo"));
 }
 
 #[test]
@@ -293,11 +292,11 @@ fn workload_level_beats_namespace_and_unset_inherits() {
         &pa("foo", "default", json!({"mtls": {"mode": "STRICT"}})),
     );
     assert!(
-        v.servers.iter().all(|s| s.workload != "httpbin"),
+        v.servers.iter().all(|s| *s.workload != *"httpbin"),
         "workload PERMISSIVE wins"
     );
     assert!(
-        v.servers.iter().any(|s| s.workload == "sleep"),
+        v.servers.iter().any(|s| *s.workload == *"sleep"),
         "foo/sleep has no workload policy"
     );
 
@@ -315,7 +314,7 @@ fn workload_level_beats_namespace_and_unset_inherits() {
         &pa("foo", "default", json!({"mtls": {"mode": "STRICT"}})),
     );
     assert!(
-        v.servers.iter().any(|s| s.workload == "httpbin"),
+        v.servers.iter().any(|s| *s.workload == *"httpbin"),
         "UNSET inherits STRICT"
     );
 }
@@ -406,7 +405,7 @@ fn selector_policies_in_the_root_namespace_are_ignored_and_empty_selectors_are_n
     assert!(v
         .servers
         .iter()
-        .any(|s| s.workload == "sleep" && s.namespace == "foo"));
+        .any(|s| *s.workload == *"sleep" && *s.namespace == *"foo"));
 }
 
 #[test]
@@ -890,7 +889,7 @@ fn ambient_clients_past_the_listed_ones_are_counted_against_sidecars_without_hbo
         .iter()
         .find(|b| b.reason == Reason::AmbientToSidecar)
         .unwrap();
-    let targets: Vec<_> = v.targets(ambient).map(|s| s.workload.as_str()).collect();
+    let targets: Vec<_> = v.targets(ambient).map(|s| &*s.workload).collect();
     assert_eq!(targets, ["httpbin"]);
 }
 

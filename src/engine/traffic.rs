@@ -25,8 +25,8 @@ pub(super) fn observed(index: &Index, hits: &[Hit], evidence: &Evidence, out: &m
                 Client::Unknown
             } else {
                 Client::Workload {
-                    namespace: sender.namespace.clone(),
-                    name: sender.workload.clone(),
+                    namespace: sender.namespace.as_str().into(),
+                    name: sender.workload.as_str().into(),
                 }
             };
             let reason = Reason::ObservedPlaintext {

@@ -1,17 +1,19 @@
 //! Pods grouped into workloads, with the lookups a review needs kept up to date on every
 //! change: by namespace, by label, and by what each workload is as a client.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::net::IpAddr;
 use std::sync::Arc;
 
+use super::Map;
 use crate::model::{selector_matches, Labels, Pod, PodShape, Proxy, Service};
 
 /// Pods of one workload that share a shape.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Workload {
-    pub namespace: String,
-    pub name: String,
+    /// Shared by the workloads of a namespace, and by the verdicts that name it.
+    pub namespace: Arc<str>,
+    pub name: Arc<str>,
     pub shape: PodShape,
     /// Active (Running or Pending) pods: name and IP.
     pub pods: Vec<(String, Option<IpAddr>)>,
@@ -70,12 +72,14 @@ pub type WorkloadId = usize;
 pub struct Workloads {
     slots: Vec<Option<Workload>>,
     free: Vec<WorkloadId>,
-    by_namespace: HashMap<String, Vec<WorkloadId>>,
-    by_label: HashMap<String, HashMap<(String, String), Vec<WorkloadId>>>,
-    pods: HashMap<(String, String), WorkloadId>,
+    /// Its keys are the one copy of each namespace name the workloads share.
+    by_namespace: Map<Arc<str>, Vec<WorkloadId>>,
+    /// Namespace -> label key -> label value -> workloads.
+    by_label: Map<String, Map<String, Map<String, Vec<WorkloadId>>>>,
+    pods: Map<(String, String), WorkloadId>,
     /// Ordered by namespace and name, so the first few are the ones a message lists.
-    no_proxy: BTreeSet<(String, String, WorkloadId)>,
-    ambient: BTreeSet<(String, String, WorkloadId)>,
+    no_proxy: BTreeSet<(Arc<str>, Arc<str>, WorkloadId)>,
+    ambient: BTreeSet<(Arc<str>, Arc<str>, WorkloadId)>,
     sidecars: BTreeSet<WorkloadId>,
     /// Sidecar workloads with outbound capture exclusions: judged one by one.
     bypassers: BTreeSet<WorkloadId>,
@@ -126,7 +130,8 @@ impl Workloads {
             .iter()
             .map(|(k, v)| {
                 postings
-                    .and_then(|p| p.get(&(k.clone(), v.clone())))
+                    .and_then(|p| p.get(k.as_str()))
+                    .and_then(|values| values.get(v.as_str()))
                     .map_or(&[][..], Vec::as_slice)
             })
             .min_by_key(|ids| ids.len())
@@ -210,10 +215,10 @@ impl Workloads {
 
     /// Adds a pod to the workload of its shape; returns the workload's id if it is new.
     pub fn insert(&mut self, pod: Pod) -> Option<WorkloadId> {
-        let existing = self.by_namespace.get(&pod.namespace).and_then(|ids| {
+        let existing = self.by_namespace.get(pod.namespace.as_str()).and_then(|ids| {
             ids.iter().copied().find(|id| {
                 let w = self.get(*id);
-                w.name == pod.workload && w.shape == pod.shape
+                *w.name == *pod.workload && w.shape == pod.shape
             })
         });
         let (id, created) = match existing {
@@ -231,9 +236,13 @@ impl Workloads {
     }
 
     fn create(&mut self, pod: &Pod) -> WorkloadId {
+        let namespace = match self.by_namespace.get_key_value(pod.namespace.as_str()) {
+            Some((ns, _)) => Arc::clone(ns),
+            None => Arc::from(pod.namespace.as_str()),
+        };
         let w = Workload {
-            namespace: pod.namespace.clone(),
-            name: pod.workload.clone(),
+            namespace: Arc::clone(&namespace),
+            name: Arc::from(pod.workload.as_str()),
             shape: pod.shape.clone(),
             pods: Vec::new(),
             services: Vec::new(),
@@ -249,13 +258,11 @@ impl Workloads {
                 self.slots.len() - 1
             }
         };
-        self.by_namespace
-            .entry(pod.namespace.clone())
-            .or_default()
-            .push(id);
+        self.by_namespace.entry(namespace).or_default().push(id);
         let postings = self.by_label.entry(pod.namespace.clone()).or_default();
         for (k, v) in &pod.shape.labels {
-            postings.entry((k.clone(), v.clone())).or_default().push(id);
+            let values = postings.entry(k.clone()).or_default();
+            values.entry(v.clone()).or_default().push(id);
         }
         if let Some(w) = self.slots[id].take() {
             self.set_role(id, &w, true);
@@ -284,7 +291,8 @@ impl Workloads {
         }
         if let Some(postings) = self.by_label.get_mut(namespace) {
             for (k, v) in &w.shape.labels {
-                if let Some(ids) = postings.get_mut(&(k.clone(), v.clone())) {
+                let values = postings.get_mut(k.as_str());
+                if let Some(ids) = values.and_then(|values| values.get_mut(v.as_str())) {
                     ids.retain(|i| *i != id);
                 }
             }

@@ -111,7 +111,7 @@ fn selects_only(index: &Index, namespace: &str, name: &str, sel: &Labels) -> boo
         .workloads()
         .matching(namespace, sel)
         .filter(|(_, w)| Index::is_server(w))
-        .all(|(_, w)| w.name == name)
+        .all(|(_, w)| *w.name == *name)
 }
 
 fn selector_for(
@@ -137,7 +137,7 @@ pub fn for_workload(index: &Index, shapes: &[&Workload]) -> Result<Lockdown, Str
     let Some(first) = shapes.first() else {
         return Err("no pods".into());
     };
-    let (ns, name) = (first.namespace.as_str(), first.name.as_str());
+    let (ns, name) = (&*first.namespace, &*first.name);
     if ns == index.mesh().root_namespace {
         return Err(format!(
             "{ns} is the root namespace: Istio ignores selector policies there, only the mesh-wide policy applies"
@@ -196,7 +196,7 @@ mod tests {
         let shapes: Vec<&Workload> = index
             .workloads_in("foo")
             .map(|(_, w)| w)
-            .filter(|w| w.name == "httpbin")
+            .filter(|w| *w.name == *"httpbin")
             .collect();
         let l = for_workload(&index, &shapes).unwrap();
         assert!(l.old.is_none());

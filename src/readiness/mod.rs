@@ -192,14 +192,14 @@ pub fn assess(index: &Index, evidence: Option<&Evidence>) -> MeshReport {
         created: 0,
     };
     let mut modes = Modes::new(View::new(index, &key, None));
-    let mut groups: BTreeMap<(String, String), Vec<&Workload>> = BTreeMap::new();
+    let mut groups: BTreeMap<(&str, &str), Vec<&Workload>> = BTreeMap::new();
     for (_, w) in index
         .workloads()
         .iter()
         .filter(|(_, w)| Index::is_server(w))
     {
         groups
-            .entry((w.namespace.clone(), w.name.clone()))
+            .entry((&*w.namespace, &*w.name))
             .or_default()
             .push(w);
     }
