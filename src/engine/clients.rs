@@ -62,6 +62,7 @@ pub(super) fn without_proxy(index: &Index, hits: &[Hit], out: &mut VerdictBuilde
         for hit in &locks {
             out.server(hit, index.workload(hit.id));
         }
+        out.verdict.breaks.reserve(unmeshed.min(LISTED_UNMESHED));
         for (_, c) in workloads.no_proxy().take(LISTED_UNMESHED) {
             out.add_to_all(client(c), no_proxy_reason(index, c), Targets::LockedDown);
         }

@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
-use crate::inventory::{Index, Map, Workload, WorkloadId};
+use crate::inventory::{Index, Map, Set, Workload, WorkloadId};
 use crate::model::{LegacyScope, Mode, Origin, Rule, TlsMode};
 
 pub use crate::evidence::{Evidence, EvidenceMode};
@@ -219,7 +219,7 @@ struct VerdictBuilder {
     verdict: Verdict,
     server_slots: Map<WorkloadId, usize>,
     break_slots: Map<(Client, Reason), usize>,
-    deciders: Map<Origin, Arc<Origin>>,
+    deciders: Set<Arc<Origin>>,
 }
 
 impl VerdictBuilder {
@@ -258,7 +258,7 @@ impl VerdictBuilder {
             return Arc::clone(shared);
         }
         let shared = Arc::new(origin.clone());
-        self.deciders.insert(origin.clone(), Arc::clone(&shared));
+        self.deciders.insert(Arc::clone(&shared));
         shared
     }
 
@@ -272,9 +272,17 @@ impl VerdictBuilder {
         }
     }
 
-    /// Records that `client` is cut off from a whole class of servers.
+    /// Records that a listed member of a population (no proxy, ambient) is cut off from a
+    /// whole class of servers. Each member is listed once, and no other path reports it
+    /// with a population reason, so it needs no deduplication.
     fn add_to_all(&mut self, client: Client, reason: Reason, targets: Targets) {
-        self.slot(client, reason, || targets);
+        self.verdict.breaks.push(Break {
+            client,
+            tier: reason.tier(),
+            reason,
+            targets,
+            denies: true,
+        });
     }
 
     fn slot(&mut self, client: Client, reason: Reason, targets: impl FnOnce() -> Targets) -> usize {

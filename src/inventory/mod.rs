@@ -26,6 +26,7 @@ use crate::model::{
 /// the index is keyed by, and seeded per process so that names and labels a tenant writes
 /// cannot be chosen to collide.
 pub(crate) type Map<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
+pub(crate) type Set<T> = std::collections::HashSet<T, foldhash::fast::RandomState>;
 
 /// What the inventory leaves out, and how it names hosts.
 #[derive(Debug, Clone)]
@@ -441,7 +442,7 @@ impl Index {
 
     /// Replaces every object of `kind` with a fresh full list (a watch's initial list or relist).
     pub fn resync(&mut self, kind: WatchedKind, items: Vec<Item>) {
-        let fresh: std::collections::HashSet<(String, String), foldhash::fast::RandomState> =
+        let fresh: Set<(String, String)> =
             items.iter().map(Item::key).collect();
         for (ns, name) in self.keys(kind) {
             if !fresh.contains(&(ns.clone(), name.clone())) {
