@@ -291,7 +291,11 @@ impl Judge<'_, '_> {
                 namespace: "",
                 workload: None,
             };
-            if let Some(reason) = self.newly(|v, r| sends_plaintext(v, shared, r)) {
+            let judge = |v: &View, r: &Route| match rules_in_reach {
+                true => sends_plaintext(v, shared, r),
+                false => r.auto.clone(),
+            };
+            if let Some(reason) = self.newly(judge) {
                 for (id, c) in workloads.sidecars() {
                     if eligible(id) && !own.contains(&*c.namespace) {
                         add(c, reason.clone(), out);

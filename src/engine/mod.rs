@@ -220,6 +220,7 @@ struct VerdictBuilder {
     server_slots: Map<WorkloadId, usize>,
     break_slots: Map<(Client, Reason), usize>,
     deciders: Set<Arc<Origin>>,
+    last_decider: Option<Arc<Origin>>,
 }
 
 impl VerdictBuilder {
@@ -254,11 +255,19 @@ impl VerdictBuilder {
 
     /// One shared copy of each deciding policy's identity.
     fn decider(&mut self, origin: &Origin) -> Arc<Origin> {
-        if let Some(shared) = self.deciders.get(origin) {
-            return Arc::clone(shared);
+        // Consecutive ports are mostly decided by the same policy: compare before hashing.
+        if let Some(last) = self.last_decider.as_ref().filter(|l| ***l == *origin) {
+            return Arc::clone(last);
         }
-        let shared = Arc::new(origin.clone());
-        self.deciders.insert(Arc::clone(&shared));
+        let shared = match self.deciders.get(origin) {
+            Some(shared) => Arc::clone(shared),
+            None => {
+                let shared = Arc::new(origin.clone());
+                self.deciders.insert(Arc::clone(&shared));
+                shared
+            }
+        };
+        self.last_decider = Some(Arc::clone(&shared));
         shared
     }
 
@@ -345,9 +354,9 @@ pub fn evaluate_with(index: &Index, change: &Change, evidence: &Evidence) -> Ver
             continue;
         }
         for &port in &w.ports {
-            let a = after.port(w, port);
+            let a = after.port(id, w, port);
             if a.mode == Mode::Strict {
-                let before = before.port(w, port).mode;
+                let before = before.port(id, w, port).mode;
                 hits.push(Hit {
                     id,
                     port,

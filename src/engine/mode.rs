@@ -5,10 +5,10 @@
 //! an UNSET mode, replaces the v1alpha1 policy of that level.
 
 use super::view::View;
-use crate::inventory::Map;
 use crate::inventory::Workload;
+use crate::inventory::{Map, WorkloadId};
 use crate::model::legacy::PortSelector;
-use crate::model::{selector_matches, LegacyScope, Mode, Origin, PeerAuthentication};
+use crate::model::{LegacyScope, Mode, Origin, PeerAuthentication};
 
 /// A mode and the policy that decided it (`None`: nothing applies, Istio's PERMISSIVE default).
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -69,11 +69,25 @@ fn namespace_level<'a>(view: &View<'a>, mesh: Resolved<'a>, namespace: &str) -> 
         })
 }
 
+/// What one namespace gives every port of its workloads in one view, worked out once per
+/// review: its namespace-or-mesh mode, which of its workloads a selector PeerAuthentication
+/// picks (found through the label index, not by testing every workload against every
+/// selector), and whether any v1alpha1 Policy there targets Services.
+struct Level<'a> {
+    base: Resolved<'a>,
+    /// Workload -> the oldest selector PeerAuthentication of the namespace that selects it.
+    selected: Map<WorkloadId, &'a PeerAuthentication>,
+    legacy_targets: bool,
+}
+
 /// Mode resolution in one view, remembering the mesh and namespace levels it has computed.
 pub struct Modes<'a> {
     pub view: View<'a>,
     mesh: Resolved<'a>,
-    namespaces: Map<String, Resolved<'a>>,
+    levels: Vec<(String, Level<'a>)>,
+    by_namespace: Map<String, usize>,
+    /// The last level asked for: a review walks workloads namespace by namespace.
+    last: usize,
 }
 
 impl<'a> Modes<'a> {
@@ -81,38 +95,72 @@ impl<'a> Modes<'a> {
         Modes {
             mesh: mesh_level(&view),
             view,
-            namespaces: Map::default(),
+            levels: Vec::new(),
+            by_namespace: Map::default(),
+            last: 0,
+        }
+    }
+
+    fn level(&mut self, namespace: &str) -> &Level<'a> {
+        let at = match self.levels.get(self.last) {
+            Some((name, _)) if name == namespace => self.last,
+            _ => match self.by_namespace.get(namespace) {
+                Some(at) => *at,
+                None => {
+                    let level = self.compute_level(namespace);
+                    self.levels.push((namespace.to_string(), level));
+                    let at = self.levels.len() - 1;
+                    self.by_namespace.insert(namespace.to_string(), at);
+                    at
+                }
+            },
+        };
+        self.last = at;
+        &self.levels[at].1
+    }
+
+    fn compute_level(&self, namespace: &str) -> Level<'a> {
+        let view = self.view;
+        let mut selected = Map::default();
+        if namespace != view.index.mesh().root_namespace {
+            for pa in view.peer_authns(namespace) {
+                let Some(selector) = &pa.selector else {
+                    continue;
+                };
+                for (id, _) in view.index.workloads().matching(namespace, selector) {
+                    selected.entry(id).or_insert(pa);
+                }
+            }
+        }
+        let legacy_targets = view
+            .legacy_policies(namespace)
+            .any(|p| matches!(p.scope, LegacyScope::Targets(_)));
+        Level {
+            base: namespace_level(&view, self.mesh, namespace),
+            selected,
+            legacy_targets,
         }
     }
 
     /// The namespace-or-mesh mode: what auto mTLS reads for every Service of the namespace.
     pub fn namespace(&mut self, namespace: &str) -> Resolved<'a> {
-        if let Some(r) = self.namespaces.get(namespace) {
-            return *r;
-        }
-        let r = namespace_level(&self.view, self.mesh, namespace);
-        self.namespaces.insert(namespace.to_string(), r);
-        r
+        self.level(namespace).base
     }
 
-    /// The mode of one port of a server workload; `None` for a pod without ports.
-    pub fn port(&mut self, w: &Workload, port: Option<u16>) -> Resolved<'a> {
-        let base = self.namespace(&w.namespace);
+    /// The mode of one port of server workload `id`; `None` for a pod without ports.
+    pub fn port(&mut self, id: WorkloadId, w: &Workload, port: Option<u16>) -> Resolved<'a> {
         let view = self.view;
-        if *w.namespace == *view.index.mesh().root_namespace {
-            return base;
-        }
-        let workload_pa = view.peer_authns(&w.namespace).find(|p| {
-            p.selector
-                .as_ref()
-                .is_some_and(|s| selector_matches(s, &w.shape.labels))
-        });
-        if let Some(pa) = workload_pa {
+        let level = self.level(&w.namespace);
+        let base = level.base;
+        if let Some(pa) = level.selected.get(&id) {
             let resolved = base.inherit(pa.mode, &pa.origin);
             return match port.and_then(|p| pa.port_modes.get(&p)) {
                 Some(m) => resolved.inherit(*m, &pa.origin),
                 None => resolved,
             };
+        }
+        if !level.legacy_targets || *w.namespace == *view.index.mesh().root_namespace {
+            return base;
         }
         legacy_target(&view, w, port).unwrap_or(base)
     }

@@ -187,10 +187,7 @@ fn seed_lockdown_breaks_only_legacy_sleep() {
     assert_eq!(broken(&v), ["legacy/sleep: no-proxy"]);
     assert_eq!(v.servers.len(), 1);
     let s = &v.servers[0];
-    assert_eq!(
-        (&*s.namespace, &*s.workload),
-        ("foo", "httpbin")
-    );
+    assert_eq!((&*s.namespace, &*s.workload), ("foo", "httpbin"));
     assert_eq!(s.ports[0].port, Some(80));
     assert_eq!(
         (s.ports[0].before, s.ports[0].after),

@@ -442,8 +442,7 @@ impl Index {
 
     /// Replaces every object of `kind` with a fresh full list (a watch's initial list or relist).
     pub fn resync(&mut self, kind: WatchedKind, items: Vec<Item>) {
-        let fresh: Set<(String, String)> =
-            items.iter().map(Item::key).collect();
+        let fresh: Set<(String, String)> = items.iter().map(Item::key).collect();
         for (ns, name) in self.keys(kind) {
             if !fresh.contains(&(ns.clone(), name.clone())) {
                 self.remove(kind, &ns, &name);
@@ -540,6 +539,12 @@ mod tests {
         assert_eq!(served(&index, "db").1, [Some(5432)]);
         index.remove_service("a", "late");
         assert_eq!(served(&index, "web"), (vec![], vec![None]));
+        let everything = Labels::new();
+        assert_eq!(
+            index.workloads().matching("a", &everything).count(),
+            2,
+            "an empty selector matches the whole namespace"
+        );
     }
 
     #[test]
@@ -577,11 +582,7 @@ mod tests {
                 Item::Pod(pod("b", "new", "z")),
             ],
         );
-        let mut names: Vec<_> = index
-            .workloads()
-            .iter()
-            .map(|(_, w)| &*w.name)
-            .collect();
+        let mut names: Vec<_> = index.workloads().iter().map(|(_, w)| &*w.name).collect();
         names.sort();
         assert_eq!(names, ["y", "z"]);
         index.set_mesh(MeshConfig {

@@ -119,7 +119,8 @@ impl Workloads {
             .map(|id| (*id, self.get(*id)))
     }
 
-    /// Workloads of a namespace whose labels include `selector`, through the rarest label.
+    /// Workloads of a namespace whose labels include `selector`, through the rarest label;
+    /// an empty selector matches the whole namespace.
     pub fn matching<'a>(
         &'a self,
         namespace: &str,
@@ -135,7 +136,7 @@ impl Workloads {
                     .map_or(&[][..], Vec::as_slice)
             })
             .min_by_key(|ids| ids.len())
-            .unwrap_or(&[]);
+            .unwrap_or_else(|| self.by_namespace.get(namespace).map_or(&[], Vec::as_slice));
         rarest
             .iter()
             .map(|id| (*id, self.get(*id)))
@@ -215,12 +216,15 @@ impl Workloads {
 
     /// Adds a pod to the workload of its shape; returns the workload's id if it is new.
     pub fn insert(&mut self, pod: Pod) -> Option<WorkloadId> {
-        let existing = self.by_namespace.get(pod.namespace.as_str()).and_then(|ids| {
-            ids.iter().copied().find(|id| {
-                let w = self.get(*id);
-                *w.name == *pod.workload && w.shape == pod.shape
-            })
-        });
+        let existing = self
+            .by_namespace
+            .get(pod.namespace.as_str())
+            .and_then(|ids| {
+                ids.iter().copied().find(|id| {
+                    let w = self.get(*id);
+                    *w.name == *pod.workload && w.shape == pod.shape
+                })
+            });
         let (id, created) = match existing {
             Some(id) => (id, None),
             None => {

@@ -18,7 +18,7 @@ use serde::Serialize;
 
 use crate::engine::{self, Change, Modes, Tier, Verdict, View};
 use crate::evidence::{window_text, Evidence, EvidenceMode};
-use crate::inventory::{Index, Workload};
+use crate::inventory::{Index, Workload, WorkloadId};
 use crate::model::{Mode, Origin, Proxy, RuleKind};
 use crate::report::{client_name, reason_text};
 use lockdown::Lockdown;
@@ -192,8 +192,8 @@ pub fn assess(index: &Index, evidence: Option<&Evidence>) -> MeshReport {
         created: 0,
     };
     let mut modes = Modes::new(View::new(index, &key, None));
-    let mut groups: BTreeMap<(&str, &str), Vec<&Workload>> = BTreeMap::new();
-    for (_, w) in index
+    let mut groups: BTreeMap<(&str, &str), Vec<(WorkloadId, &Workload)>> = BTreeMap::new();
+    for (id, w) in index
         .workloads()
         .iter()
         .filter(|(_, w)| Index::is_server(w))
@@ -201,7 +201,7 @@ pub fn assess(index: &Index, evidence: Option<&Evidence>) -> MeshReport {
         groups
             .entry((&*w.namespace, &*w.name))
             .or_default()
-            .push(w);
+            .push((id, w));
     }
     let workloads: Vec<WorkloadReport> = groups
         .iter()
@@ -247,15 +247,17 @@ fn workload(
     evidence: Option<&Evidence>,
     ns: &str,
     name: &str,
-    shapes: &[&Workload],
+    members: &[(WorkloadId, &Workload)],
 ) -> WorkloadReport {
+    let shapes: Vec<&Workload> = members.iter().map(|(_, w)| *w).collect();
+    let shapes = shapes.as_slice();
     let mut ports: Vec<PortMode> = Vec::new();
-    for w in shapes {
+    for (id, w) in members {
         for &port in &w.ports {
             if ports.iter().any(|p| p.port == port) {
                 continue;
             }
-            let r = modes.port(w, port);
+            let r = modes.port(*id, w, port);
             ports.push(PortMode {
                 port,
                 mode: r.mode,
