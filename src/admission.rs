@@ -302,15 +302,8 @@ pub fn decide_with(
     } else {
         req.object.as_ref()
     };
-    let mut audit = HashMap::from([("would-deny".to_string(), report::would_deny_json(&verdict))]);
-    let mut warnings = report::warnings(&verdict);
-    if let Some(reason) = break_glass(glass_source) {
-        record.decision = Decision::BreakGlass;
-        warnings.insert(0, format!("mtls-guard break-glass on {object}: {reason}"));
-        audit.insert("break-glass".into(), reason);
-    } else if mode == GuardMode::Audit {
-        record.decision = Decision::WouldDeny;
-    } else {
+    let glass = break_glass(glass_source);
+    if glass.is_none() && mode == GuardMode::Enforce {
         record.decision = Decision::Denied;
         response.allowed = false;
         response.result = Status::failure(
@@ -323,6 +316,16 @@ pub fn decide_with(
             record,
             verdict,
         };
+    }
+    // Allowed although it would be denied: say so in warnings and the audit log.
+    let mut audit = HashMap::from([("would-deny".to_string(), report::would_deny_json(&verdict))]);
+    let mut warnings = report::warnings(&verdict);
+    if let Some(reason) = glass {
+        record.decision = Decision::BreakGlass;
+        warnings.insert(0, format!("mtls-guard break-glass on {object}: {reason}"));
+        audit.insert("break-glass".into(), reason);
+    } else {
+        record.decision = Decision::WouldDeny;
     }
     response.warnings = Some(warnings);
     response.audit_annotations = audit;
