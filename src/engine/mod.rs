@@ -231,7 +231,7 @@ impl VerdictBuilder {
             servers.push(Server {
                 namespace: Arc::clone(&w.namespace),
                 workload: Arc::clone(&w.name),
-                pods: w.pods.len(),
+                pods: w.pods,
                 ports: Vec::new(),
                 accepts_hbone: w.shape.accepts_hbone(),
             });

@@ -402,7 +402,7 @@ impl Index {
                 .collect()
         };
         match kind {
-            WatchedKind::Pod => self.workloads.pod_keys().cloned().collect(),
+            WatchedKind::Pod => self.workloads.pod_keys().collect(),
             WatchedKind::Service => self
                 .services
                 .values()
@@ -466,6 +466,7 @@ impl Index {
 mod tests {
     use super::*;
     use serde_json::json;
+    use std::net::IpAddr;
 
     fn pod(ns: &str, name: &str, app: &str) -> Pod {
         Pod::from_api(
@@ -477,6 +478,33 @@ mod tests {
             .unwrap(),
         )
         .unwrap()
+    }
+
+    #[test]
+    fn a_pod_seen_again_replaces_itself_and_its_ip() {
+        let at = |ip: &str| {
+            let mut p = pod("a", "web-0", "web");
+            p.ip = Some(ip.parse().unwrap());
+            p
+        };
+        let mut index = Index::default();
+        index.upsert_pod(at("10.0.0.1"));
+        index.upsert_pod(at("10.0.0.2"));
+        index.upsert_pod(pod("a", "web-1", "web"));
+        assert_eq!(index.pod_count(), 2);
+        let (_, w) = index.workloads().iter().next().unwrap();
+        assert_eq!(w.pods, 2);
+        assert_eq!(
+            w.ips().collect::<Vec<_>>(),
+            ["10.0.0.2".parse::<IpAddr>().unwrap()]
+        );
+        index.remove_pod("a", "web-0");
+        let (_, w) = index.workloads().iter().next().unwrap();
+        assert_eq!((w.pods, w.ips().count()), (1, 0));
+        assert_eq!(
+            index.keys(WatchedKind::Pod),
+            [("a".to_string(), "web-1".to_string())]
+        );
     }
 
     #[test]

@@ -15,8 +15,10 @@ pub struct Workload {
     pub namespace: Arc<str>,
     pub name: Arc<str>,
     pub shape: PodShape,
-    /// Active (Running or Pending) pods: name and IP.
-    pub pods: Vec<(String, Option<IpAddr>)>,
+    /// Active (Running or Pending) pods.
+    pub pods: usize,
+    /// The IPs of those pods that have one.
+    ips: Vec<IpAddr>,
     /// The Services of its namespace that select it: how sidecar clients address it. Kept by
     /// the index on Service and pod events, so a review never matches selectors.
     pub services: Vec<Arc<Service>>,
@@ -27,7 +29,7 @@ pub struct Workload {
 
 impl Workload {
     pub fn ips(&self) -> impl Iterator<Item = IpAddr> + '_ {
-        self.pods.iter().filter_map(|(_, ip)| *ip)
+        self.ips.iter().copied()
     }
 
     fn set_services(&mut self, services: Vec<Arc<Service>>) {
@@ -68,6 +70,9 @@ fn captured_ports(shape: &PodShape, services: &[Arc<Service>]) -> Vec<Option<u16
 
 pub type WorkloadId = usize;
 
+/// A pod as the index remembers it: its workload and IP.
+type PodEntry = (WorkloadId, Option<IpAddr>);
+
 #[derive(Debug, Default)]
 pub struct Workloads {
     slots: Vec<Option<Workload>>,
@@ -76,7 +81,9 @@ pub struct Workloads {
     by_namespace: Map<Arc<str>, Vec<WorkloadId>>,
     /// Namespace -> label key -> label value -> workloads.
     by_label: Map<String, Map<String, Map<String, Vec<WorkloadId>>>>,
-    pods: Map<(String, String), WorkloadId>,
+    /// Namespace -> pod name -> its workload and IP: the one place a pod's name is kept.
+    pods: Map<Arc<str>, Map<Box<str>, PodEntry>>,
+    pod_count: usize,
     /// Ordered by namespace and name, so the first few are the ones a message lists.
     no_proxy: BTreeSet<(Arc<str>, Arc<str>, WorkloadId)>,
     ambient: BTreeSet<(Arc<str>, Arc<str>, WorkloadId)>,
@@ -104,11 +111,16 @@ impl Workloads {
     }
 
     pub fn pod_count(&self) -> usize {
-        self.pods.len()
+        self.pod_count
     }
 
-    pub fn pod_keys(&self) -> impl Iterator<Item = &(String, String)> {
-        self.pods.keys()
+    /// (namespace, name) of every pod.
+    pub fn pod_keys(&self) -> impl Iterator<Item = (String, String)> + '_ {
+        self.pods.iter().flat_map(|(ns, names)| {
+            names
+                .keys()
+                .map(move |name| (ns.to_string(), name.to_string()))
+        })
     }
 
     pub fn in_namespace(&self, namespace: &str) -> impl Iterator<Item = (WorkloadId, &Workload)> {
@@ -214,8 +226,10 @@ impl Workloads {
         }
     }
 
-    /// Adds a pod to the workload of its shape; returns the workload's id if it is new.
+    /// Adds or replaces a pod, in the workload of its shape; returns the workload's id if it
+    /// is new.
     pub fn insert(&mut self, pod: Pod) -> Option<WorkloadId> {
+        self.remove(&pod.namespace, &pod.name);
         let existing = self
             .by_namespace
             .get(pod.namespace.as_str())
@@ -232,10 +246,14 @@ impl Workloads {
                 (id, Some(id))
             }
         };
-        if let Some(w) = self.slots[id].as_mut() {
-            w.pods.push((pod.name.clone(), pod.ip));
-        }
-        self.pods.insert((pod.namespace, pod.name), id);
+        let Some(w) = self.slots[id].as_mut() else {
+            return created;
+        };
+        w.pods += 1;
+        w.ips.extend(pod.ip);
+        let names = self.pods.entry(Arc::clone(&w.namespace)).or_default();
+        names.insert(pod.name.into_boxed_str(), (id, pod.ip));
+        self.pod_count += 1;
         created
     }
 
@@ -248,7 +266,8 @@ impl Workloads {
             namespace: Arc::clone(&namespace),
             name: Arc::from(pod.workload.as_str()),
             shape: pod.shape.clone(),
-            pods: Vec::new(),
+            pods: 0,
+            ips: Vec::new(),
             services: Vec::new(),
             ports: captured_ports(&pod.shape, &[]),
         };
@@ -276,14 +295,24 @@ impl Workloads {
     }
 
     pub fn remove(&mut self, namespace: &str, name: &str) {
-        let Some(id) = self.pods.remove(&(namespace.to_string(), name.to_string())) else {
+        let Some(names) = self.pods.get_mut(namespace) else {
             return;
         };
+        let Some((id, ip)) = names.remove(name) else {
+            return;
+        };
+        if names.is_empty() {
+            self.pods.remove(namespace);
+        }
+        self.pod_count -= 1;
         let Some(w) = self.slots[id].as_mut() else {
             return;
         };
-        w.pods.retain(|(n, _)| n != name);
-        if !w.pods.is_empty() {
+        w.pods -= 1;
+        if let Some(at) = ip.and_then(|ip| w.ips.iter().position(|i| *i == ip)) {
+            w.ips.swap_remove(at);
+        }
+        if w.pods > 0 {
             return;
         }
         let Some(w) = self.slots[id].take() else {

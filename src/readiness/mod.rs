@@ -273,7 +273,7 @@ fn workload(
             Some(Proxy::Ambient) => "ambient",
             _ => "sidecar",
         },
-        pods: shapes.iter().map(|w| w.pods.len()).sum(),
+        pods: shapes.iter().map(|w| w.pods).sum(),
         ports,
         status: Status::Strict,
         blockers: Vec::new(),
