@@ -136,12 +136,27 @@ pub struct Outcome {
     pub verdict: Verdict,
 }
 
+/// The AdmissionReview the API server reads back: only the response.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Reply<'a> {
+    api_version: &'static str,
+    kind: &'static str,
+    response: &'a AdmissionResponse,
+}
+
 impl Outcome {
+    /// The answer, serialised as it is written (no intermediate JSON tree).
+    pub fn reply(&self) -> Reply<'_> {
+        Reply {
+            api_version: API_VERSION,
+            kind: "AdmissionReview",
+            response: &self.response,
+        }
+    }
+
     pub fn into_review_json(self) -> Value {
-        let mut review = serde_json::to_value(self.response.into_review()).unwrap_or(Value::Null);
-        review["apiVersion"] = API_VERSION.into();
-        review["kind"] = "AdmissionReview".into();
-        review
+        serde_json::to_value(self.reply()).unwrap_or(Value::Null)
     }
 }
 

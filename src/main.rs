@@ -1,22 +1,34 @@
+use std::io::IsTerminal;
 use std::process::ExitCode;
+
+use tracing_appender::non_blocking::{NonBlockingBuilder, WorkerGuard};
 
 use clap::Parser;
 use mtls_guard::app;
 use mtls_guard::config::{Cli, Command, LogFormat};
 
-fn init_tracing(format: LogFormat) {
+/// Log lines are written by a background thread, so an admission answer never waits on
+/// stderr; none is dropped (a full queue blocks), and the returned guard flushes them.
+fn init_tracing(format: LogFormat) -> WorkerGuard {
+    let (writer, guard) = NonBlockingBuilder::default()
+        .buffered_lines_limit(4096)
+        .lossy(false)
+        .finish(std::io::stderr());
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // Colour only for a person at a terminal, not in log files and collectors.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(writer);
     match format {
         LogFormat::Json => builder.json().init(),
         LogFormat::Text => builder.init(),
     }
+    guard
 }
 
-fn run(cli: Cli) -> anyhow::Result<()> {
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Serve(args) => tokio::runtime::Runtime::new()?.block_on(app::serve(*args))?,
         Command::Review(args) => {
@@ -26,8 +38,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let (report, denied) = tokio::runtime::Runtime::new()?.block_on(app::check(&args))?;
             print!("{report}");
             if denied {
-                std::io::Write::flush(&mut std::io::stdout())?;
-                std::process::exit(1);
+                return Ok(ExitCode::from(1));
             }
         }
         Command::Report(args) => {
@@ -45,14 +56,17 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             println!("{bundle}");
         }
     }
-    Ok(())
+    Ok(ExitCode::SUCCESS)
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_tracing(cli.log_format);
-    match run(cli) {
-        Ok(()) => ExitCode::SUCCESS,
+    let logs = init_tracing(cli.log_format);
+    let result = run(cli);
+    // Queued log lines come before the final word.
+    drop(logs);
+    match result {
+        Ok(code) => code,
         Err(e) => {
             eprintln!("mtls-guard: {e:#}");
             ExitCode::from(2)

@@ -168,7 +168,7 @@ async fn validate(State(state): State<Arc<AppState>>, headers: HeaderMap, body: 
         change = r.change.as_deref().unwrap_or(""), micros = started.elapsed().as_micros() as u64,
         "admission decision"
     );
-    Json(outcome.into_review_json()).into_response()
+    Json(outcome.reply()).into_response()
 }
 
 async fn readyz(State(state): State<Arc<AppState>>) -> Response {

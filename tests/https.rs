@@ -152,7 +152,7 @@ async fn every_decision_is_logged_once_as_one_json_line_without_payloads() {
         .validate_fixture("seed-strict-policy-break-glass.json")
         .await;
     guard.validate_fixture("pa-permissive-foo.json").await;
-    let log = guard.log();
+    let log = logged(&guard, 2).await;
     let decisions: Vec<serde_json::Value> = log
         .lines()
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
@@ -174,4 +174,32 @@ async fn every_decision_is_logged_once_as_one_json_line_without_payloads() {
             "the log must not carry the object's payload ({secret}): {log}"
         );
     }
+}
+
+/// The guard's log once it holds `n` decision lines; a background thread writes them.
+async fn logged(guard: &Guard, n: usize) -> String {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let log = guard.log();
+        if log.matches("admission decision").count() >= n || std::time::Instant::now() > deadline {
+            return log;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn text_logs_carry_no_terminal_colour_codes_when_not_on_a_terminal() {
+    let guard = Guard::start(&[]).await;
+    guard.validate_fixture("pa-permissive-foo.json").await;
+    let log = logged(&guard, 1).await;
+    let line = log
+        .lines()
+        .find(|l| l.contains("admission decision"))
+        .unwrap_or_else(|| panic!("no decision line: {log}"));
+    assert!(line.contains("verdict=\"allowed\""), "{line}");
+    assert!(
+        !log.contains('\u{1b}'),
+        "escape codes in a log file: {log:?}"
+    );
 }
