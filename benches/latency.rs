@@ -45,7 +45,7 @@ fn main() {
     let sizes: Vec<usize> = std::env::var("MTLS_GUARD_BENCH_PODS")
         .ok()
         .and_then(|v| v.parse().ok())
-        .map_or_else(|| vec![1_000, 100_000], |n| vec![n]);
+        .map_or_else(|| vec![1_000, 10_000, 100_000], |n| vec![n]);
     for pods in sizes {
         let text = synthetic::inventory(pods).to_string();
         let started = Instant::now();
