@@ -5,8 +5,7 @@
 //! an UNSET mode, replaces the v1alpha1 policy of that level.
 
 use super::view::View;
-use crate::inventory::Workload;
-use crate::inventory::{Map, WorkloadId};
+use crate::inventory::{Map, Workload, WorkloadId};
 use crate::model::legacy::PortSelector;
 use crate::model::{LegacyScope, Mode, Origin, PeerAuthentication};
 

@@ -16,10 +16,12 @@ use kube::runtime::WatchStreamExt;
 use kube::{Client, Resource};
 use serde::de::DeserializeOwned;
 
-use super::{file::is_mesh_config, Item, SharedIndex, WatchedKind};
+use super::{file::is_mesh_config, Item, Set, SharedIndex, WatchedKind};
 use crate::model::{MeshConfig, ModelError, Namespace, Pod, Rule, RuleKind, Service};
 
 pub const CRD_RECHECK: Duration = Duration::from_secs(60);
+/// Objects of an initial list applied to the index under one write lock.
+const INIT_BATCH: usize = 500;
 
 /// API group, served versions in order of preference, and kind, of each reviewed CRD.
 const CRDS: [(RuleKind, &str, &[&str], &str); 4] = [
@@ -142,7 +144,7 @@ async fn watch_crd(
             );
             logged = true;
         }
-        shared.write(|index| index.resync(watched, Vec::new()));
+        shared.write(|index| index.retain_listed(watched, &Set::default()));
         shared.mark_synced(watched);
         tokio::time::sleep(CRD_RECHECK).await;
     };
@@ -209,7 +211,13 @@ async fn run<K, F>(
             None
         }
     };
-    let mut initial: Vec<Item> = Vec::new();
+    // A (re)list is applied as it arrives, a batch at a time, so the listed objects are never
+    // all held beside the index; what the list did not name is dropped at its end.
+    let mut batch: Vec<Item> = Vec::new();
+    let mut listed: Set<(String, String)> = Set::default();
+    let apply = |items: Vec<Item>| {
+        shared.write(|index| items.into_iter().for_each(|item| index.apply(item)))
+    };
     futures::pin_mut!(stream);
     while let Some(event) = stream.next().await {
         let event = match event {
@@ -222,12 +230,24 @@ async fn run<K, F>(
         };
         shared.mark_ok(kind);
         match event {
-            Event::Init => initial.clear(),
-            Event::InitApply(obj) => initial.extend(trim(&obj)),
+            Event::Init => {
+                batch.clear();
+                listed.clear();
+            }
+            Event::InitApply(obj) => {
+                if let Some(item) = trim(&obj) {
+                    listed.insert(item.key());
+                    batch.push(item);
+                }
+                if batch.len() >= INIT_BATCH {
+                    apply(std::mem::take(&mut batch));
+                }
+            }
             Event::InitDone => {
-                let items = std::mem::take(&mut initial);
-                let count = items.len();
-                shared.write(|index| index.resync(kind, items));
+                apply(std::mem::take(&mut batch));
+                let listed = std::mem::take(&mut listed);
+                let count = listed.len();
+                shared.write(|index| index.retain_listed(kind, &listed));
                 shared.mark_synced(kind);
                 tracing::info!(kind = kind.as_str(), count, "synced");
             }

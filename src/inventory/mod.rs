@@ -440,19 +440,16 @@ impl Index {
         }
     }
 
-    /// Replaces every object of `kind` with a fresh full list (a watch's initial list or relist).
-    pub fn resync(&mut self, kind: WatchedKind, items: Vec<Item>) {
-        let fresh: Set<(String, String)> = items.iter().map(Item::key).collect();
-        for (ns, name) in self.keys(kind) {
-            if !fresh.contains(&(ns.clone(), name.clone())) {
-                self.remove(kind, &ns, &name);
+    /// Drops every object of `kind` that a fresh full list (a watch's initial list or relist,
+    /// already applied) did not name; `listed` holds the (namespace, name) of what it did.
+    pub fn retain_listed(&mut self, kind: WatchedKind, listed: &Set<(String, String)>) {
+        for key in self.keys(kind) {
+            if !listed.contains(&key) {
+                self.remove(kind, &key.0, &key.1);
             }
         }
-        if kind == WatchedKind::MeshConfig && items.is_empty() {
+        if kind == WatchedKind::MeshConfig && listed.is_empty() {
             self.set_mesh(MeshConfig::default());
-        }
-        for item in items {
-            self.apply(item);
         }
     }
 
@@ -599,17 +596,17 @@ mod tests {
     }
 
     #[test]
-    fn resync_replaces_a_kind_whole() {
+    fn a_fresh_list_replaces_a_kind_whole() {
         let mut index = Index::default();
         index.upsert_pod(pod("a", "gone", "x"));
         index.upsert_pod(pod("a", "kept", "y"));
-        index.resync(
-            WatchedKind::Pod,
-            vec![
-                Item::Pod(pod("a", "kept", "y")),
-                Item::Pod(pod("b", "new", "z")),
-            ],
-        );
+        let fresh = [
+            Item::Pod(pod("a", "kept", "y")),
+            Item::Pod(pod("b", "new", "z")),
+        ];
+        let listed = fresh.iter().map(Item::key).collect();
+        fresh.into_iter().for_each(|item| index.apply(item));
+        index.retain_listed(WatchedKind::Pod, &listed);
         let mut names: Vec<_> = index.workloads().iter().map(|(_, w)| &*w.name).collect();
         names.sort();
         assert_eq!(names, ["y", "z"]);
@@ -617,7 +614,7 @@ mod tests {
             root_namespace: "r".into(),
             enable_auto_mtls: false,
         });
-        index.resync(WatchedKind::MeshConfig, Vec::new());
+        index.retain_listed(WatchedKind::MeshConfig, &Set::default());
         assert_eq!(
             index.mesh(),
             &MeshConfig::default(),
