@@ -276,7 +276,8 @@ impl Judge<'_, '_> {
         own.extend(changed_dr_ns.iter().copied());
         // Without a rule for this host in the Service's or the root namespace, clients of the
         // shared class have no rule at all: auto mTLS decides, no lookup needed.
-        let rules_in_reach = own.contains(svc_ns) || own.contains(root);
+        // (A rule without a namespace, possible in a file inventory, is every client's own.)
+        let rules_in_reach = own.contains(svc_ns) || own.contains(root) || own.contains("");
         let uniform = !rules_in_reach
             || (destination::uniform_exports(&self.after, svc_ns)
                 && destination::uniform_exports(&self.before, svc_ns));

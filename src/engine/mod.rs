@@ -282,9 +282,14 @@ impl VerdictBuilder {
     }
 
     /// Records that a listed member of a population (no proxy, ambient) is cut off from a
-    /// whole class of servers. Each member is listed once, and no other path reports it
-    /// with a population reason, so it needs no deduplication.
+    /// whole class of servers. No other path reports a client with a population reason, and
+    /// the shapes of one workload (a StatefulSet's pods, a rollout) come in a row, so only
+    /// the last entry can repeat it.
     fn add_to_all(&mut self, client: Client, reason: Reason, targets: Targets) {
+        let last = self.verdict.breaks.last();
+        if last.is_some_and(|b| b.client == client && b.reason == reason) {
+            return;
+        }
         self.verdict.breaks.push(Break {
             client,
             tier: reason.tier(),

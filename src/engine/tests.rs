@@ -182,6 +182,30 @@ fn broken(v: &Verdict) -> Vec<String> {
 }
 
 #[test]
+fn a_statefulset_without_proxy_is_one_client_however_many_pod_shapes() {
+    let mut index = seed();
+    for i in 0..3 {
+        let name = format!("db-{i}");
+        index.upsert_pod(pod(
+            "legacy",
+            "db",
+            false,
+            json!({"metadata": {"name": name, "labels": {"statefulset.kubernetes.io/pod-name": name}}}),
+        ));
+    }
+    let shapes = index
+        .workloads_in("legacy")
+        .filter(|(_, w)| &*w.name == "db");
+    assert_eq!(shapes.count(), 3, "each pod has its own shape");
+    let v = create(&index, &seed_lockdown());
+    assert_eq!(
+        broken(&v),
+        ["legacy/db: no-proxy", "legacy/sleep: no-proxy"]
+    );
+    assert_eq!(v.client_count(), 2);
+}
+
+#[test]
 fn seed_lockdown_breaks_only_legacy_sleep() {
     let v = create(&seed(), &seed_lockdown());
     assert_eq!(broken(&v), ["legacy/sleep: no-proxy"]);
