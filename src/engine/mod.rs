@@ -359,9 +359,9 @@ pub fn evaluate_with(index: &Index, change: &Change, evidence: &Evidence) -> Ver
             continue;
         }
         for &port in &w.ports {
-            let a = after.port(id, w, port);
+            let a = after.port(id, port);
             if a.mode == Mode::Strict {
-                let before = before.port(id, w, port).mode;
+                let before = before.port(id, port).mode;
                 hits.push(Hit {
                     id,
                     port,

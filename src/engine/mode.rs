@@ -147,8 +147,9 @@ impl<'a> Modes<'a> {
     }
 
     /// The mode of one port of server workload `id`; `None` for a pod without ports.
-    pub fn port(&mut self, id: WorkloadId, w: &Workload, port: Option<u16>) -> Resolved<'a> {
+    pub fn port(&mut self, id: WorkloadId, port: Option<u16>) -> Resolved<'a> {
         let view = self.view;
+        let w = view.index.workload(id);
         let level = self.level(&w.namespace);
         let base = level.base;
         if let Some(pa) = level.selected.get(&id) {

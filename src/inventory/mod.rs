@@ -171,11 +171,10 @@ impl Index {
 
     /// Adds or replaces a pod; ignored and inactive pods are only removed.
     pub fn upsert_pod(&mut self, pod: Pod) {
-        self.remove_pod(&pod.namespace, &pod.name);
-        if pod.active && !self.filters.ignores(&pod) {
-            if let Some(id) = self.workloads.insert(pod) {
-                self.select_services(id);
-            }
+        if !pod.active || self.filters.ignores(&pod) {
+            self.remove_pod(&pod.namespace, &pod.name);
+        } else if let Some(id) = self.workloads.insert(pod) {
+            self.select_services(id);
         }
     }
 
@@ -502,6 +501,10 @@ mod tests {
             index.keys(WatchedKind::Pod),
             [("a".to_string(), "web-1".to_string())]
         );
+        let mut finished = pod("a", "web-1", "web");
+        finished.active = false;
+        index.upsert_pod(finished);
+        assert_eq!(index.pod_count(), 0, "a pod that stopped running leaves");
     }
 
     #[test]

@@ -257,7 +257,7 @@ fn workload(
             if ports.iter().any(|p| p.port == port) {
                 continue;
             }
-            let r = modes.port(*id, w, port);
+            let r = modes.port(*id, port);
             ports.push(PortMode {
                 port,
                 mode: r.mode,
