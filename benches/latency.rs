@@ -16,8 +16,9 @@ fn percentiles(mut samples: Vec<Duration>) -> String {
     samples.sort();
     let at = |q: f64| samples[((samples.len() as f64 * q) as usize).min(samples.len() - 1)];
     format!(
-        "n={:>6}  p50={:>10.2?}  p99={:>10.2?}  max={:>10.2?}",
+        "n={:>6}  min={:>10.2?}  p50={:>10.2?}  p99={:>10.2?}  max={:>10.2?}",
         samples.len(),
+        samples[0],
         at(0.50),
         at(0.99),
         samples[samples.len() - 1]

@@ -287,7 +287,7 @@ mod tests {
                 namespace: "foo".into(),
                 workload: "httpbin".into(),
                 pods: 1,
-                ports: vec![PortChange {
+                ports: smallvec::smallvec![PortChange {
                     port: Some(80),
                     before: Mode::Permissive,
                     after: Mode::Strict,

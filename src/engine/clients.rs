@@ -11,10 +11,9 @@ use std::collections::BTreeSet;
 use super::destination::{self, Asker};
 use super::mode::Modes;
 use super::view::View;
-use super::{Client, Hit, Reason, Targets, VerdictBuilder, LISTED_UNMESHED};
-use crate::inventory::{Index, Workload, WorkloadId};
-use crate::model::service::ServicePort;
-use crate::model::{pod::DATAPLANE_MODE_LABEL, Mode, Proxy, Service, TlsMode};
+use super::{Change, Client, Hit, Reason, Targets, VerdictBuilder, LISTED_UNMESHED};
+use crate::inventory::{Index, Route, Workload, WorkloadId};
+use crate::model::{pod::DATAPLANE_MODE_LABEL, Mode, Proxy, Rule, Service, TlsMode};
 
 /// Workloads a Service selects.
 pub fn selected_by<'a>(
@@ -52,42 +51,36 @@ fn no_proxy_reason(index: &Index, c: &Workload) -> Reason {
     }
 }
 
-/// Tier 1, ambient clients and the kubelet: cut off by every port the change locks down.
-/// The first [`LISTED_UNMESHED`] of each population are listed by name, the rest counted.
-pub(super) fn without_proxy(index: &Index, hits: &[Hit], out: &mut VerdictBuilder) {
-    let locks: Vec<&Hit> = hits.iter().filter(|h| h.locks_down()).collect();
-    let workloads = index.workloads();
-    let unmeshed = workloads.no_proxy_count();
-    if !locks.is_empty() && unmeshed > 0 {
-        for hit in &locks {
-            out.server(hit, index.workload(hit.id));
+/// Tier 1, ambient clients and the kubelet: cut off by every port the change locks down,
+/// whatever the policies say. The review registers each locked-down port as it walks the
+/// servers ([`Unmeshed::lock`]), then names the populations once ([`Unmeshed::finish`]).
+pub(super) struct Unmeshed {
+    no_proxy: usize,
+    ambient: usize,
+    locks: bool,
+    locks_without_hbone: bool,
+}
+
+impl Unmeshed {
+    pub(super) fn new(index: &Index) -> Unmeshed {
+        Unmeshed {
+            no_proxy: index.workloads().no_proxy_count(),
+            ambient: index.workloads().ambient_count(),
+            locks: false,
+            locks_without_hbone: false,
         }
-        out.verdict.breaks.reserve(unmeshed.min(LISTED_UNMESHED));
-        for (_, c) in workloads.no_proxy().take(LISTED_UNMESHED) {
-            out.add_to_all(client(c), no_proxy_reason(index, c), Targets::LockedDown);
-        }
-        out.verdict.unlisted += unmeshed.saturating_sub(LISTED_UNMESHED);
     }
-    let without_hbone = |h: &&&Hit| {
-        let w = index.workload(h.id);
-        w.shape.proxy == Proxy::Sidecar && !w.shape.accepts_hbone()
-    };
-    let ambient = workloads.ambient_count();
-    if ambient > 0 && locks.iter().any(|h| without_hbone(&h)) {
-        for hit in locks.iter().filter(without_hbone) {
-            out.server(hit, index.workload(hit.id));
+
+    /// A port `hit` locks down on server `w`: a server of every client without a proxy, of
+    /// every ambient client if it does not accept HBONE, and of the kubelet if it probes
+    /// the port in plaintext.
+    pub(super) fn lock<'a>(&mut self, hit: &Hit<'a>, w: &Workload, out: &mut VerdictBuilder<'a>) {
+        let without_hbone = w.shape.proxy == Proxy::Sidecar && !w.accepts_hbone();
+        self.locks = true;
+        self.locks_without_hbone |= without_hbone;
+        if self.no_proxy > 0 || (self.ambient > 0 && without_hbone) {
+            out.server(hit, w);
         }
-        for (_, c) in workloads.ambient().take(LISTED_UNMESHED) {
-            out.add_to_all(
-                client(c),
-                Reason::AmbientToSidecar,
-                Targets::LockedDownWithoutHbone,
-            );
-        }
-        out.verdict.unlisted += ambient.saturating_sub(LISTED_UNMESHED);
-    }
-    for hit in &locks {
-        let w = index.workload(hit.id);
         if let Some(port) = hit.port.filter(|p| probed_without_rewrite(w, *p)) {
             let server = out.server(hit, w);
             let kubelet = Client::Kubelet {
@@ -95,6 +88,30 @@ pub(super) fn without_proxy(index: &Index, hits: &[Hit], out: &mut VerdictBuilde
                 name: w.name.clone(),
             };
             out.add(kubelet, Reason::KubeletProbe { port }, server);
+        }
+    }
+
+    /// Lists the first [`LISTED_UNMESHED`] of each population cut off and counts the rest.
+    pub(super) fn finish(self, index: &Index, out: &mut VerdictBuilder) {
+        let workloads = index.workloads();
+        if self.locks && self.no_proxy > 0 {
+            out.verdict
+                .breaks
+                .reserve(self.no_proxy.min(LISTED_UNMESHED));
+            for (_, c) in workloads.no_proxy().take(LISTED_UNMESHED) {
+                out.add_to_all(client(c), no_proxy_reason(index, c), Targets::LockedDown);
+            }
+            out.verdict.unlisted += self.no_proxy.saturating_sub(LISTED_UNMESHED);
+        }
+        if self.locks_without_hbone && self.ambient > 0 {
+            for (_, c) in workloads.ambient().take(LISTED_UNMESHED) {
+                out.add_to_all(
+                    client(c),
+                    Reason::AmbientToSidecar,
+                    Targets::LockedDownWithoutHbone,
+                );
+            }
+            out.verdict.unlisted += self.ambient.saturating_sub(LISTED_UNMESHED);
         }
     }
 }
@@ -109,25 +126,27 @@ fn probed_without_rewrite(w: &Workload, port: u16) -> bool {
 }
 
 /// Why auto mTLS would send plaintext to this server through this Service, if it would.
-fn auto_mtls_plaintext(modes: &mut Modes, w: &Workload, svc: &Service) -> Option<Reason> {
+fn auto_mtls_plaintext(modes: &mut Modes, w: &Workload, route: &Route) -> Option<Reason> {
     let index = modes.view.index;
     if !index.mesh().enable_auto_mtls {
         return Some(Reason::AutoMtlsOff);
     }
-    if w.shape.proxy == Proxy::Sidecar && !w.shape.has_istio_tls_label() {
+    if w.shape.proxy == Proxy::Sidecar && !w.has_istio_tls_label() {
         return Some(Reason::TargetNotLabelled);
     }
-    let ns = modes.namespace(&svc.namespace);
+    // A Service selects pods of its own namespace: the server's.
+    let ns = modes.namespace(&w.namespace);
     if ns.mode == Mode::Disable {
         return Some(Reason::NamespaceDisable {
-            namespace: svc.namespace.clone(),
+            namespace: w.namespace.to_string(),
             by: ns.by.cloned(),
         });
     }
-    if svc.headless {
+    if route.headless {
+        let svc = &*route.service;
         let unlabelled = selected_by(index, svc)
             .map(|id| index.workload(id))
-            .find(|b| !b.shape.has_istio_tls_label());
+            .find(|b| !b.has_istio_tls_label());
         if let Some(backend) = unlabelled {
             return Some(Reason::HeadlessBackend {
                 service: svc.name.clone(),
@@ -138,17 +157,16 @@ fn auto_mtls_plaintext(modes: &mut Modes, w: &Workload, svc: &Service) -> Option
     None
 }
 
-/// One Service port of one server, as seen from one view.
-struct Route<'s> {
-    svc: &'s Service,
-    sp: &'s ServicePort,
-    host: &'s str,
+/// One Service port of one server, and what auto mTLS sends through it in one view.
+struct Path<'s> {
+    route: &'s Route,
     auto: Option<Reason>,
 }
 
-/// What a sidecar client sends through `route` if it asks as `asker`; `Some` is plaintext.
-fn sends_plaintext(view: &View, asker: Asker, route: &Route) -> Option<Reason> {
-    let dr = destination::find(view, asker, route.host, &route.svc.namespace);
+/// What a sidecar client sends through `path` if it asks as `asker`; `Some` is plaintext.
+fn sends_plaintext(view: &View, asker: Asker, path: &Path) -> Option<Reason> {
+    let svc = &path.route.service;
+    let dr = destination::find(view, asker, &svc.host, &svc.namespace);
     if let Some(dr) = dr {
         if let Some((subset, mode)) = &dr.plaintext_subset {
             return Some(Reason::PlaintextSubset {
@@ -157,90 +175,104 @@ fn sends_plaintext(view: &View, asker: Asker, route: &Route) -> Option<Reason> {
                 mode: *mode,
             });
         }
-        match dr.tls_for_port(route.sp.port) {
+        match dr.tls_for_port(path.route.port) {
             Some(TlsMode::IstioMutual) => return None,
             Some(mode) => {
                 return Some(Reason::DestinationRule {
                     rule: dr.origin.clone(),
                     mode,
-                    port: route.sp.port,
+                    port: path.route.port,
                 })
             }
             None => {}
         }
     }
-    route.auto.clone()
+    path.auto.clone()
 }
 
 /// Traffic of a client with outbound exclusions that leaves around its sidecar.
-fn bypass(c: &Workload, w: &Workload, route: &Route, port: u16) -> Option<Reason> {
-    let svc = route.svc;
+fn bypass(c: &Workload, w: &Workload, path: &Path, port: u16) -> Option<Reason> {
+    let svc = &path.route.service;
     let (port, annotation) = if svc.headless || svc.cluster_ip.is_none() {
         let hit = c.shape.bypasses_outbound(port, None).or_else(|| {
             w.ips()
                 .find_map(|ip| c.shape.bypasses_outbound(port, Some(ip)))
         });
-        (if svc.headless { port } else { route.sp.port }, hit)
+        (if svc.headless { port } else { path.route.port }, hit)
     } else {
         (
-            route.sp.port,
-            c.shape.bypasses_outbound(route.sp.port, svc.cluster_ip),
+            path.route.port,
+            c.shape.bypasses_outbound(path.route.port, svc.cluster_ip),
         )
     };
     annotation.map(|annotation| Reason::OutboundBypass { annotation, port })
 }
 
 /// A sidecar client judged on its own (outbound exclusions, or selector rules in its namespace).
-fn one_client(view: &View, c: &Workload, w: &Workload, route: &Route, port: u16) -> Option<Reason> {
-    bypass(c, w, route, port).or_else(|| {
+fn one_client(view: &View, c: &Workload, w: &Workload, path: &Path, port: u16) -> Option<Reason> {
+    bypass(c, w, path, port).or_else(|| {
         let asker = Asker {
             namespace: &c.namespace,
             workload: Some(c),
         };
-        sends_plaintext(view, asker, route)
+        sends_plaintext(view, asker, path)
     })
 }
 
+/// The DestinationRules in play, as far as a review knows before it looks at a server.
+pub(super) struct DestRules<'a> {
+    /// The reviewed rule's namespace, if it is a DestinationRule: its clients are judged
+    /// apart from the shared class.
+    changed_ns: BTreeSet<&'a str>,
+    /// Whether any rule after the change can make a client send plaintext.
+    plaintext_possible: bool,
+}
+
+impl<'a> DestRules<'a> {
+    pub(super) fn new(index: &Index, change: &Change<'a>) -> DestRules<'a> {
+        let dest_rule = |r: &Option<&'a Rule>| match r {
+            Some(Rule::DestinationRule(d)) => Some(d),
+            _ => None,
+        };
+        let changed = [dest_rule(&change.old), dest_rule(&change.new)];
+        DestRules {
+            changed_ns: changed
+                .iter()
+                .flatten()
+                .map(|d| d.origin.namespace.as_str())
+                .collect(),
+            plaintext_possible: index.has_plaintext_dest_rules()
+                || changed[1].is_some_and(|d| d.may_send_plaintext()),
+        }
+    }
+}
+
 /// Tier 2: sidecar clients newly sending plaintext to one STRICT server port.
-pub(super) fn with_sidecar(
+pub(super) fn with_sidecar<'a>(
     before: &mut Modes,
     after: &mut Modes,
-    hit: &Hit,
-    changed_dr_ns: &BTreeSet<&str>,
-    out: &mut VerdictBuilder,
+    hit: &Hit<'a>,
+    w: &Workload,
+    rules: &DestRules,
+    out: &mut VerdictBuilder<'a>,
 ) {
-    let index = after.view.index;
-    let w = index.workload(hit.id);
     let Some(port) = hit.port else { return };
-    for svc in &w.services {
-        let host = svc.host.as_str();
-        let after_auto = auto_mtls_plaintext(after, w, svc);
-        let before_auto = if hit.locks_down() {
-            None
-        } else {
-            auto_mtls_plaintext(before, w, svc)
+    for route in w.routes_to(port) {
+        let now = Path {
+            route,
+            auto: auto_mtls_plaintext(after, w, route),
         };
-        for sp in svc.ports_to(&w.shape, port) {
-            let now = Route {
-                svc,
-                sp,
-                host,
-                auto: after_auto.clone(),
-            };
-            let was = (!hit.locks_down()).then(|| Route {
-                svc,
-                sp,
-                host,
-                auto: before_auto.clone(),
-            });
-            let judge = Judge {
-                before: before.view,
-                after: after.view,
-                now: &now,
-                was: was.as_ref(),
-            };
-            judge.classes(w, hit, port, changed_dr_ns, out);
-        }
+        let was = (!hit.locks_down()).then(|| Path {
+            route,
+            auto: auto_mtls_plaintext(before, w, route),
+        });
+        let judge = Judge {
+            before: before.view,
+            after: after.view,
+            now: &now,
+            was: was.as_ref(),
+        };
+        judge.classes(w, hit, port, rules, out);
     }
 }
 
@@ -248,12 +280,12 @@ pub(super) fn with_sidecar(
 struct Judge<'v, 'r> {
     before: View<'v>,
     after: View<'v>,
-    now: &'r Route<'r>,
-    was: Option<&'r Route<'r>>,
+    now: &'r Path<'r>,
+    was: Option<&'r Path<'r>>,
 }
 
 impl Judge<'_, '_> {
-    fn newly(&self, judge: impl Fn(&View, &Route) -> Option<Reason>) -> Option<Reason> {
+    fn newly(&self, judge: impl Fn(&View, &Path) -> Option<Reason>) -> Option<Reason> {
         let reason = judge(&self.after, self.now)?;
         match self.was {
             Some(was) if judge(&self.before, was).is_some() => None,
@@ -261,19 +293,26 @@ impl Judge<'_, '_> {
         }
     }
 
-    fn classes(
+    fn classes<'a>(
         &self,
         w: &Workload,
-        hit: &Hit,
+        hit: &Hit<'a>,
         port: u16,
-        changed_dr_ns: &BTreeSet<&str>,
-        out: &mut VerdictBuilder,
+        rules: &DestRules,
+        out: &mut VerdictBuilder<'a>,
     ) {
+        // Auto mTLS sends mTLS through this route and no rule can turn that into plaintext:
+        // only clients whose traffic leaves around their sidecar can send it.
+        if self.now.auto.is_none() && !rules.plaintext_possible {
+            return self.bypassers(w, hit, port, out);
+        }
         let index = self.after.index;
-        let svc_ns = self.now.svc.namespace.as_str();
+        let svc_ns = self.now.route.service.namespace.as_str();
         let root = index.mesh().root_namespace.as_str();
-        let mut own: BTreeSet<&str> = index.dr_namespaces_for(self.now.host).collect();
-        own.extend(changed_dr_ns.iter().copied());
+        let mut own: BTreeSet<&str> = index
+            .dr_namespaces_for(&self.now.route.service.host)
+            .collect();
+        own.extend(rules.changed_ns.iter().copied());
         // Without a rule for this host in the Service's or the root namespace, clients of the
         // shared class have no rule at all: auto mTLS decides, no lookup needed.
         // (A rule without a namespace, possible in a file inventory, is every client's own.)
@@ -281,7 +320,7 @@ impl Judge<'_, '_> {
         let uniform = !rules_in_reach
             || (destination::uniform_exports(&self.after, svc_ns)
                 && destination::uniform_exports(&self.before, svc_ns));
-        let add = |c: &Workload, reason: Reason, out: &mut VerdictBuilder| {
+        let add = |c: &Workload, reason: Reason, out: &mut VerdictBuilder<'a>| {
             let server = out.server(hit, w);
             out.add(client(c), reason, server);
         };
@@ -292,7 +331,7 @@ impl Judge<'_, '_> {
                 namespace: "",
                 workload: None,
             };
-            let judge = |v: &View, r: &Route| match rules_in_reach {
+            let judge = |v: &View, r: &Path| match rules_in_reach {
                 true => sends_plaintext(v, shared, r),
                 false => r.auto.clone(),
             };
@@ -307,7 +346,7 @@ impl Judge<'_, '_> {
             own.extend(workloads.sidecars().map(|(_, c)| &*c.namespace));
         }
         for ns in own {
-            let per_workload = index.has_selector_dest_rules(ns) || changed_dr_ns.contains(ns);
+            let per_workload = index.has_selector_dest_rules(ns) || rules.changed_ns.contains(ns);
             let members = index
                 .workloads_in(ns)
                 .filter(|(id, c)| c.shape.proxy == Proxy::Sidecar && eligible(*id));
@@ -333,10 +372,16 @@ impl Judge<'_, '_> {
                 }
             }
         }
-        for (id, c) in workloads.bypassers() {
+        self.bypassers(w, hit, port, out);
+    }
+
+    /// Sidecar clients with outbound exclusions, judged one by one.
+    fn bypassers<'a>(&self, w: &Workload, hit: &Hit<'a>, port: u16, out: &mut VerdictBuilder<'a>) {
+        for (id, c) in self.after.index.workloads().bypassers() {
             if id != hit.id {
                 if let Some(reason) = self.newly(|v, r| one_client(v, c, w, r, port)) {
-                    add(c, reason, out);
+                    let server = out.server(hit, w);
+                    out.add(client(c), reason, server);
                 }
             }
         }

@@ -11,10 +11,10 @@ mod tests;
 mod traffic;
 mod view;
 
-use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use serde::Serialize;
+use smallvec::SmallVec;
 
 use crate::inventory::{Index, Map, Set, Workload, WorkloadId};
 use crate::model::{LegacyScope, Mode, Origin, Rule, TlsMode};
@@ -136,7 +136,8 @@ pub struct Server {
     pub namespace: Arc<str>,
     pub workload: Arc<str>,
     pub pods: usize,
-    pub ports: Vec<PortChange>,
+    /// Mostly one: inline, so a mesh-wide verdict does not allocate per server.
+    pub ports: SmallVec<[PortChange; 1]>,
     /// Ambient clients reach it over HBONE (ambient itself, or a sidecar labelled for it).
     pub accepts_hbone: bool,
 }
@@ -215,25 +216,34 @@ impl Verdict {
 }
 
 #[derive(Default)]
-struct VerdictBuilder {
+struct VerdictBuilder<'a> {
     verdict: Verdict,
     server_slots: Map<WorkloadId, usize>,
     break_slots: Map<(Client, Reason), usize>,
     deciders: Set<Arc<Origin>>,
-    last_decider: Option<Arc<Origin>>,
+    /// The last deciding policy as the views hold it, and its shared copy.
+    last_decider: Option<(&'a Origin, Arc<Origin>)>,
 }
 
-impl VerdictBuilder {
+impl<'a> VerdictBuilder<'a> {
+    /// Room for `servers` servers: a mesh-wide review registers thousands.
+    fn with_capacity(servers: usize) -> VerdictBuilder<'a> {
+        let mut out = VerdictBuilder::default();
+        out.verdict.servers.reserve(servers);
+        out.server_slots.reserve(servers);
+        out
+    }
+
     /// Registers a server port that cuts someone off; returns the server's index.
-    fn server(&mut self, hit: &Hit, w: &Workload) -> usize {
+    fn server(&mut self, hit: &Hit<'a>, w: &Workload) -> usize {
         let servers = &mut self.verdict.servers;
         let slot = *self.server_slots.entry(hit.id).or_insert_with(|| {
             servers.push(Server {
                 namespace: Arc::clone(&w.namespace),
                 workload: Arc::clone(&w.name),
                 pods: w.pods,
-                ports: Vec::new(),
-                accepts_hbone: w.shape.accepts_hbone(),
+                ports: SmallVec::new(),
+                accepts_hbone: w.accepts_hbone(),
             });
             servers.len() - 1
         });
@@ -254,10 +264,13 @@ impl VerdictBuilder {
     }
 
     /// One shared copy of each deciding policy's identity.
-    fn decider(&mut self, origin: &Origin) -> Arc<Origin> {
-        // Consecutive ports are mostly decided by the same policy: compare before hashing.
-        if let Some(last) = self.last_decider.as_ref().filter(|l| ***l == *origin) {
-            return Arc::clone(last);
+    fn decider(&mut self, origin: &'a Origin) -> Arc<Origin> {
+        // Consecutive ports are mostly decided by the same policy, often the very object:
+        // compare the address, then the identity, before hashing.
+        if let Some((seen, shared)) = &self.last_decider {
+            if std::ptr::eq(*seen, origin) || **seen == *origin {
+                return Arc::clone(shared);
+            }
         }
         let shared = match self.deciders.get(origin) {
             Some(shared) => Arc::clone(shared),
@@ -267,7 +280,7 @@ impl VerdictBuilder {
                 shared
             }
         };
-        self.last_decider = Some(Arc::clone(&shared));
+        self.last_decider = Some((origin, Arc::clone(&shared)));
         shared
     }
 
@@ -352,50 +365,65 @@ pub fn evaluate_with(index: &Index, change: &Change, evidence: &Evidence) -> Ver
     };
     let mut before = Modes::new(View::new(index, key, change.old));
     let mut after = Modes::new(View::new(index, key, change.new));
-    let mut hits = Vec::new();
-    for id in candidates(index, change) {
+    let rules = clients::DestRules::new(index, change);
+    let mut unmeshed = clients::Unmeshed::new(index);
+    let candidates = candidates(index, change);
+    let mut out = VerdictBuilder::with_capacity(candidates.len());
+    let mut hits = Vec::with_capacity(candidates.len());
+    // One pass over the servers, each judged while its workload is in cache.
+    for id in candidates {
         let w = index.workload(id);
         if !Index::is_server(w) {
             continue;
         }
         for &port in &w.ports {
             let a = after.port(id, port);
-            if a.mode == Mode::Strict {
-                let before = before.port(id, port).mode;
-                hits.push(Hit {
-                    id,
-                    port,
-                    before,
-                    after: a,
-                });
+            if a.mode != Mode::Strict {
+                continue;
             }
+            let hit = Hit {
+                id,
+                port,
+                before: before.port_like(&after, id, port).mode,
+                after: a,
+            };
+            if hit.locks_down() {
+                unmeshed.lock(&hit, w, &mut out);
+            }
+            clients::with_sidecar(&mut before, &mut after, &hit, w, &rules, &mut out);
+            hits.push(hit);
         }
     }
-    let mut out = VerdictBuilder::default();
-    clients::without_proxy(index, &hits, &mut out);
-    let changed_dr_ns = [change.old, change.new]
-        .into_iter()
-        .flatten()
-        .filter(|r| matches!(r, Rule::DestinationRule(_)))
-        .map(|r| r.origin().namespace.as_str());
-    let changed_dr_ns: BTreeSet<&str> = changed_dr_ns.collect();
+    unmeshed.finish(index, &mut out);
     traffic::observed(index, &hits, evidence, &mut out);
-    for hit in &hits {
-        clients::with_sidecar(&mut before, &mut after, hit, &changed_dr_ns, &mut out);
-    }
     traffic::soften_inventory(evidence, &mut out);
     out.finish()
 }
 
 /// Server workloads whose mode or clients the change can affect, in a stable order.
 fn candidates(index: &Index, change: &Change) -> Vec<WorkloadId> {
+    let rules = [change.old, change.new].into_iter().flatten();
+    // Every workload, already in order: no need to sort ten thousand ids twice over.
+    if rules.clone().any(|r| mesh_wide(index, r)) {
+        return index.workloads().iter().map(|(id, _)| id).collect();
+    }
     let mut ids = Vec::new();
-    for rule in [change.old, change.new].into_iter().flatten() {
+    for rule in rules {
         scope(index, rule, &mut ids);
     }
     ids.sort_unstable();
     ids.dedup();
     ids
+}
+
+fn mesh_wide(index: &Index, rule: &Rule) -> bool {
+    match rule {
+        Rule::PeerAuthentication(pa) => {
+            pa.selector.is_none() && pa.origin.namespace == index.mesh().root_namespace
+        }
+        Rule::Legacy(p) => p.scope == LegacyScope::Mesh,
+        Rule::DestinationRule(_) => false,
+    }
 }
 
 fn scope(index: &Index, rule: &Rule, ids: &mut Vec<WorkloadId>) {

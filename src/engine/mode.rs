@@ -4,10 +4,13 @@
 //! MeshPolicy follow Pilot 1.4. At each level an applicable PeerAuthentication, even one with
 //! an UNSET mode, replaces the v1alpha1 policy of that level.
 
+use std::rc::Rc;
+use std::sync::Arc;
+
 use super::view::View;
 use crate::inventory::{Map, Workload, WorkloadId};
 use crate::model::legacy::PortSelector;
-use crate::model::{LegacyScope, Mode, Origin, PeerAuthentication};
+use crate::model::{LegacyPolicy, LegacyScope, Mode, Origin, PeerAuthentication};
 
 /// A mode and the policy that decided it (`None`: nothing applies, Istio's PERMISSIVE default).
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -53,29 +56,52 @@ fn mesh_level<'a>(view: &View<'a>) -> Resolved<'a> {
         })
 }
 
-fn namespace_level<'a>(view: &View<'a>, mesh: Resolved<'a>, namespace: &str) -> Resolved<'a> {
-    let root = view.index.mesh().root_namespace.as_str();
-    if namespace != root {
-        if let Some(pa) = namespace_wide(view, namespace) {
-            return mesh.inherit(pa.mode, &pa.origin);
+/// What a namespace's own rules make of the mesh level.
+#[derive(Clone, Copy)]
+enum OwnRule<'a> {
+    /// A selector-less PeerAuthentication: refines the mesh level (UNSET inherits it).
+    PeerAuthn(&'a PeerAuthentication),
+    /// A v1alpha1 namespace Policy: replaces the mesh level.
+    Legacy(&'a LegacyPolicy),
+    Mesh,
+}
+
+impl<'a> OwnRule<'a> {
+    fn of(view: &View<'a>, namespace: &str) -> OwnRule<'a> {
+        let root = view.index.mesh().root_namespace.as_str();
+        if namespace != root {
+            if let Some(pa) = namespace_wide(view, namespace) {
+                return OwnRule::PeerAuthn(pa);
+            }
+        }
+        view.legacy_policies(namespace)
+            .find(|p| p.scope == LegacyScope::Namespace)
+            .map_or(OwnRule::Mesh, OwnRule::Legacy)
+    }
+
+    fn over(self, mesh: Resolved<'a>) -> Resolved<'a> {
+        match self {
+            OwnRule::PeerAuthn(pa) => mesh.inherit(pa.mode, &pa.origin),
+            OwnRule::Legacy(p) => Resolved {
+                mode: p.mode,
+                by: Some(&p.origin),
+            },
+            OwnRule::Mesh => mesh,
         }
     }
-    view.legacy_policies(namespace)
-        .find(|p| p.scope == LegacyScope::Namespace)
-        .map_or(mesh, |p| Resolved {
-            mode: p.mode,
-            by: Some(&p.origin),
-        })
 }
 
 /// What one namespace gives every port of its workloads in one view, worked out once per
 /// review: its namespace-or-mesh mode, which of its workloads a selector PeerAuthentication
 /// picks (found through the label index, not by testing every workload against every
 /// selector), and whether any v1alpha1 Policy there targets Services.
+#[derive(Clone)]
 struct Level<'a> {
+    own: OwnRule<'a>,
     base: Resolved<'a>,
-    /// Workload -> the oldest selector PeerAuthentication of the namespace that selects it.
-    selected: Map<WorkloadId, &'a PeerAuthentication>,
+    /// Workload -> the oldest selector PeerAuthentication of the namespace that selects it,
+    /// sorted by workload; shared with the other view of the change.
+    selected: Rc<[(WorkloadId, &'a PeerAuthentication)]>,
     legacy_targets: bool,
 }
 
@@ -83,9 +109,10 @@ struct Level<'a> {
 pub struct Modes<'a> {
     pub view: View<'a>,
     mesh: Resolved<'a>,
-    levels: Vec<(String, Level<'a>)>,
-    by_namespace: Map<String, usize>,
-    /// The last level asked for: a review walks workloads namespace by namespace.
+    /// Keyed by the workloads' shared copy of each namespace name, so the walk, which goes
+    /// namespace by namespace, mostly finds the last level by comparing pointers.
+    levels: Vec<(Arc<str>, Level<'a>)>,
+    by_namespace: Map<Arc<str>, usize>,
     last: usize,
 }
 
@@ -100,16 +127,25 @@ impl<'a> Modes<'a> {
         }
     }
 
-    fn level(&mut self, namespace: &str) -> &Level<'a> {
+    /// The level of `namespace`, taken from `twin` (the same index in another view of the
+    /// same change) when that view has worked it out and the change does not touch it.
+    fn level(&mut self, namespace: &Arc<str>, twin: Option<&Modes<'a>>) -> &Level<'a> {
         let at = match self.levels.get(self.last) {
-            Some((name, _)) if name == namespace => self.last,
+            Some((name, _)) if Arc::ptr_eq(name, namespace) || name == namespace => self.last,
             _ => match self.by_namespace.get(namespace) {
                 Some(at) => *at,
                 None => {
-                    let level = self.compute_level(namespace);
-                    self.levels.push((namespace.to_string(), level));
+                    let shared = twin.and_then(|t| t.untouched_level(namespace));
+                    let level = match shared {
+                        Some(l) => Level {
+                            base: l.own.over(self.mesh),
+                            ..l.clone()
+                        },
+                        None => self.compute_level(namespace),
+                    };
+                    self.levels.push((Arc::clone(namespace), level));
                     let at = self.levels.len() - 1;
-                    self.by_namespace.insert(namespace.to_string(), at);
+                    self.by_namespace.insert(Arc::clone(namespace), at);
                     at
                 }
             },
@@ -118,41 +154,75 @@ impl<'a> Modes<'a> {
         &self.levels[at].1
     }
 
+    /// A level this view has worked out, if the reviewed object is not in its namespace:
+    /// then every view of the change sees the same rules there.
+    fn untouched_level(&self, namespace: &str) -> Option<&Level<'a>> {
+        if self.view.touches(namespace) {
+            return None;
+        }
+        let at = self.by_namespace.get(namespace)?;
+        Some(&self.levels[*at].1)
+    }
+
     fn compute_level(&self, namespace: &str) -> Level<'a> {
         let view = self.view;
-        let mut selected = Map::default();
+        let mut selected = Vec::new();
         if namespace != view.index.mesh().root_namespace {
             for pa in view.peer_authns(namespace) {
                 let Some(selector) = &pa.selector else {
                     continue;
                 };
-                for (id, _) in view.index.workloads().matching(namespace, selector) {
-                    selected.entry(id).or_insert(pa);
-                }
+                let ids = view.index.workloads().matching(namespace, selector);
+                selected.extend(ids.map(|(id, _)| (id, pa)));
             }
         }
+        // Stable: of the policies selecting a workload, the oldest stays first.
+        selected.sort_by_key(|(id, _)| *id);
+        selected.dedup_by_key(|(id, _)| *id);
         let legacy_targets = view
             .legacy_policies(namespace)
             .any(|p| matches!(p.scope, LegacyScope::Targets(_)));
+        let own = OwnRule::of(&view, namespace);
         Level {
-            base: namespace_level(&view, self.mesh, namespace),
-            selected,
+            own,
+            base: own.over(self.mesh),
+            selected: selected.into(),
             legacy_targets,
         }
     }
 
     /// The namespace-or-mesh mode: what auto mTLS reads for every Service of the namespace.
-    pub fn namespace(&mut self, namespace: &str) -> Resolved<'a> {
-        self.level(namespace).base
+    pub fn namespace(&mut self, namespace: &Arc<str>) -> Resolved<'a> {
+        self.level(namespace, None).base
     }
 
     /// The mode of one port of server workload `id`; `None` for a pod without ports.
     pub fn port(&mut self, id: WorkloadId, port: Option<u16>) -> Resolved<'a> {
+        self.port_sharing(None, id, port)
+    }
+
+    /// [`Modes::port`], reusing what `twin`, a view of the same change, has worked out.
+    pub fn port_like(
+        &mut self,
+        twin: &Modes<'a>,
+        id: WorkloadId,
+        port: Option<u16>,
+    ) -> Resolved<'a> {
+        self.port_sharing(Some(twin), id, port)
+    }
+
+    fn port_sharing(
+        &mut self,
+        twin: Option<&Modes<'a>>,
+        id: WorkloadId,
+        port: Option<u16>,
+    ) -> Resolved<'a> {
         let view = self.view;
         let w = view.index.workload(id);
-        let level = self.level(&w.namespace);
+        let level = self.level(&w.namespace, twin);
         let base = level.base;
-        if let Some(pa) = level.selected.get(&id) {
+        let selected = level.selected.binary_search_by_key(&id, |(id, _)| *id);
+        if let Some((_, pa)) = selected.ok().map(|at| level.selected[at]) {
             let resolved = base.inherit(pa.mode, &pa.origin);
             return match port.and_then(|p| pa.port_modes.get(&p)) {
                 Some(m) => resolved.inherit(*m, &pa.origin),

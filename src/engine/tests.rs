@@ -537,6 +537,51 @@ fn destination_rule_turning_clients_to_plaintext_toward_strict_server() {
     );
 }
 
+/// With auto mTLS on and no rule in the index able to send plaintext, a review skips the
+/// DestinationRule lookups; a port-level setting or a subset in the reviewed rule must not.
+#[test]
+fn a_rule_sending_plaintext_on_one_port_or_subset_is_still_looked_up() {
+    let mut index = with(auto_mtls(seed()), [aged(strict_httpbin_pa(), 1)]);
+    index.remove_rule(&seed_dr_origin());
+    let port_level = dr(
+        "bar",
+        "to-httpbin",
+        json!({"host": "httpbin.foo.svc.cluster.local", "trafficPolicy": {"tls": {"mode": "ISTIO_MUTUAL"},
+            "portLevelSettings": [{"port": {"number": 8000}, "tls": {"mode": "DISABLE"}}]}}),
+    );
+    assert_eq!(
+        broken(&create(&index, &port_level)),
+        [
+            "bar/httpbin: destination-rule",
+            "bar/sleep: destination-rule"
+        ]
+    );
+    let subset = dr(
+        "bar",
+        "to-httpbin",
+        json!({"host": "httpbin.foo.svc.cluster.local", "subsets": [
+            {"name": "v1", "trafficPolicy": {"tls": {"mode": "SIMPLE"}}}]}),
+    );
+    assert_eq!(
+        broken(&create(&index, &subset)),
+        [
+            "bar/httpbin: plaintext-subset",
+            "bar/sleep: plaintext-subset"
+        ]
+    );
+    let mut index = with(auto_mtls(seed()), [aged(port_level, 1)]);
+    index.remove_rule(&seed_dr_origin());
+    assert_eq!(
+        broken(&create(&index, &strict_httpbin_pa())),
+        [
+            "legacy/sleep: no-proxy",
+            "bar/httpbin: destination-rule",
+            "bar/sleep: destination-rule"
+        ],
+        "the same rule, already in the index"
+    );
+}
+
 #[test]
 fn destination_rule_lookup_order() {
     let index = with(seed(), [aged(strict_httpbin_pa(), 1)]);

@@ -7,7 +7,12 @@ use crate::inventory::Index;
 /// Adds observed senders to every locked-down server; under `--evidence traffic` the
 /// inventory's clients without a proxy only warn. Without current evidence nothing changes
 /// but the verdict records why, so the message can say the inventory decided alone.
-pub(super) fn observed(index: &Index, hits: &[Hit], evidence: &Evidence, out: &mut VerdictBuilder) {
+pub(super) fn observed<'a>(
+    index: &Index,
+    hits: &[Hit<'a>],
+    evidence: &Evidence,
+    out: &mut VerdictBuilder<'a>,
+) {
     if evidence.mode == EvidenceMode::Inventory {
         return;
     }

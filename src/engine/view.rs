@@ -16,6 +16,11 @@ impl<'a> View<'a> {
         View { index, key, rule }
     }
 
+    /// Whether the reviewed object is in `namespace`: only there do views of a change differ.
+    pub fn touches(&self, namespace: &str) -> bool {
+        self.key.namespace == namespace
+    }
+
     fn keep(&self, origin: &Origin) -> bool {
         !origin.same_object(self.key)
     }

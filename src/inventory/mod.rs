@@ -12,7 +12,7 @@ mod workloads;
 
 pub use file::InventoryError;
 pub use shared::{SharedIndex, WatchedKind};
-pub use workloads::{Workload, WorkloadId, Workloads};
+pub use workloads::{Route, Workload, WorkloadId, Workloads};
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -88,6 +88,8 @@ struct DrHosts {
     wildcard_or_selector: BTreeSet<String>,
     /// Hosts each namespace contributed to `exact`, to undo them.
     by_namespace: Map<String, Vec<String>>,
+    /// Namespaces with a rule that can send plaintext ([`DestinationRule::may_send_plaintext`]).
+    plaintext: BTreeSet<String>,
 }
 
 /// One trimmed object, as the index stores it.
@@ -181,13 +183,13 @@ impl Index {
     /// Files the Services of its namespace that select workload `id` with it.
     fn select_services(&mut self, id: WorkloadId) {
         let w = self.workloads.get(id);
-        let services = self
+        let services: Vec<Arc<Service>> = self
             .services_in(&w.namespace)
             .iter()
             .filter(|s| s.selects(&w.shape.labels))
             .cloned()
             .collect();
-        self.workloads.set_services(id, services);
+        self.workloads.set_services(id, &services);
     }
 
     /// Refiles the workloads a Service selected before a change, or selects after it.
@@ -287,6 +289,12 @@ impl Index {
             .map(String::as_str)
     }
 
+    /// Whether any DestinationRule can make a client send plaintext. Without one, auto mTLS
+    /// decides what every sidecar sends wherever it sends mTLS.
+    pub fn has_plaintext_dest_rules(&self) -> bool {
+        !self.dr_hosts.plaintext.is_empty()
+    }
+
     pub fn has_selector_dest_rules(&self, namespace: &str) -> bool {
         self.dest_rules(namespace)
             .iter()
@@ -301,9 +309,13 @@ impl Index {
             }
         }
         idx.wildcard_or_selector.remove(namespace);
+        idx.plaintext.remove(namespace);
         let domain = &self.filters.cluster_domain;
         let mut hosts = Vec::new();
         for dr in self.dest_rules.get(namespace).into_iter().flatten() {
+            if dr.may_send_plaintext() {
+                idx.plaintext.insert(namespace.to_string());
+            }
             if dr.host.starts_with('*') || dr.workload_selector.is_some() {
                 idx.wildcard_or_selector.insert(namespace.to_string());
                 continue;
@@ -541,8 +553,8 @@ mod tests {
             .iter()
             .find(|(_, w)| *w.name == *app)
             .unwrap();
-        let names = w.services.iter().map(|s| s.host.clone()).collect();
-        (names, w.ports.clone())
+        let names = w.routes.iter().map(|r| r.service.host.clone()).collect();
+        (names, w.ports.to_vec())
     }
 
     #[test]

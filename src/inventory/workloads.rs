@@ -5,6 +5,8 @@ use std::collections::BTreeSet;
 use std::net::IpAddr;
 use std::sync::Arc;
 
+use smallvec::SmallVec;
+
 use super::Map;
 use crate::model::{selector_matches, Labels, Pod, PodShape, Proxy, Service};
 
@@ -19,12 +21,28 @@ pub struct Workload {
     pub pods: usize,
     /// The IPs of those pods that have one.
     ips: Vec<IpAddr>,
-    /// The Services of its namespace that select it: how sidecar clients address it. Kept by
-    /// the index on Service and pod events, so a review never matches selectors.
-    pub services: Vec<Arc<Service>>,
+    /// How sidecar clients address it: each port of a Service of its namespace that selects
+    /// it, with the container port it lands on. Kept by the index on Service and pod events,
+    /// so a review neither matches selectors nor resolves named ports.
+    pub routes: SmallVec<[Route; 1]>,
     /// The ports its proxy captures, from its containers and its Services' target ports;
     /// `[None]` for pods that declare no port at all.
-    pub ports: Vec<Option<u16>>,
+    pub ports: SmallVec<[Option<u16>; 2]>,
+    /// Label facts a review asks of every server, read from the shape once.
+    accepts_hbone: bool,
+    tls_labelled: bool,
+}
+
+/// A Service port and the container port of a workload it lands on.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Route {
+    /// The container port.
+    pub target: u16,
+    /// The Service port.
+    pub port: u16,
+    /// The Service's `headless`, read here so a review does not follow the pointer.
+    pub headless: bool,
+    pub service: Arc<Service>,
 }
 
 impl Workload {
@@ -32,9 +50,24 @@ impl Workload {
         self.ips.iter().copied()
     }
 
-    fn set_services(&mut self, services: Vec<Arc<Service>>) {
-        self.ports = captured_ports(&self.shape, &services);
-        self.services = services;
+    /// The routes that land on container port `port`.
+    pub fn routes_to(&self, port: u16) -> impl Iterator<Item = &Route> {
+        self.routes.iter().filter(move |r| r.target == port)
+    }
+
+    /// Ambient clients reach it over HBONE: ambient itself, or a sidecar labelled for it.
+    pub fn accepts_hbone(&self) -> bool {
+        self.accepts_hbone
+    }
+
+    /// Labelled `security.istio.io/tlsMode=istio`, which auto mTLS looks for.
+    pub fn has_istio_tls_label(&self) -> bool {
+        self.tls_labelled
+    }
+
+    fn set_services(&mut self, services: &[Arc<Service>]) {
+        self.routes = routes(&self.shape, services);
+        self.ports = captured_ports(&self.shape, &self.routes);
     }
 
     /// A sidecar client whose own annotations can send some traffic around its proxy.
@@ -46,18 +79,30 @@ impl Workload {
     }
 }
 
-/// The captured ports of a pod shape behind `services`; `[None]` when it declares none.
-fn captured_ports(shape: &PodShape, services: &[Arc<Service>]) -> Vec<Option<u16>> {
-    let mut ports: Vec<u16> = shape.container_ports.iter().map(|(_, p)| *p).collect();
-    for svc in services {
-        ports.extend(
-            svc.ports
-                .iter()
-                .filter_map(|sp| shape.resolve_port(&sp.target)),
-        );
+/// The ports of `services` that land on a pod of this shape, in the Services' order.
+fn routes(shape: &PodShape, services: &[Arc<Service>]) -> SmallVec<[Route; 1]> {
+    let mut routes = SmallVec::new();
+    for service in services {
+        for sp in &service.ports {
+            if let Some(target) = shape.resolve_port(&sp.target) {
+                routes.push(Route {
+                    target,
+                    port: sp.port,
+                    headless: service.headless,
+                    service: Arc::clone(service),
+                });
+            }
+        }
     }
+    routes
+}
+
+/// The captured ports of a pod shape behind `routes`; `[None]` when it declares none.
+fn captured_ports(shape: &PodShape, routes: &[Route]) -> SmallVec<[Option<u16>; 2]> {
+    let mut ports: Vec<u16> = shape.container_ports.iter().map(|(_, p)| *p).collect();
+    ports.extend(routes.iter().map(|r| r.target));
     if ports.is_empty() {
-        return vec![None];
+        return smallvec::smallvec![None];
     }
     ports.sort_unstable();
     ports.dedup();
@@ -70,6 +115,37 @@ fn captured_ports(shape: &PodShape, services: &[Arc<Service>]) -> Vec<Option<u16
 
 pub type WorkloadId = usize;
 
+/// A label of a namespace, as the label index keys it.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct LabelKey {
+    namespace: Arc<str>,
+    key: Box<str>,
+    value: Box<str>,
+}
+
+/// A [`LabelKey`] borrowed, to look one up without building it. Hashes like it: same fields,
+/// same order, and `str`, `Box<str>` and `Arc<str>` hash alike.
+#[derive(Hash)]
+struct LabelRef<'a> {
+    namespace: &'a str,
+    key: &'a str,
+    value: &'a str,
+}
+
+impl hashbrown::Equivalent<LabelKey> for LabelRef<'_> {
+    fn equivalent(&self, k: &LabelKey) -> bool {
+        *k.namespace == *self.namespace && *k.key == *self.key && *k.value == *self.value
+    }
+}
+
+fn label_ref<'a>(namespace: &'a str, key: &'a str, value: &'a str) -> LabelRef<'a> {
+    LabelRef {
+        namespace,
+        key,
+        value,
+    }
+}
+
 /// A pod as the index remembers it: its workload and IP.
 type PodEntry = (WorkloadId, Option<IpAddr>);
 
@@ -79,8 +155,8 @@ pub struct Workloads {
     free: Vec<WorkloadId>,
     /// Its keys are the one copy of each namespace name the workloads share.
     by_namespace: Map<Arc<str>, Vec<WorkloadId>>,
-    /// Namespace -> label key -> label value -> workloads.
-    by_label: Map<String, Map<String, Map<String, Vec<WorkloadId>>>>,
+    /// (namespace, label key, label value) -> workloads, one probe per lookup.
+    by_label: hashbrown::HashMap<LabelKey, Vec<WorkloadId>, foldhash::fast::RandomState>,
     /// Namespace -> pod name -> its workload and IP: the one place a pod's name is kept.
     pods: Map<Arc<str>, Map<Box<str>, PodEntry>>,
     pod_count: usize,
@@ -138,21 +214,20 @@ impl Workloads {
         namespace: &str,
         selector: &'a Labels,
     ) -> impl Iterator<Item = (WorkloadId, &'a Workload)> + 'a {
-        let postings = self.by_label.get(namespace);
         let rarest = selector
             .iter()
             .map(|(k, v)| {
-                postings
-                    .and_then(|p| p.get(k.as_str()))
-                    .and_then(|values| values.get(v.as_str()))
-                    .map_or(&[][..], Vec::as_slice)
+                let label = label_ref(namespace, k, v);
+                self.by_label.get(&label).map_or(&[][..], Vec::as_slice)
             })
             .min_by_key(|ids| ids.len())
             .unwrap_or_else(|| self.by_namespace.get(namespace).map_or(&[], Vec::as_slice));
+        // A one-label selector is its posting list: no workload's labels need reading.
+        let verify = selector.len() > 1;
         rarest
             .iter()
             .map(|id| (*id, self.get(*id)))
-            .filter(move |(_, w)| selector_matches(selector, &w.shape.labels))
+            .filter(move |(_, w)| !verify || selector_matches(selector, &w.shape.labels))
     }
 
     /// Clients with no proxy at all, by namespace and name.
@@ -220,7 +295,7 @@ impl Workloads {
     }
 
     /// Sets which Services select workload `id`, and with them its captured ports.
-    pub(super) fn set_services(&mut self, id: WorkloadId, services: Vec<Arc<Service>>) {
+    pub(super) fn set_services(&mut self, id: WorkloadId, services: &[Arc<Service>]) {
         if let Some(w) = self.slots[id].as_mut() {
             w.set_services(services);
         }
@@ -268,8 +343,10 @@ impl Workloads {
             shape: pod.shape.clone(),
             pods: 0,
             ips: Vec::new(),
-            services: Vec::new(),
+            routes: SmallVec::new(),
             ports: captured_ports(&pod.shape, &[]),
+            accepts_hbone: pod.shape.accepts_hbone(),
+            tls_labelled: pod.shape.has_istio_tls_label(),
         };
         let id = match self.free.pop() {
             Some(id) => {
@@ -281,11 +358,22 @@ impl Workloads {
                 self.slots.len() - 1
             }
         };
-        self.by_namespace.entry(namespace).or_default().push(id);
-        let postings = self.by_label.entry(pod.namespace.clone()).or_default();
+        self.by_namespace
+            .entry(Arc::clone(&namespace))
+            .or_default()
+            .push(id);
         for (k, v) in &pod.shape.labels {
-            let values = postings.entry(k.clone()).or_default();
-            values.entry(v.clone()).or_default().push(id);
+            match self.by_label.get_mut(&label_ref(&pod.namespace, k, v)) {
+                Some(ids) => ids.push(id),
+                None => {
+                    let key = LabelKey {
+                        namespace: Arc::clone(&namespace),
+                        key: k.as_str().into(),
+                        value: v.as_str().into(),
+                    };
+                    self.by_label.insert(key, vec![id]);
+                }
+            }
         }
         if let Some(w) = self.slots[id].take() {
             self.set_role(id, &w, true);
@@ -322,11 +410,12 @@ impl Workloads {
         if let Some(ids) = self.by_namespace.get_mut(namespace) {
             ids.retain(|i| *i != id);
         }
-        if let Some(postings) = self.by_label.get_mut(namespace) {
-            for (k, v) in &w.shape.labels {
-                let values = postings.get_mut(k.as_str());
-                if let Some(ids) = values.and_then(|values| values.get_mut(v.as_str())) {
-                    ids.retain(|i| *i != id);
+        for (k, v) in &w.shape.labels {
+            let label = label_ref(namespace, k, v);
+            if let Some(ids) = self.by_label.get_mut(&label) {
+                ids.retain(|i| *i != id);
+                if ids.is_empty() {
+                    self.by_label.remove(&label);
                 }
             }
         }

@@ -165,6 +165,15 @@ impl DestinationRule {
         }
     }
 
+    /// Whether a client using this rule can send plaintext: a TLS mode other than
+    /// ISTIO_MUTUAL at the top, on a port, or on a subset.
+    pub fn may_send_plaintext(&self) -> bool {
+        let plaintext = |m: &Option<TlsMode>| m.is_some_and(|m| m != TlsMode::IstioMutual);
+        self.plaintext_subset.is_some()
+            || plaintext(&self.tls)
+            || self.port_tls.values().any(plaintext)
+    }
+
     /// Whether a client in `namespace` sees this rule when it is not its own namespace's.
     pub fn exported_to(&self, namespace: &str) -> bool {
         self.export_to.is_empty()
@@ -209,6 +218,32 @@ mod tests {
         .unwrap();
         assert_eq!(dr.plaintext_subset, Some(("v2".into(), TlsMode::Simple)));
         assert_eq!(dr.tls, None);
+    }
+
+    #[test]
+    fn only_a_tls_mode_other_than_istio_mutual_may_send_plaintext() {
+        let may = |spec: serde_json::Value| {
+            DestinationRule::from_json(&json!({
+                "metadata": {"name": "d", "namespace": "foo"}, "spec": spec
+            }))
+            .unwrap()
+            .may_send_plaintext()
+        };
+        let mutual = json!({"tls": {"mode": "ISTIO_MUTUAL"}});
+        assert!(!may(json!({"host": "a", "trafficPolicy": mutual})));
+        assert!(
+            !may(json!({"host": "a"})),
+            "no TLS setting leaves auto mTLS"
+        );
+        assert!(may(
+            json!({"host": "a", "trafficPolicy": {"tls": {"mode": "DISABLE"}}})
+        ));
+        assert!(may(
+            json!({"host": "a", "trafficPolicy": {"tls": {"mode": "ISTIO_MUTUAL"},
+            "portLevelSettings": [{"port": {"number": 8000}, "tls": {"mode": "SIMPLE"}}]}})
+        ));
+        assert!(may(json!({"host": "a", "trafficPolicy": mutual,
+            "subsets": [{"name": "v1", "trafficPolicy": {"tls": {"mode": "DISABLE"}}}]})));
     }
 
     #[test]

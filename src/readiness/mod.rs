@@ -13,6 +13,7 @@ pub use html::html;
 pub use table::table;
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use serde::Serialize;
 
@@ -217,7 +218,7 @@ pub fn assess(index: &Index, evidence: Option<&Evidence>) -> MeshReport {
                 .filter(|w| w.namespace == ns && w.status == s)
                 .count()
         };
-        let resolved = modes.namespace(ns);
+        let resolved = modes.namespace(&Arc::from(ns));
         namespaces.push(NamespaceReport {
             scope: scope(index, evidence, ns, resolved.mode, resolved.by, false),
             strict: count(Status::Strict),
@@ -227,7 +228,7 @@ pub fn assess(index: &Index, evidence: Option<&Evidence>) -> MeshReport {
         });
     }
     let root = index.mesh().root_namespace.clone();
-    let mesh_mode = modes.namespace(&root);
+    let mesh_mode = modes.namespace(&Arc::from(root.as_str()));
     MeshReport {
         mesh: scope(index, evidence, &root, mesh_mode.mode, mesh_mode.by, true),
         namespaces,
