@@ -47,6 +47,11 @@ fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .map_or_else(|| vec![1_000, 10_000, 100_000], |n| vec![n]);
+    // MTLS_GUARD_BENCH_MESH_ONLY=10 runs only ten mesh-wide reviews, for an instruction
+    // profiler such as callgrind.
+    let mesh_only: Option<usize> = std::env::var("MTLS_GUARD_BENCH_MESH_ONLY")
+        .ok()
+        .and_then(|v| v.parse().ok());
     for pods in sizes {
         let text = synthetic::inventory(pods).to_string();
         let started = Instant::now();
@@ -58,6 +63,16 @@ fn main() {
             started.elapsed(),
             index.workloads().count()
         );
+        let mesh = Change {
+            old: Some(&old),
+            new: Some(&new),
+        };
+        if let Some(n) = mesh_only {
+            for _ in 0..n {
+                std::hint::black_box(evaluate(&index, &mesh));
+            }
+            continue;
+        }
         let change = Change {
             old: None,
             new: Some(&lock),
@@ -74,10 +89,6 @@ fn main() {
                 std::hint::black_box(evaluate(&index, &change));
             }))
         );
-        let mesh = Change {
-            old: Some(&old),
-            new: Some(&new),
-        };
         let v = evaluate(&index, &mesh);
         println!(
             "        mesh lock-down: {} servers, {} clients",

@@ -84,6 +84,9 @@ pub fn inventory(pods: usize) -> Value {
                "metadata": {"name": "default", "namespace": "istio-system", "creationTimestamp": "2024-01-01T00:00:00Z"},
                "spec": {"mtls": {"mode": "PERMISSIVE"}}}),
     ];
+    // MTLS_GUARD_BENCH_PLAINTEXT_RULE=1 gives each DestinationRule a DISABLE port no Service
+    // uses: the answers stay the same, but a review can no longer skip the rule lookups.
+    let plaintext_rule = std::env::var_os("MTLS_GUARD_BENCH_PLAINTEXT_RULE").is_some();
     let mut ip = 0;
     for n in 0..namespaces {
         let ns = namespace_name(n);
@@ -96,10 +99,15 @@ pub fn inventory(pods: usize) -> Value {
         }
         if n % 10 == 0 {
             let first = deployment_name(n * DEPLOYMENTS_PER_NS);
+            let mut policy = json!({"tls": {"mode": "ISTIO_MUTUAL"},
+                "connectionPool": {"http": {"http2MaxRequests": 1000}}});
+            if plaintext_rule {
+                policy["portLevelSettings"] =
+                    json!([{"port": {"number": 9999}, "tls": {"mode": "DISABLE"}}]);
+            }
             items.push(json!({"apiVersion": "networking.istio.io/v1", "kind": "DestinationRule",
                 "metadata": {"name": first, "namespace": ns, "creationTimestamp": "2024-01-03T00:00:00Z"},
-                "spec": {"host": first, "trafficPolicy": {"tls": {"mode": "ISTIO_MUTUAL"},
-                    "connectionPool": {"http": {"http2MaxRequests": 1000}}}}}));
+                "spec": {"host": first, "trafficPolicy": policy}}));
         }
         for d in n * DEPLOYMENTS_PER_NS..((n + 1) * DEPLOYMENTS_PER_NS).min(deployments) {
             let app = deployment_name(d);

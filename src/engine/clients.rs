@@ -229,6 +229,14 @@ pub(super) struct DestRules<'a> {
 }
 
 impl<'a> DestRules<'a> {
+    /// Whether a rule that can send plaintext may be used for `route`: one exists in the
+    /// mesh, and a rule names the route's host, matches it by wildcard or selector, or is
+    /// the reviewed one.
+    fn may_apply(&self, index: &Index, route: &Route) -> bool {
+        self.plaintext_possible
+            && (!self.changed_ns.is_empty() || index.dr_namespaces_for(route).next().is_some())
+    }
+
     pub(super) fn new(index: &Index, change: &Change<'a>) -> DestRules<'a> {
         let dest_rule = |r: &Option<&'a Rule>| match r {
             Some(Rule::DestinationRule(d)) => Some(d),
@@ -301,17 +309,16 @@ impl Judge<'_, '_> {
         rules: &DestRules,
         out: &mut VerdictBuilder<'a>,
     ) {
+        let index = self.after.index;
         // Auto mTLS sends mTLS through this route and no rule can turn that into plaintext:
         // only clients whose traffic leaves around their sidecar can send it.
-        if self.now.auto.is_none() && !rules.plaintext_possible {
+        if self.now.auto.is_none() && !rules.may_apply(index, self.now.route) {
             return self.bypassers(w, hit, port, out);
         }
-        let index = self.after.index;
-        let svc_ns = self.now.route.service.namespace.as_str();
+        // The Service's namespace: a Service selects pods of its own namespace.
+        let svc_ns = &*w.namespace;
         let root = index.mesh().root_namespace.as_str();
-        let mut own: BTreeSet<&str> = index
-            .dr_namespaces_for(&self.now.route.service.host)
-            .collect();
+        let mut own: BTreeSet<&str> = index.dr_namespaces_for(self.now.route).collect();
         own.extend(rules.changed_ns.iter().copied());
         // Without a rule for this host in the Service's or the root namespace, clients of the
         // shared class have no rule at all: auto mTLS decides, no lookup needed.

@@ -82,14 +82,26 @@ pub struct Index {
 /// review asks only those namespaces instead of every one.
 #[derive(Debug, Default)]
 struct DrHosts {
-    /// Fully qualified host -> namespaces with a rule for exactly that host.
-    exact: Map<String, BTreeSet<String>>,
+    keys: HostKeys,
+    /// Key of a fully qualified host -> the host and the namespaces with a rule for exactly it.
+    exact: Map<u64, Vec<(String, BTreeSet<String>)>>,
     /// Namespaces with a wildcard-host rule, or with a workloadSelector rule.
     wildcard_or_selector: BTreeSet<String>,
     /// Hosts each namespace contributed to `exact`, to undo them.
     by_namespace: Map<String, Vec<String>>,
     /// Namespaces with a rule that can send plaintext ([`DestinationRule::may_send_plaintext`]).
     plaintext: BTreeSet<String>,
+}
+
+/// Hashes a Service host once, when a workload's routes are built, so a review finds the
+/// host's DestinationRules without reading or hashing the host again.
+#[derive(Debug, Default)]
+pub(crate) struct HostKeys(foldhash::fast::RandomState);
+
+impl HostKeys {
+    pub(crate) fn of(&self, host: &str) -> u64 {
+        std::hash::BuildHasher::hash_one(&self.0, host)
+    }
 }
 
 /// One trimmed object, as the index stores it.
@@ -189,7 +201,8 @@ impl Index {
             .filter(|s| s.selects(&w.shape.labels))
             .cloned()
             .collect();
-        self.workloads.set_services(id, &services);
+        self.workloads
+            .set_services(id, &services, &self.dr_hosts.keys);
     }
 
     /// Refiles the workloads a Service selected before a change, or selects after it.
@@ -279,12 +292,15 @@ impl Index {
 
     /// Namespaces whose own DestinationRules could match `host` for some client, and every
     /// namespace whose rules use a wildcard host or a workload selector.
-    pub fn dr_namespaces_for(&self, host: &str) -> impl Iterator<Item = &str> {
+    pub fn dr_namespaces_for<'a>(&'a self, route: &'a Route) -> impl Iterator<Item = &'a str> {
+        let host = route.service.host.as_str();
         self.dr_hosts
             .exact
-            .get(host)
+            .get(&route.host_key)
             .into_iter()
             .flatten()
+            .filter(move |(h, _)| h == host)
+            .flat_map(|(_, namespaces)| namespaces)
             .chain(self.dr_hosts.wildcard_or_selector.iter())
             .map(String::as_str)
     }
@@ -304,8 +320,15 @@ impl Index {
     fn reindex_dr_hosts(&mut self, namespace: &str) {
         let idx = &mut self.dr_hosts;
         for host in idx.by_namespace.remove(namespace).unwrap_or_default() {
-            if let Some(set) = idx.exact.get_mut(&host) {
-                set.remove(namespace);
+            let key = idx.keys.of(&host);
+            if let Some(list) = idx.exact.get_mut(&key) {
+                for (_, set) in list.iter_mut().filter(|(h, _)| *h == host) {
+                    set.remove(namespace);
+                }
+                list.retain(|(_, set)| !set.is_empty());
+                if list.is_empty() {
+                    idx.exact.remove(&key);
+                }
             }
         }
         idx.wildcard_or_selector.remove(namespace);
@@ -325,10 +348,13 @@ impl Index {
             } else {
                 format!("{}.{namespace}.svc.{domain}", dr.host)
             };
-            idx.exact
-                .entry(fqdn.clone())
-                .or_default()
-                .insert(namespace.to_string());
+            let list = idx.exact.entry(idx.keys.of(&fqdn)).or_default();
+            match list.iter_mut().find(|(h, _)| *h == fqdn) {
+                Some((_, set)) => {
+                    set.insert(namespace.to_string());
+                }
+                None => list.push((fqdn.clone(), BTreeSet::from([namespace.to_string()]))),
+            }
             hosts.push(fqdn);
         }
         idx.by_namespace.insert(namespace.to_string(), hosts);

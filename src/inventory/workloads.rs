@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use smallvec::SmallVec;
 
-use super::Map;
+use super::{HostKeys, Map};
 use crate::model::{selector_matches, Labels, Pod, PodShape, Proxy, Service};
 
 /// Pods of one workload that share a shape.
@@ -42,6 +42,8 @@ pub struct Route {
     pub port: u16,
     /// The Service's `headless`, read here so a review does not follow the pointer.
     pub headless: bool,
+    /// The Service host's key in the index of DestinationRule hosts.
+    pub host_key: u64,
     pub service: Arc<Service>,
 }
 
@@ -65,8 +67,8 @@ impl Workload {
         self.tls_labelled
     }
 
-    fn set_services(&mut self, services: &[Arc<Service>]) {
-        self.routes = routes(&self.shape, services);
+    fn set_services(&mut self, services: &[Arc<Service>], keys: &HostKeys) {
+        self.routes = routes(&self.shape, services, keys);
         self.ports = captured_ports(&self.shape, &self.routes);
     }
 
@@ -80,15 +82,17 @@ impl Workload {
 }
 
 /// The ports of `services` that land on a pod of this shape, in the Services' order.
-fn routes(shape: &PodShape, services: &[Arc<Service>]) -> SmallVec<[Route; 1]> {
+fn routes(shape: &PodShape, services: &[Arc<Service>], keys: &HostKeys) -> SmallVec<[Route; 1]> {
     let mut routes = SmallVec::new();
     for service in services {
+        let host_key = keys.of(&service.host);
         for sp in &service.ports {
             if let Some(target) = shape.resolve_port(&sp.target) {
                 routes.push(Route {
                     target,
                     port: sp.port,
                     headless: service.headless,
+                    host_key,
                     service: Arc::clone(service),
                 });
             }
@@ -295,9 +299,14 @@ impl Workloads {
     }
 
     /// Sets which Services select workload `id`, and with them its captured ports.
-    pub(super) fn set_services(&mut self, id: WorkloadId, services: &[Arc<Service>]) {
+    pub(super) fn set_services(
+        &mut self,
+        id: WorkloadId,
+        services: &[Arc<Service>],
+        keys: &HostKeys,
+    ) {
         if let Some(w) = self.slots[id].as_mut() {
-            w.set_services(services);
+            w.set_services(services, keys);
         }
     }
 
