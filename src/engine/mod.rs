@@ -402,42 +402,37 @@ pub fn evaluate_with(index: &Index, change: &Change, evidence: &Evidence) -> Ver
 
 /// Server workloads whose mode or clients the change can affect, in a stable order.
 fn candidates(index: &Index, change: &Change) -> Vec<WorkloadId> {
-    let rules = [change.old, change.new].into_iter().flatten();
-    // Every workload, already in order: no need to sort ten thousand ids twice over.
-    if rules.clone().any(|r| mesh_wide(index, r)) {
-        return index.workloads().iter().map(|(id, _)| id).collect();
-    }
     let mut ids = Vec::new();
-    for rule in rules {
-        scope(index, rule, &mut ids);
+    for rule in [change.old, change.new].into_iter().flatten() {
+        if scope(index, rule, &mut ids) == Reach::Mesh {
+            // Every workload, already in order: no need to sort ten thousand ids.
+            return index.workloads().iter().map(|(id, _)| id).collect();
+        }
     }
     ids.sort_unstable();
     ids.dedup();
     ids
 }
 
-fn mesh_wide(index: &Index, rule: &Rule) -> bool {
-    match rule {
-        Rule::PeerAuthentication(pa) => {
-            pa.selector.is_none() && pa.origin.namespace == index.mesh().root_namespace
-        }
-        Rule::Legacy(p) => p.scope == LegacyScope::Mesh,
-        Rule::DestinationRule(_) => false,
-    }
+/// How far a rule reaches: the whole mesh, or the workloads [`scope`] added.
+#[derive(PartialEq)]
+enum Reach {
+    Mesh,
+    Listed,
 }
 
-fn scope(index: &Index, rule: &Rule, ids: &mut Vec<WorkloadId>) {
+fn scope(index: &Index, rule: &Rule, ids: &mut Vec<WorkloadId>) -> Reach {
     let ns = rule.origin().namespace.as_str();
     let root = index.mesh().root_namespace.as_str();
     match rule {
         Rule::PeerAuthentication(pa) => match &pa.selector {
-            None if ns == root => ids.extend(index.workloads().iter().map(|(id, _)| id)),
+            None if ns == root => return Reach::Mesh,
             None => ids.extend(index.workloads_in(ns).map(|(id, _)| id)),
             Some(_) if ns == root => {}
             Some(sel) => ids.extend(index.workloads().matching(ns, sel).map(|(id, _)| id)),
         },
         Rule::Legacy(p) => match &p.scope {
-            LegacyScope::Mesh => ids.extend(index.workloads().iter().map(|(id, _)| id)),
+            LegacyScope::Mesh => return Reach::Mesh,
             LegacyScope::Namespace => ids.extend(index.workloads_in(ns).map(|(id, _)| id)),
             LegacyScope::Targets(targets) => {
                 for svc in index
@@ -461,4 +456,5 @@ fn scope(index: &Index, rule: &Rule, ids: &mut Vec<WorkloadId>) {
             }
         }
     }
+    Reach::Listed
 }
