@@ -255,6 +255,18 @@ impl<'a> DestRules<'a> {
     }
 }
 
+/// Records that sidecar client `c` is cut off from port `hit` of server `w`.
+fn cut_off<'a>(
+    out: &mut VerdictBuilder<'a>,
+    hit: &Hit<'a>,
+    w: &Workload,
+    c: &Workload,
+    reason: Reason,
+) {
+    let server = out.server(hit, w);
+    out.add(client(c), reason, server);
+}
+
 /// Tier 2: sidecar clients newly sending plaintext to one STRICT server port.
 pub(super) fn with_sidecar<'a>(
     before: &mut Modes,
@@ -328,8 +340,7 @@ impl Judge<'_, '_> {
             || (destination::uniform_exports(&self.after, svc_ns)
                 && destination::uniform_exports(&self.before, svc_ns));
         let add = |c: &Workload, reason: Reason, out: &mut VerdictBuilder<'a>| {
-            let server = out.server(hit, w);
-            out.add(client(c), reason, server);
+            cut_off(out, hit, w, c, reason)
         };
         let workloads = index.workloads();
         let eligible = |id: WorkloadId| id != hit.id && !workloads.is_bypasser(id);
@@ -387,8 +398,7 @@ impl Judge<'_, '_> {
         for (id, c) in self.after.index.workloads().bypassers() {
             if id != hit.id {
                 if let Some(reason) = self.newly(|v, r| one_client(v, c, w, r, port)) {
-                    let server = out.server(hit, w);
-                    out.add(client(c), reason, server);
+                    cut_off(out, hit, w, c, reason);
                 }
             }
         }
