@@ -135,33 +135,41 @@ const H2_PING: u8 = 6;
 const H2_GOAWAY: u8 = 7;
 const H2_ACK: u8 = 1;
 
-/// Reads frames until the server closes, acknowledging its SETTINGS and PINGs as a real
-/// client does; returns the frame types seen.
+/// Reads one frame, acknowledging SETTINGS and PINGs as a real client does; returns its
+/// type, or `None` once the server has closed.
+async fn h2_next_frame(tls: &mut TlsStream<TcpStream>) -> Option<u8> {
+    let mut head = [0u8; 9];
+    tls.read_exact(&mut head).await.ok()?;
+    let len = usize::from(head[0]) << 16 | usize::from(head[1]) << 8 | usize::from(head[2]);
+    let mut payload = vec![0u8; len];
+    tls.read_exact(&mut payload).await.ok()?;
+    let (kind, flags) = (head[3], head[4]);
+    if flags & H2_ACK == 0 && (kind == H2_SETTINGS || kind == H2_PING) {
+        let mut ack = vec![0, 0, 0, kind, H2_ACK, 0, 0, 0, 0];
+        if kind == H2_PING {
+            ack[2] = 8;
+            ack.extend(&payload);
+        }
+        tls.write_all(&ack).await.ok()?;
+    }
+    Some(kind)
+}
+
+/// Waits for the server's SETTINGS: from then on it holds an HTTP/2 connection, not one
+/// still being set up.
+async fn h2_await_settings(tls: &mut TlsStream<TcpStream>) {
+    let settings = async { while h2_next_frame(tls).await.is_some_and(|k| k != H2_SETTINGS) {} };
+    tokio::time::timeout(HANG_UP_BOUND, settings)
+        .await
+        .expect("the server sent its SETTINGS");
+}
+
+/// Reads frames until the server closes; returns the frame types seen.
 async fn h2_frames_until_closed(tls: &mut TlsStream<TcpStream>) -> Vec<u8> {
     let mut types = Vec::new();
     let read = async {
-        loop {
-            let mut head = [0u8; 9];
-            if tls.read_exact(&mut head).await.is_err() {
-                return;
-            }
-            let len = usize::from(head[0]) << 16 | usize::from(head[1]) << 8 | usize::from(head[2]);
-            let mut payload = vec![0u8; len];
-            if tls.read_exact(&mut payload).await.is_err() {
-                return;
-            }
-            let (kind, flags) = (head[3], head[4]);
+        while let Some(kind) = h2_next_frame(tls).await {
             types.push(kind);
-            if flags & H2_ACK == 0 && (kind == H2_SETTINGS || kind == H2_PING) {
-                let mut ack = vec![0, 0, 0, kind, H2_ACK, 0, 0, 0, 0];
-                if kind == H2_PING {
-                    ack[2] = 8;
-                    ack.extend(&payload);
-                }
-                if tls.write_all(&ack).await.is_err() {
-                    return;
-                }
-            }
         }
     };
     tokio::time::timeout(HANG_UP_BOUND, read)
@@ -651,7 +659,9 @@ async fn sigterm_under_load_answers_every_request_it_accepted() {
 async fn sigterm_sends_goaway_to_http2_connections() {
     let mut guard = Guard::start(&["--shutdown-grace", "30s"]).await;
     let mut tls = open_idle_h2(guard.port, &guard.ca()).await;
-    // The handshake is done, so the server holds the connection when the signal comes.
+    // A connection whose HTTP/2 setup has not finished is closed without a GOAWAY (no
+    // stream can be open on it); wait until the server holds an established one.
+    h2_await_settings(&mut tls).await;
     guard.terminate();
     let frames = h2_frames_until_closed(&mut tls).await;
     assert!(frames.contains(&H2_GOAWAY), "frames: {frames:?}");
