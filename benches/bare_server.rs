@@ -36,7 +36,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let resolver =
         tls::ReloadingResolver::new(tls::load_certified_key(cert.as_ref(), key.as_ref())?);
     let config = tls::server_config(Arc::clone(&resolver), None)?;
-    let listener = server::bind(addr.parse()?).await?;
+    let listener = server::bind(addr.parse()?, "ADDR").await?;
     let app = Router::new().route("/validate", post(allow));
     let opts = ServeOptions {
         header_read_timeout: Duration::from_secs(5),
@@ -45,7 +45,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         drain_delay: Duration::ZERO,
         shutdown_grace: Duration::from_secs(1),
     };
-    server::serve(listener, config, app, opts, async {
+    server::serve(listener, Some(config), app, opts, async {
         let _ = tokio::signal::ctrl_c().await;
     })
     .await;

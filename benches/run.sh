@@ -43,11 +43,11 @@ MTLS_GUARD_BENCH_PODS=100000 MTLS_GUARD_BENCH_PLAINTEXT_RULE=1 "$(bench_bin late
 echo "== resident memory with the 100k-pod inventory loaded"
 "$GUARD" certs --dns 127.0.0.1 --out "$out/certs" >/dev/null 2>&1
 CERT=$out/certs/tls.crt KEY=$out/certs/tls.key
-wait_ready() { for _ in $(seq 1 600); do curl -skf "https://127.0.0.1:$1/readyz" >/dev/null && return 0; sleep 0.1; done; return 1; }
+wait_ready() { for _ in $(seq 1 600); do curl -sf "http://127.0.0.1:$1/readyz" >/dev/null && return 0; sleep 0.1; done; return 1; }
 start=$(date +%s.%N)
-"$GUARD" serve --listen 127.0.0.1:18443 --tls-cert "$CERT" --tls-key "$KEY" --inventory "$out/inventory-100000.json" 2>/dev/null &
+"$GUARD" serve --listen 127.0.0.1:18443 --metrics-listen 127.0.0.1:19090 --tls-cert "$CERT" --tls-key "$KEY" --inventory "$out/inventory-100000.json" 2>/dev/null &
 guard=$!
-wait_ready 18443
+wait_ready 19090
 echo "ready after $(echo "$(date +%s.%N) - $start" | bc) s"
 grep -E 'VmRSS|VmHWM' "/proc/$guard/status"
 

@@ -7,6 +7,9 @@ use std::time::Duration;
 use base64::Engine as _;
 
 use crate::admission::{self, AdmissionError};
+use crate::certs::cluster::SelfManaged;
+use crate::certs::plan::Policy;
+use crate::certs::CertError;
 use crate::check::{self, CheckError};
 use crate::config::{
     CertsArgs, CheckArgs, CheckOutput, ClusterArgs, EvidenceArgs, InventoryArgs, ReportArgs,
@@ -36,6 +39,8 @@ pub enum AppError {
     Evidence(String),
     #[error(transparent)]
     Check(#[from] CheckError),
+    #[error(transparent)]
+    Cert(#[from] CertError),
 }
 
 /// A client for `--kubeconfig`, or for the default kubeconfig / in-cluster config.
@@ -205,9 +210,21 @@ fn start_traffic_evidence(args: &EvidenceArgs) -> Result<Option<Arc<Traffic>>, A
     Ok(Some(traffic))
 }
 
-/// `mtls-guard serve`: runs until SIGTERM or Ctrl-C, then drains.
-pub async fn serve(args: ServeArgs) -> Result<(), AppError> {
-    let inventory = shared_inventory(&args).await?;
+/// The serving certificate: kept in a Secret (`--cert-secret`), read from files (`--tls-cert`,
+/// reloaded on change), or a dev certificate for localhost. The returned resolver always hands
+/// out the current one.
+async fn serving_certificate(args: &ServeArgs) -> Result<Arc<tls::ReloadingResolver>, AppError> {
+    let every = *args.cert_reload_interval;
+    if let Some(secret) = &args.self_cert.cert_secret {
+        let manager = self_managed(args, secret).await?;
+        let pair = manager.obtain().await;
+        let resolver = tls::ReloadingResolver::new(tls::certified_key(
+            pair.cert.as_bytes(),
+            pair.key.as_bytes(),
+        )?);
+        tokio::spawn(manager.keep(Arc::clone(&resolver), pair, every));
+        return Ok(resolver);
+    }
     let (cert, key) = match (&args.tls_cert, &args.tls_key) {
         (Some(c), Some(k)) => (c.clone(), k.clone()),
         _ => {
@@ -215,7 +232,7 @@ pub async fn serve(args: ServeArgs) -> Result<(), AppError> {
             let ca = args.dev_cert_dir.join("ca.crt");
             tracing::info!(
                 ca = %ca.display(),
-                "no --tls-cert: serving a dev certificate for localhost; try: curl --cacert {} https://localhost:{}/healthz",
+                "no --tls-cert: serving a dev certificate for localhost; try: curl --cacert {} https://localhost:{}/validate",
                 ca.display(),
                 args.listen.port()
             );
@@ -223,25 +240,78 @@ pub async fn serve(args: ServeArgs) -> Result<(), AppError> {
         }
     };
     let resolver = tls::ReloadingResolver::new(tls::load_certified_key(&cert, &key)?);
-    let tls_config = tls::server_config(Arc::clone(&resolver), args.client_ca.as_deref())?;
-    tokio::spawn(tls::watch(
-        Arc::clone(&resolver),
-        cert,
-        key,
-        *args.cert_reload_interval,
-    ));
+    tokio::spawn(tls::watch(Arc::clone(&resolver), cert, key, every));
+    Ok(resolver)
+}
+
+/// The certificate keeper for `--cert-secret`: the Service's names in the guard's namespace.
+async fn self_managed(args: &ServeArgs, secret: &str) -> Result<SelfManaged, AppError> {
+    let flags = &args.self_cert;
+    let client = cluster_client(args.kubeconfig.as_deref())
+        .await
+        .map_err(AppError::Kubeconfig)?;
+    let namespace = flags
+        .namespace
+        .clone()
+        .unwrap_or_else(|| client.default_namespace().to_string());
+    let host = format!("{}.{namespace}.svc", flags.service_name);
+    let mut names = vec![
+        host.clone(),
+        format!("{host}.{}", args.inventory.cluster_domain),
+    ];
+    names.extend(flags.cert_names.iter().cloned());
+    let policy = Policy {
+        names,
+        ca_validity: *flags.ca_validity,
+        cert_validity: *flags.cert_validity,
+    };
+    tracing::info!(%namespace, secret, webhook = flags.webhook_config.as_deref().unwrap_or(""), "keeping the serving certificate in a Secret");
+    Ok(SelfManaged::new(
+        client,
+        &namespace,
+        secret.to_string(),
+        flags.webhook_config.clone(),
+        policy,
+    )?)
+}
+
+/// `mtls-guard serve`: runs until SIGTERM or Ctrl-C, then drains.
+pub async fn serve(args: ServeArgs) -> Result<(), AppError> {
+    let inventory = shared_inventory(&args).await?;
     let traffic = start_traffic_evidence(&args.evidence)?;
     let state = Arc::new(
         AppState::new(inventory, args.mode, args.unsynced == Unsynced::Allow).with_traffic(traffic),
     );
-    let app = server::router(
-        Arc::clone(&state),
-        &Limits {
-            max_body_bytes: args.max_body_bytes,
-            request_timeout: *args.request_timeout,
-        },
-    );
-    let listener = server::bind(args.listen).await?;
+    let limits = Limits {
+        max_body_bytes: args.max_body_bytes,
+        request_timeout: *args.request_timeout,
+    };
+    let opts = ServeOptions {
+        header_read_timeout: *args.header_read_timeout,
+        handshake_timeout: *args.header_read_timeout,
+        idle_timeout: *args.idle_timeout,
+        drain_delay: *args.drain_delay,
+        shutdown_grace: *args.shutdown_grace,
+    };
+    // Probes and metrics come up first: while the guard waits for its certificate, the
+    // kubelet sees it alive and not ready, with the reason.
+    let ops = server::bind(args.metrics_listen, "--metrics-listen").await?;
+    tracing::info!(listen = %ops.local_addr()?, "health and metrics (plain HTTP)");
+    let ops_app = server::ops_router(Arc::clone(&state), &limits, args.serve_report);
+    tokio::spawn(server::serve(
+        ops,
+        None,
+        ops_app,
+        opts.clone(),
+        std::future::pending(),
+    ));
+    let resolver = serving_certificate(&args).await?;
+    let tls_config = tls::server_config(resolver, args.client_ca.as_deref())?;
+    let app = server::webhook_router(Arc::clone(&state), &limits);
+    let listener = server::bind(args.listen, "--listen").await?;
+    state
+        .webhook_listening
+        .store(true, std::sync::atomic::Ordering::Release);
     tracing::info!(listen = %listener.local_addr()?, mode = %args.mode, "mtls-guard serving");
     let drain = {
         let state = Arc::clone(&state);
@@ -253,20 +323,7 @@ pub async fn serve(args: ServeArgs) -> Result<(), AppError> {
             tracing::info!("shutdown requested: readiness off, draining");
         }
     };
-    server::serve(
-        listener,
-        tls_config,
-        app,
-        ServeOptions {
-            header_read_timeout: *args.header_read_timeout,
-            handshake_timeout: *args.header_read_timeout,
-            idle_timeout: *args.idle_timeout,
-            drain_delay: *args.drain_delay,
-            shutdown_grace: *args.shutdown_grace,
-        },
-        drain,
-    )
-    .await;
+    server::serve(listener, Some(tls_config), app, opts, drain).await;
     Ok(())
 }
 

@@ -146,14 +146,30 @@ pub struct ServeArgs {
     /// Readiness drops when a kind's watch has failed for longer than this.
     #[arg(long, default_value = "60s", env = "MTLS_GUARD_MAX_STALENESS")]
     pub max_staleness: humantime::Duration,
-    /// Address to serve HTTPS on.
+    /// Address of the webhook (HTTPS, POST /validate only).
     #[arg(long, default_value = "0.0.0.0:8443", env = "MTLS_GUARD_LISTEN")]
     pub listen: SocketAddr,
+    /// Address of the plain-HTTP port for probes and Prometheus: /healthz, /readyz, /metrics
+    /// (and /report with --serve-report).
+    #[arg(
+        long,
+        default_value = "0.0.0.0:9090",
+        env = "MTLS_GUARD_METRICS_LISTEN"
+    )]
+    pub metrics_listen: SocketAddr,
+    /// Serve GET /report on the metrics port. It names every workload and namespace.
+    #[arg(long, env = "MTLS_GUARD_SERVE_REPORT")]
+    pub serve_report: bool,
     /// enforce denies a change that cuts off clients; audit allows it and reports.
     #[arg(long, value_enum, default_value = "enforce", env = "MTLS_GUARD_MODE")]
     pub mode: GuardMode,
     /// PEM serving certificate chain; reloaded when the file changes.
-    #[arg(long, env = "MTLS_GUARD_TLS_CERT", requires = "tls_key")]
+    #[arg(
+        long,
+        env = "MTLS_GUARD_TLS_CERT",
+        requires = "tls_key",
+        conflicts_with = "cert_secret"
+    )]
     pub tls_cert: Option<PathBuf>,
     /// PEM private key of the serving certificate.
     #[arg(long, env = "MTLS_GUARD_TLS_KEY", requires = "tls_cert")]
@@ -161,7 +177,10 @@ pub struct ServeArgs {
     /// Where a dev certificate for localhost is generated when no --tls-cert is given.
     #[arg(long, default_value = "certs/dev", env = "MTLS_GUARD_DEV_CERT_DIR")]
     pub dev_cert_dir: PathBuf,
-    /// How often the certificate files are checked for changes.
+    #[command(flatten)]
+    pub self_cert: SelfCertArgs,
+    /// How often the certificate files (or, with --cert-secret, the Secret and the webhook's
+    /// caBundle) are checked.
     #[arg(long, default_value = "5s", env = "MTLS_GUARD_CERT_RELOAD_INTERVAL")]
     pub cert_reload_interval: humantime::Duration,
     /// Largest request body accepted; larger ones get 413.
@@ -190,6 +209,44 @@ pub struct ServeArgs {
     pub client_ca: Option<PathBuf>,
     #[command(flatten)]
     pub evidence: EvidenceArgs,
+}
+
+/// Certificates the guard manages itself in the cluster: a CA and a serving certificate in a
+/// Secret of its own namespace, and the CA injected into its ValidatingWebhookConfiguration.
+#[derive(Debug, Clone, Args)]
+pub struct SelfCertArgs {
+    /// Secret (in --namespace) holding the CA and the serving certificate; created and renewed
+    /// by the guard.
+    #[arg(long, value_name = "NAME", env = "MTLS_GUARD_CERT_SECRET")]
+    pub cert_secret: Option<String>,
+    /// ValidatingWebhookConfiguration whose caBundle the guard keeps equal to its CA.
+    #[arg(
+        long,
+        value_name = "NAME",
+        env = "MTLS_GUARD_WEBHOOK_CONFIG",
+        requires = "cert_secret"
+    )]
+    pub webhook_config: Option<String>,
+    /// The guard's own namespace; default: the pod's (in-cluster) or the kubeconfig context's.
+    #[arg(long, env = "MTLS_GUARD_NAMESPACE")]
+    pub namespace: Option<String>,
+    /// The Service in front of the guard: the certificate names <service>.<namespace>.svc and
+    /// <service>.<namespace>.svc.<cluster-domain>.
+    #[arg(long, default_value = "mtls-guard", env = "MTLS_GUARD_SERVICE_NAME")]
+    pub service_name: String,
+    /// More names (DNS or IP) for the serving certificate.
+    #[arg(
+        long = "cert-name",
+        value_delimiter = ',',
+        env = "MTLS_GUARD_CERT_NAMES"
+    )]
+    pub cert_names: Vec<String>,
+    /// Validity of the generated CA; a new one is rolled in when a third of it is left.
+    #[arg(long, default_value = "365d", env = "MTLS_GUARD_CA_VALIDITY")]
+    pub ca_validity: humantime::Duration,
+    /// Validity of the serving certificate; it is renewed when a third of it is left.
+    #[arg(long, default_value = "90d", env = "MTLS_GUARD_CERT_VALIDITY")]
+    pub cert_validity: humantime::Duration,
 }
 
 /// Where Istio's telemetry is: the Prometheus that scrapes the proxies.

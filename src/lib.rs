@@ -11,11 +11,12 @@
 //!
 //! `engine` is pure: it sees an index snapshot, a change and a traffic snapshot, never the
 //! network or a clock. I/O lives at the edges: `inventory::file`, `inventory::live`,
-//! `evidence`, `server`, `tls`, `app`.
+//! `evidence`, `server`, `tls`, `certs::cluster`, `app`.
 #![forbid(unsafe_code)]
 
 pub mod admission;
 pub mod app;
+pub mod certs;
 pub mod check;
 pub mod config;
 pub mod engine;

@@ -1,7 +1,10 @@
-//! The HTTPS endpoint: `/validate`, `/healthz`, `/readyz`, `/metrics`.
+//! Two listeners: the webhook (HTTPS, `POST /validate` only, where `--client-ca` applies) and
+//! the operations port (plain HTTP: `/healthz`, `/readyz`, `/metrics`, and `/report` when
+//! turned on), which the kubelet and Prometheus reach without certificates.
 //!
-//! [`router`] is plain axum so tests can call it without a socket; [`serve`] puts it behind
-//! rustls with handshake, header-read and idle timeouts and a graceful drain.
+//! [`webhook_router`] and [`ops_router`] are plain axum so tests can call them without a
+//! socket; [`serve`] puts one behind a listener (rustls for the webhook) with handshake,
+//! header-read and idle timeouts and a graceful drain.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -39,6 +42,8 @@ pub struct AppState {
     pub allow_unsynced: bool,
     pub metrics: Metrics,
     pub shutting_down: AtomicBool,
+    /// The webhook listener is up: it waits for a serving certificate first.
+    pub webhook_listening: AtomicBool,
     /// Traffic evidence, when a Prometheus URL is configured.
     pub traffic: Option<Arc<Traffic>>,
 }
@@ -51,6 +56,7 @@ impl AppState {
             allow_unsynced,
             metrics: Metrics::default(),
             shutting_down: AtomicBool::new(false),
+            webhook_listening: AtomicBool::new(false),
             traffic: None,
         }
     }
@@ -60,10 +66,14 @@ impl AppState {
         self
     }
 
-    /// Readiness with its reason: draining, unsynced or stale inventory.
+    /// Readiness with its reason: draining, no serving certificate yet, unsynced or stale
+    /// inventory.
     pub fn readiness(&self) -> Result<(), String> {
         if self.shutting_down.load(Ordering::Acquire) {
             return Err("shutting down".into());
+        }
+        if !self.webhook_listening.load(Ordering::Acquire) {
+            return Err("the webhook listener waits for a serving certificate".into());
         }
         self.inventory.readiness(Instant::now())
     }
@@ -75,17 +85,14 @@ pub struct Limits {
     pub request_timeout: Duration,
 }
 
-pub fn router(state: Arc<AppState>, limits: &Limits) -> Router {
+/// The webhook port: `POST /validate` and nothing else.
+pub fn webhook_router(state: Arc<AppState>, limits: &Limits) -> Router {
     Router::new()
         .route("/validate", post(validate))
-        .route("/healthz", get(|| async { "ok" }))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
-        .route("/report", get(readiness_report))
         .fallback(|| async {
             error(
                 StatusCode::NOT_FOUND,
-                "no such endpoint; the webhook is POST /validate".into(),
+                "no such endpoint; the webhook is POST /validate (health and metrics are on --metrics-listen)".into(),
             )
         })
         .layer(DefaultBodyLimit::max(limits.max_body_bytes))
@@ -96,6 +103,29 @@ pub fn router(state: Arc<AppState>, limits: &Limits) -> Router {
         .layer(axum::middleware::from_fn_with_state(
             Arc::clone(&state),
             close_while_draining,
+        ))
+        .with_state(state)
+}
+
+/// The operations port: probes and metrics, and the readiness page when `serve_report`.
+pub fn ops_router(state: Arc<AppState>, limits: &Limits, serve_report: bool) -> Router {
+    let mut router = Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics));
+    if serve_report {
+        router = router.route("/report", get(readiness_report));
+    }
+    router
+        .fallback(|| async {
+            error(
+                StatusCode::NOT_FOUND,
+                "no such endpoint; this port serves /healthz, /readyz, /metrics (and /report with --serve-report)".into(),
+            )
+        })
+        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            limits.request_timeout,
         ))
         .with_state(state)
 }
@@ -224,17 +254,17 @@ pub struct ServeOptions {
     pub shutdown_grace: Duration,
 }
 
-/// Serves `app` over TLS until `shutdown` resolves, then drains: it keeps accepting for
-/// `drain_delay` (readiness is already off), closes the listener and waits up to
-/// `shutdown_grace` for open connections to finish.
+/// Serves `app` until `shutdown` resolves, over TLS when `tls` is given, then drains: it
+/// keeps accepting for `drain_delay` (readiness is already off), closes the listener and waits
+/// up to `shutdown_grace` for open connections to finish.
 pub async fn serve(
     listener: TcpListener,
-    tls: rustls::ServerConfig,
+    tls: Option<rustls::ServerConfig>,
     app: Router,
     opts: ServeOptions,
     shutdown: impl Future<Output = ()>,
 ) {
-    let acceptor = TlsAcceptor::from(Arc::new(tls));
+    let acceptor = tls.map(|config| TlsAcceptor::from(Arc::new(config)));
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
@@ -263,15 +293,20 @@ pub async fn serve(
             },
             () = &mut stop_accepting => break,
         };
-        tokio::spawn(connection(
-            tcp,
+        let conn = Connection {
             peer,
-            acceptor.clone(),
-            app.clone(),
-            builder.clone(),
-            draining.subscribe(),
-            opts.clone(),
-        ));
+            app: app.clone(),
+            builder: builder.clone(),
+            draining: draining.subscribe(),
+            opts: opts.clone(),
+        };
+        let acceptor = acceptor.clone();
+        tokio::spawn(async move {
+            match acceptor {
+                Some(acceptor) => conn.serve_tls(tcp, acceptor).await,
+                None => conn.serve(tcp, false).await,
+            }
+        });
     }
     drop(listener);
     tracing::info!(
@@ -286,67 +321,83 @@ pub async fn serve(
     }
 }
 
-/// One client connection: TLS handshake under a deadline, then HTTP until the client leaves,
-/// the connection idles past `idle_timeout`, or (HTTP/2) draining begins.
-async fn connection(
-    tcp: TcpStream,
+/// One client connection: HTTP until the client leaves, the connection idles past
+/// `idle_timeout`, or (HTTP/2) draining begins.
+struct Connection {
     peer: SocketAddr,
-    acceptor: TlsAcceptor,
     app: Router,
     builder: auto::Builder<TokioExecutor>,
-    mut draining: watch::Receiver<bool>,
+    draining: watch::Receiver<bool>,
     opts: ServeOptions,
-) {
-    let tls = match tokio::time::timeout(opts.handshake_timeout, acceptor.accept(tcp)).await {
-        Ok(Ok(tls)) => tls,
-        Ok(Err(e)) => return tracing::debug!(%peer, error = %e, "TLS handshake failed"),
-        Err(_) => return tracing::debug!(%peer, "TLS handshake timed out"),
-    };
-    let http2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
-    let activity = Activity::new();
-    let service = {
-        let activity = Arc::clone(&activity);
-        tower::service_fn(move |req: Request<hyper::body::Incoming>| {
-            let in_flight = activity.begin();
-            let call = app.clone().oneshot(req);
-            async move {
-                let res = call.await;
-                drop(in_flight);
-                res
-            }
-        })
-    };
-    let conn = builder.serve_connection(TokioIo::new(tls), TowerToHyperService::new(service));
-    tokio::pin!(conn);
-    let mut closing = false;
-    // An idle HTTP/2 connection closes once the client acknowledges the GOAWAY; one that never
-    // does is dropped at this point instead of living on.
-    let mut drop_at = None;
-    loop {
-        let idle_at = activity.idle_deadline(opts.idle_timeout);
-        tokio::select! {
-            done = conn.as_mut() => {
-                if let Err(e) = done {
-                    tracing::debug!(%peer, error = %e, "connection ended with an error");
+}
+
+impl Connection {
+    /// The TLS handshake under a deadline, then HTTP.
+    async fn serve_tls(self, tcp: TcpStream, acceptor: TlsAcceptor) {
+        let peer = self.peer;
+        let accept = acceptor.accept(tcp);
+        let tls = match tokio::time::timeout(self.opts.handshake_timeout, accept).await {
+            Ok(Ok(tls)) => tls,
+            Ok(Err(e)) => return tracing::debug!(%peer, error = %e, "TLS handshake failed"),
+            Err(_) => return tracing::debug!(%peer, "TLS handshake timed out"),
+        };
+        let http2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
+        self.serve(tls, http2).await
+    }
+
+    async fn serve<I>(mut self, io: I, http2: bool)
+    where
+        I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
+        let (peer, opts) = (self.peer, self.opts.clone());
+        let activity = Activity::new();
+        let service = {
+            let activity = Arc::clone(&activity);
+            let app = self.app.clone();
+            tower::service_fn(move |req: Request<hyper::body::Incoming>| {
+                let in_flight = activity.begin();
+                let call = app.clone().oneshot(req);
+                async move {
+                    let res = call.await;
+                    drop(in_flight);
+                    res
                 }
-                return;
-            }
-            // GOAWAY lets the client finish what it sent and open a new connection for the
-            // rest, so HTTP/2 can be told at once; HTTP/1.1 is told per answer instead.
-            _ = draining.wait_for(|d| *d), if http2 && !closing => {
-                closing = true;
-                conn.as_mut().graceful_shutdown();
-            }
-            () = tokio::time::sleep_until(idle_at), if !closing => {
-                if activity.idle_since(opts.idle_timeout) {
-                    tracing::debug!(%peer, "closing idle connection");
+            })
+        };
+        let conn = self
+            .builder
+            .serve_connection(TokioIo::new(io), TowerToHyperService::new(service));
+        tokio::pin!(conn);
+        let mut closing = false;
+        // An idle HTTP/2 connection closes once the client acknowledges the GOAWAY; one that
+        // never does is dropped at this point instead of living on.
+        let mut drop_at = None;
+        loop {
+            let idle_at = activity.idle_deadline(opts.idle_timeout);
+            tokio::select! {
+                done = conn.as_mut() => {
+                    if let Err(e) = done {
+                        tracing::debug!(%peer, error = %e, "connection ended with an error");
+                    }
+                    return;
+                }
+                // GOAWAY lets the client finish what it sent and open a new connection for the
+                // rest, so HTTP/2 can be told at once; HTTP/1.1 is told per answer instead.
+                _ = self.draining.wait_for(|d| *d), if http2 && !closing => {
                     closing = true;
-                    drop_at = Some(tokio::time::Instant::now() + opts.header_read_timeout);
                     conn.as_mut().graceful_shutdown();
                 }
-            }
-            () = tokio::time::sleep_until(drop_at.unwrap_or(idle_at)), if drop_at.is_some() => {
-                return tracing::debug!(%peer, "dropping an idle connection that did not close");
+                () = tokio::time::sleep_until(idle_at), if !closing => {
+                    if activity.idle_since(opts.idle_timeout) {
+                        tracing::debug!(%peer, "closing idle connection");
+                        closing = true;
+                        drop_at = Some(tokio::time::Instant::now() + opts.header_read_timeout);
+                        conn.as_mut().graceful_shutdown();
+                    }
+                }
+                () = tokio::time::sleep_until(drop_at.unwrap_or(idle_at)), if drop_at.is_some() => {
+                    return tracing::debug!(%peer, "dropping an idle connection that did not close");
+                }
             }
         }
     }
@@ -401,9 +452,9 @@ impl Drop for InFlight {
     }
 }
 
-/// Binds the listen address, naming the flag on failure.
-pub async fn bind(addr: SocketAddr) -> Result<TcpListener, std::io::Error> {
+/// Binds a listen address, naming the flag on failure.
+pub async fn bind(addr: SocketAddr, flag: &str) -> Result<TcpListener, std::io::Error> {
     TcpListener::bind(addr)
         .await
-        .map_err(|e| std::io::Error::new(e.kind(), format!("--listen {addr}: {e}")))
+        .map_err(|e| std::io::Error::new(e.kind(), format!("{flag} {addr}: {e}")))
 }

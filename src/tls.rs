@@ -25,8 +25,10 @@ pub enum TlsError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("cannot generate certificate: {0}")]
-    Generate(#[from] rcgen::Error),
+    #[error(transparent)]
+    Generate(#[from] crate::certs::CertError),
+    #[error("serving certificate from the Secret: {0}")]
+    Secret(String),
     #[error("TLS configuration: {0}")]
     Rustls(#[from] rustls::Error),
 }
@@ -78,7 +80,7 @@ impl ReloadingResolver {
         })
     }
 
-    fn set(&self, key: CertifiedKey) {
+    pub fn set(&self, key: CertifiedKey) {
         if let Ok(mut current) = self.current.write() {
             *current = Arc::new(key);
         }
@@ -178,30 +180,30 @@ pub struct GeneratedCerts {
     pub key_pem: String,
 }
 
+/// Validity of the CA that `generate` makes; its serving certificate gets a third of it.
+pub const GENERATED_CA_VALIDITY: Duration = Duration::from_secs(365 * 24 * 3600);
+
 /// A fresh CA and a serving certificate for `names` (DNS names or IP addresses).
 pub fn generate(names: &[String]) -> Result<GeneratedCerts, TlsError> {
-    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, KeyUsagePurpose};
-    let ca_key = KeyPair::generate()?;
-    let mut ca = CertificateParams::new(Vec::<String>::new())?;
-    ca.distinguished_name
-        .push(DnType::CommonName, "mtls-guard CA");
-    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-    let ca_cert = ca.self_signed(&ca_key)?;
-    let issuer = rcgen::Issuer::new(ca, ca_key);
-    let key = KeyPair::generate()?;
-    let mut leaf = CertificateParams::new(names.to_vec())?;
-    leaf.distinguished_name.push(
-        DnType::CommonName,
-        names.first().map_or("mtls-guard", String::as_str),
-    );
-    leaf.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
-    let cert = leaf.signed_by(&key, &issuer)?;
+    let now = SystemTime::now();
+    let ca = crate::certs::issue::Ca::generate(GENERATED_CA_VALIDITY, now)?;
+    let leaf = ca.issue(names, GENERATED_CA_VALIDITY / 3, now)?;
     Ok(GeneratedCerts {
-        ca_pem: ca_cert.pem(),
-        cert_pem: cert.pem(),
-        key_pem: key.serialize_pem(),
+        ca_pem: ca.pair().cert.clone(),
+        cert_pem: leaf.cert,
+        key_pem: leaf.key,
     })
+}
+
+/// A PEM certificate chain and key (from a Secret) as a signing key rustls can serve.
+pub fn certified_key(cert_pem: &[u8], key_pem: &[u8]) -> Result<CertifiedKey, TlsError> {
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(cert_pem)
+        .collect::<Result<_, _>>()
+        .map_err(|e| TlsError::Secret(e.to_string()))?;
+    let der =
+        PrivateKeyDer::from_pem_slice(key_pem).map_err(|e| TlsError::Secret(e.to_string()))?;
+    CertifiedKey::from_der(chain, der, &default_provider())
+        .map_err(|e| TlsError::Secret(e.to_string()))
 }
 
 /// Writes `ca.crt`, `tls.crt` and `tls.key` (the names of a `kubernetes.io/tls` Secret).

@@ -262,15 +262,7 @@ async fn serve_polls_prometheus_and_exports_the_traffic_metrics() {
     .await;
     let deadline = Instant::now() + Duration::from_secs(30);
     let text = loop {
-        let text = guard
-            .client()
-            .get(guard.url("/metrics"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let text = guard.ops_get("/metrics").await.text().await.unwrap();
         if text.contains("mtls_guard_traffic_evidence_up 1") {
             break text;
         }

@@ -76,40 +76,27 @@ async fn bad_requests_get_clear_4xx() {
 }
 
 #[tokio::test]
+async fn the_webhook_port_serves_validate_only() {
+    let guard = Guard::start(&[]).await;
+    for path in ["/healthz", "/readyz", "/metrics", "/report"] {
+        let r = guard.client().get(guard.url(path)).send().await.unwrap();
+        assert_eq!(r.status(), 404, "{path} on the webhook port");
+    }
+    let r = guard.ops_get("/validate").await;
+    assert_eq!(r.status(), 404, "/validate on the operations port");
+}
+
+#[tokio::test]
 async fn health_readiness_and_metrics_count_the_calls() {
     let guard = Guard::start(&[]).await;
-    let client = guard.client();
-    assert_eq!(
-        client
-            .get(guard.url("/healthz"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
-    assert_eq!(
-        client
-            .get(guard.url("/readyz"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
+    assert_eq!(guard.ops_get("/healthz").await.status(), 200);
+    assert_eq!(guard.ops_get("/readyz").await.status(), 200);
     for _ in 0..3 {
         guard.validate_fixture("seed-strict-policy.json").await;
     }
     guard.validate_fixture("pa-permissive-foo.json").await;
     guard.validate(b"[]".to_vec()).await;
-    let text = client
-        .get(guard.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = guard.ops_get("/metrics").await.text().await.unwrap();
     assert!(
         text.contains(
             r#"mtls_guard_reviews_total{kind="Policy",operation="CREATE",verdict="denied"} 3"#

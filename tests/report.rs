@@ -227,14 +227,11 @@ fn the_html_page_renders_the_blocker_in_chromium() {
 }
 
 #[tokio::test]
-async fn serve_shows_the_same_page_at_get_report() {
-    let guard = common::Guard::start(&[]).await;
-    let r = guard
-        .client()
-        .get(guard.url("/report"))
-        .send()
-        .await
-        .unwrap();
+async fn serve_shows_the_same_page_at_get_report_only_when_asked() {
+    let without = common::Guard::start(&[]).await;
+    assert_eq!(without.ops_get("/report").await.status(), 404);
+    let guard = common::Guard::start(&["--serve-report"]).await;
+    let r = guard.ops_get("/report").await;
     assert_eq!(r.status(), 200);
     assert_eq!(
         r.headers()["content-type"].to_str().unwrap(),

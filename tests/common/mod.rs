@@ -33,7 +33,10 @@ pub fn client_builder(port: u16) -> reqwest::ClientBuilder {
 
 /// A running `mtls-guard serve` with its own dev certificate directory.
 pub struct Guard {
+    /// The webhook's HTTPS port.
     pub port: u16,
+    /// The plain-HTTP port of /healthz, /readyz, /metrics and /report.
+    pub ops_port: u16,
     pub certs: tempfile::TempDir,
     pub child: Child,
     /// The CA its clients trust; the generated dev CA unless given.
@@ -64,10 +67,11 @@ impl Guard {
             Some("--demo")
         };
         let certs = tempfile::tempdir().unwrap();
-        let port = free_port();
+        let (port, ops_port) = (free_port(), free_port());
         let log = std::fs::File::create(certs.path().join("guard.log")).unwrap();
         let child = Command::new(BIN)
             .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+            .args(["--metrics-listen", &format!("127.0.0.1:{ops_port}")])
             .arg("--dev-cert-dir")
             .arg(certs.path())
             .args(extra)
@@ -80,6 +84,7 @@ impl Guard {
             .expect("mtls-guard starts");
         let guard = Guard {
             port,
+            ops_port,
             certs,
             child,
             trust,
@@ -104,6 +109,24 @@ impl Guard {
         format!("https://localhost:{}{path}", self.port)
     }
 
+    /// A URL on the plain-HTTP operations port.
+    pub fn ops_url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.ops_port)
+    }
+
+    /// GET on the operations port, with a plain client.
+    pub async fn ops_get(&self, path: &str) -> reqwest::Response {
+        reqwest::Client::builder()
+            .no_proxy()
+            .timeout(Duration::from_secs(30))
+            .build()
+            .unwrap()
+            .get(self.ops_url(path))
+            .send()
+            .await
+            .unwrap()
+    }
+
     pub fn client_builder(&self) -> reqwest::ClientBuilder {
         client_builder(self.port)
     }
@@ -120,19 +143,23 @@ impl Guard {
         builder.build().unwrap()
     }
 
+    /// Waits until the webhook answers over TLS (any status: GET /validate is 405).
     async fn wait_healthy(&self) {
         let deadline = Instant::now() + Duration::from_secs(20);
         while Instant::now() < deadline {
-            if self.ca().exists() {
-                if let Ok(r) = self.client().get(self.url("/healthz")).send().await {
-                    if r.status().is_success() {
-                        return;
-                    }
-                }
+            if self.ca().exists()
+                && self
+                    .client()
+                    .get(self.url("/validate"))
+                    .send()
+                    .await
+                    .is_ok()
+            {
+                return;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        panic!("mtls-guard did not become healthy on port {}", self.port);
+        panic!("mtls-guard did not answer on port {}", self.port);
     }
 
     /// Sends SIGTERM, as the kubelet does.
