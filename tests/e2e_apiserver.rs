@@ -30,7 +30,7 @@ fn root() -> &'static Path {
 /// The guard process, reading the cluster with the ServiceAccount token only.
 struct Guard {
     child: Child,
-    port: u16,
+    ops_port: u16,
     client: reqwest::Client,
     rt: tokio::runtime::Runtime,
 }
@@ -44,7 +44,7 @@ impl Drop for Guard {
 
 impl Guard {
     fn get(&self, path: &str) -> (u16, String) {
-        let url = format!("https://127.0.0.1:{}{path}", self.port);
+        let url = format!("http://127.0.0.1:{}{path}", self.ops_port);
         self.rt.block_on(async {
             match self.client.get(url).send().await {
                 Ok(r) => (r.status().as_u16(), r.text().await.unwrap_or_default()),
@@ -63,15 +63,15 @@ impl Guard {
 }
 
 fn start_guard(cp: &ControlPlane) -> Guard {
-    let (child, port, ca_pem) = cp.start_guard(common::BIN);
-    let client = ControlPlane::client_trusting(&ca_pem);
+    let (child, port, ops_port, ca_pem) = cp.start_guard(common::BIN);
+    let client = reqwest::Client::builder().no_proxy().build().unwrap();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
     let guard = Guard {
         child,
-        port,
+        ops_port,
         client,
         rt,
     };
@@ -84,10 +84,10 @@ fn start_guard(cp: &ControlPlane) -> Guard {
     guard
 }
 
-/// `manifests/40-webhook.yaml`, pointed at the loopback guard with its CA.
+/// The ValidatingWebhookConfiguration of `manifests/base/install.yaml`, pointed at the
+/// loopback guard with its CA.
 fn register_webhook(cp: &ControlPlane, port: u16, ca_pem: &str) {
-    let yaml = std::fs::read_to_string(root().join("manifests/40-webhook.yaml")).unwrap();
-    let mut webhook: Value = serde_yaml::from_str(&yaml).unwrap();
+    let mut webhook = cluster::install_objects(&["ValidatingWebhookConfiguration"]).remove(0);
     webhook["webhooks"][0]["clientConfig"] = json!({
         "url": format!("https://127.0.0.1:{port}/validate"),
         "caBundle": base64::engine::general_purpose::STANDARD.encode(ca_pem),
@@ -159,7 +159,7 @@ fn seed_replayed_with_kubectl_against_a_real_api_server() {
     let dry = cp.kubectl(&[
         "apply",
         "--dry-run=server",
-        "-f",
+        "-k",
         manifests.to_str().unwrap(),
     ]);
     assert!(

@@ -1,27 +1,30 @@
-//! What the manifests promise: least privilege, a hardened pod, a v1-only webhook for the
-//! reviewed kinds. (That the API server accepts them is the cluster suite's job.)
+//! What the install promises: least privilege, a hardened pod, probes that need no
+//! certificate, a v1-only webhook for the reviewed kinds, and one source for Helm and kubectl
+//! (that the API server accepts it is `e2e_install`'s job).
+
+mod cluster;
 
 use std::collections::BTreeSet;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::process::Command;
 
 use serde::Deserialize;
 use serde_json::Value;
 
+fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn parse_all(text: &str) -> Vec<Value> {
+    serde_yaml::Deserializer::from_str(text)
+        .map(|doc| Value::deserialize(doc).unwrap())
+        .filter(|v| !v.is_null())
+        .collect()
+}
+
 fn objects() -> Vec<Value> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("manifests");
-    let mut files: Vec<_> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
-    files.sort();
-    let mut out = Vec::new();
-    for f in files {
-        let text = std::fs::read_to_string(&f).unwrap();
-        for doc in serde_yaml::Deserializer::from_str(&text) {
-            out.push(Value::deserialize(doc).unwrap());
-        }
-    }
-    out
+    let text = std::fs::read_to_string(root().join("manifests/base/install.yaml")).unwrap();
+    parse_all(&text)
 }
 
 fn find(kind: &str) -> Vec<Value> {
@@ -29,6 +32,13 @@ fn find(kind: &str) -> Vec<Value> {
         .into_iter()
         .filter(|o| o["kind"] == kind)
         .collect()
+}
+
+fn named<'a>(objects: &'a [Value], name: &str) -> &'a Value {
+    objects
+        .iter()
+        .find(|o| o["metadata"]["name"] == name)
+        .unwrap_or_else(|| panic!("no object {name}"))
 }
 
 fn strings(v: &Value) -> BTreeSet<String> {
@@ -39,63 +49,254 @@ fn strings(v: &Value) -> BTreeSet<String> {
         .collect()
 }
 
-#[test]
-fn roles_only_read_exactly_the_inventory_kinds() {
-    let mut granted = BTreeSet::new();
+fn set(items: &[&str]) -> BTreeSet<String> {
+    items.iter().map(|s| s.to_string()).collect()
+}
+
+/// (group/resource, verbs, resourceNames) of every rule of every Role and ClusterRole.
+fn grants() -> BTreeSet<(String, BTreeSet<String>, BTreeSet<String>)> {
+    let mut out = BTreeSet::new();
     for role in find("ClusterRole").into_iter().chain(find("Role")) {
         for rule in role["rules"].as_array().unwrap() {
-            let verbs = strings(&rule["verbs"]);
-            assert_eq!(
-                verbs,
-                ["get", "list", "watch"].map(String::from).into(),
-                "{rule}"
-            );
+            let names = match rule.get("resourceNames") {
+                Some(n) => strings(n),
+                None => BTreeSet::new(),
+            };
             for g in strings(&rule["apiGroups"]) {
                 for r in strings(&rule["resources"]) {
-                    granted.insert(format!("{g}/{r}"));
+                    out.insert((format!("{g}/{r}"), strings(&rule["verbs"]), names.clone()));
                 }
             }
         }
     }
-    let want: BTreeSet<String> = [
+    out
+}
+
+#[test]
+fn roles_grant_reads_of_the_inventory_and_writes_of_the_own_certificate_only() {
+    let read = set(&["get", "list", "watch"]);
+    let none = BTreeSet::new();
+    let mut want = BTreeSet::new();
+    for kind in [
         "/pods",
         "/namespaces",
         "/services",
-        "/configmaps",
         "security.istio.io/peerauthentications",
         "authentication.istio.io/policies",
         "authentication.istio.io/meshpolicies",
         "networking.istio.io/destinationrules",
-    ]
-    .map(String::from)
-    .into();
-    assert_eq!(granted, want);
-    let cm_role = &find("Role")[0];
+    ] {
+        want.insert((kind.to_string(), read.clone(), none.clone()));
+    }
+    want.insert(("/configmaps".into(), read, set(&["istio"])));
+    want.insert((
+        "/secrets".into(),
+        set(&["get", "update"]),
+        set(&["mtls-guard-tls"]),
+    ));
+    // Create cannot be limited by name; the manifest says so.
+    want.insert(("/secrets".into(), set(&["create"]), none));
+    want.insert((
+        "admissionregistration.k8s.io/validatingwebhookconfigurations".into(),
+        set(&["get", "patch"]),
+        set(&["mtls-guard"]),
+    ));
+    assert_eq!(grants(), want);
+    let roles = find("Role");
     assert_eq!(
-        cm_role["rules"][0]["resourceNames"][0], "istio",
-        "only the mesh config ConfigMap"
+        named(&roles, "mtls-guard-mesh-config")["metadata"]["namespace"],
+        "istio-system"
+    );
+    assert_eq!(
+        named(&roles, "mtls-guard-cert-secret")["metadata"]["namespace"],
+        "mtls-guard"
     );
 }
 
 #[test]
-fn deployment_is_hardened() {
+fn deployment_is_hardened_and_probed_without_certificates() {
     let d = &find("Deployment")[0];
     assert_eq!(d["spec"]["replicas"], 2);
     let pod = &d["spec"]["template"]["spec"];
     assert_eq!(pod["securityContext"]["runAsNonRoot"], true);
+    assert_eq!(pod["securityContext"]["runAsUser"], 65532);
     assert_eq!(
         pod["securityContext"]["seccompProfile"]["type"],
         "RuntimeDefault"
     );
-    assert!(pod["affinity"]["podAntiAffinity"].is_object());
+    assert_eq!(pod["priorityClassName"], "system-cluster-critical");
+    let spread = &pod["topologySpreadConstraints"][0];
+    assert_eq!(spread["topologyKey"], "kubernetes.io/hostname");
+    assert_eq!(spread["whenUnsatisfiable"], "DoNotSchedule");
     let c = &pod["containers"][0];
     assert_eq!(c["securityContext"]["readOnlyRootFilesystem"], true);
     assert_eq!(c["securityContext"]["allowPrivilegeEscalation"], false);
     assert_eq!(c["securityContext"]["capabilities"]["drop"][0], "ALL");
-    assert_eq!(c["readinessProbe"]["httpGet"]["path"], "/readyz");
-    assert_eq!(c["livenessProbe"]["httpGet"]["path"], "/healthz");
+    for (probe, path) in [("readinessProbe", "/readyz"), ("livenessProbe", "/healthz")] {
+        let get = &c[probe]["httpGet"];
+        assert_eq!(get["path"], path);
+        assert_eq!(get["port"], "metrics", "{probe} on the plain-HTTP port");
+        assert_eq!(get["scheme"], "HTTP");
+        assert!(
+            c[probe]["timeoutSeconds"].is_u64(),
+            "{probe} timeoutSeconds"
+        );
+    }
+    let ports: Vec<_> = c["ports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["containerPort"].clone())
+        .collect();
+    assert_eq!(ports, [8443, 9090]);
+    assert!(c["resources"]["requests"]["memory"].is_string());
     assert!(c["resources"]["limits"]["memory"].is_string());
+    let args = strings(&c["args"]);
+    for arg in [
+        "--cert-secret=mtls-guard-tls",
+        "--webhook-config=mtls-guard",
+        "--service-name=mtls-guard",
+    ] {
+        assert!(args.contains(arg), "{arg} in {args:?}");
+    }
+    assert_eq!(c["env"][0]["name"], "MTLS_GUARD_NAMESPACE");
     assert_eq!(find("PodDisruptionBudget")[0]["spec"]["minAvailable"], 1);
+}
+
+#[test]
+fn network_policy_admits_only_the_webhook_and_metrics_ports() {
+    let np = &find("NetworkPolicy")[0];
+    assert_eq!(strings(&np["spec"]["policyTypes"]), set(&["Ingress"]));
+    let ports: Vec<_> = np["spec"]["ingress"][0]["ports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["port"].clone())
+        .collect();
+    assert_eq!(ports, [8443, 9090]);
+    assert_eq!(np["spec"]["ingress"].as_array().unwrap().len(), 1);
+}
+
+#[test]
+fn webhook_has_no_ca_bundle_for_the_guard_injects_it() {
+    let w = &find("ValidatingWebhookConfiguration")[0];
+    assert_eq!(w["metadata"]["name"], "mtls-guard");
+    assert!(w["webhooks"][0]["clientConfig"].get("caBundle").is_none());
+    assert_eq!(
+        w["webhooks"][0]["clientConfig"]["service"]["name"],
+        "mtls-guard"
+    );
+    assert_eq!(w["webhooks"][0]["clientConfig"]["service"]["port"], 443);
+}
+
+fn helm() -> PathBuf {
+    cluster::binaries().join("helm")
+}
+
+fn run(cmd: &mut Command) -> String {
+    let out = cmd.output().expect("the command runs");
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn manifests_are_the_charts_default_render() {
+    let dir = cluster::binaries();
+    run(Command::new("bash")
+        .arg(root().join("scripts/render-manifests.sh"))
+        .arg("--check")
+        .env("KUBEBUILDER_ASSETS", dir));
+}
+
+#[test]
+fn chart_lints_and_renders_each_certificate_mode() {
+    let chart = root().join("charts/mtls-guard");
+    for (mode, extra) in [
+        ("self", vec![]),
+        ("cert-manager", vec![]),
+        ("secret", vec!["--set", "certificates.caBundle=Zm9v"]),
+    ] {
+        let mode_arg = format!("certificates.mode={mode}");
+        run(Command::new(helm())
+            .arg("lint")
+            .arg("--strict")
+            .arg(&chart)
+            .args(["--set", &mode_arg])
+            .args(&extra));
+        let text = run(Command::new(helm())
+            .args(["template", "mtls-guard", "--namespace", "mtls-guard"])
+            .arg(&chart)
+            .args(["--set", &mode_arg])
+            .args(&extra));
+        let objects = parse_all(&text);
+        let deployment = objects.iter().find(|o| o["kind"] == "Deployment").unwrap();
+        let args = strings(&deployment["spec"]["template"]["spec"]["containers"][0]["args"]);
+        let webhook = objects
+            .iter()
+            .find(|o| o["kind"] == "ValidatingWebhookConfiguration")
+            .unwrap();
+        let client = &webhook["webhooks"][0]["clientConfig"];
+        let annotations = &webhook["metadata"]["annotations"];
+        match mode {
+            "self" => assert!(args.contains("--cert-secret=mtls-guard-tls"), "{args:?}"),
+            "cert-manager" => {
+                assert!(args.contains("--tls-cert=/tls/tls.crt"), "{args:?}");
+                assert_eq!(
+                    annotations["cert-manager.io/inject-ca-from"],
+                    "mtls-guard/mtls-guard-tls"
+                );
+                assert!(objects.iter().any(|o| o["kind"] == "Certificate"));
+            }
+            _ => {
+                assert!(args.contains("--tls-cert=/tls/tls.crt"), "{args:?}");
+                assert_eq!(client["caBundle"], "Zm9v");
+            }
+        }
+        if mode != "self" {
+            assert!(
+                !args.iter().any(|a| a.starts_with("--cert-secret")),
+                "{args:?}"
+            );
+            assert!(!objects
+                .iter()
+                .any(|o| o["metadata"]["name"] == "mtls-guard-cert-secret"));
+        }
+    }
+}
+
+#[test]
+fn kustomize_variants_render_and_switch_what_they_say() {
+    let kubectl = cluster::binaries().join("kubectl");
+    let render = |dir: &str| {
+        parse_all(&run(Command::new(&kubectl)
+            .arg("kustomize")
+            .arg(root().join(dir))))
+    };
+    let base = render("manifests");
+    assert!(base
+        .iter()
+        .any(|o| o["kind"] == "Namespace"
+            && o["metadata"]["labels"]["istio-injection"] == "disabled"));
+    let image = |objects: &[Value]| {
+        let d = objects.iter().find(|o| o["kind"] == "Deployment").unwrap();
+        d["spec"]["template"]["spec"]["containers"][0].clone()
+    };
+    assert_eq!(image(&base)["image"], "mtls-guard:0.1.0");
+    let audit = image(&render("manifests/audit"));
+    let env = audit["env"].as_array().unwrap();
+    assert!(
+        env.iter()
+            .any(|e| e["name"] == "MTLS_GUARD_MODE" && e["value"] == "audit"),
+        "{env:?}"
+    );
+    let cm = render("manifests/cert-manager");
+    assert!(cm.iter().any(|o| o["kind"] == "Certificate"));
+    assert!(strings(&image(&cm)["args"]).contains("--tls-cert=/tls/tls.crt"));
 }
 
 #[test]

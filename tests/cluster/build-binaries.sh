@@ -1,16 +1,18 @@
 #!/usr/bin/env bash
-# Builds kube-apiserver, kubectl and etcd from the Go module proxy into DEST, once.
+# Builds kube-apiserver, kubectl, etcd and helm from the Go module proxy into DEST, once.
 # Later runs find the binaries and return at once. Usage: build-binaries.sh DEST
+# (helm renders charts/mtls-guard for scripts/render-manifests.sh.)
 set -euo pipefail
 
 K8S_VERSION=${K8S_VERSION:-1.34.4}
 ETCD_VERSION=${ETCD_VERSION:-3.6.5}
+HELM_VERSION=${HELM_VERSION:-3.22.0}
 dest=${1:?usage: build-binaries.sh DEST}
 mkdir -p "$dest"
 dest=$(cd "$dest" && pwd)
 
 have() { [ -x "$dest/$1" ]; }
-if have kube-apiserver && have kubectl && have etcd; then
+if have kube-apiserver && have kubectl && have etcd && have helm; then
   exit 0
 fi
 command -v go >/dev/null || { echo "build-binaries: Go is needed to build the test control plane" >&2; exit 1; }
@@ -42,5 +44,13 @@ if ! have etcd; then
   go mod init mtls-guard.test/etcd >/dev/null 2>&1
   go mod edit -require "go.etcd.io/etcd/server/v3@v$ETCD_VERSION"
   go build -ldflags "-s -w" -o "$dest/etcd" go.etcd.io/etcd/server/v3
+fi
+if ! have helm; then
+  echo "build-binaries: building helm v$HELM_VERSION from helm.sh/helm/v3" >&2
+  mkdir "$work/helm" && cd "$work/helm"
+  go mod init mtls-guard.test/helm >/dev/null 2>&1
+  go mod edit -require "helm.sh/helm/v3@v$HELM_VERSION"
+  go build -ldflags "-s -w -X helm.sh/helm/v3/internal/version.version=v$HELM_VERSION" \
+    -o "$dest/helm" helm.sh/helm/v3/cmd/helm
 fi
 echo "build-binaries: ready in $dest" >&2

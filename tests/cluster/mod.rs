@@ -23,8 +23,14 @@ pub fn free_port() -> u16 {
         .expect("a free loopback port")
 }
 
-/// Where kube-apiserver, etcd and kubectl are; builds them on first use.
+/// Where kube-apiserver, etcd, kubectl and helm are; builds them on first use, once per test
+/// binary even when its tests ask at the same time.
 pub fn binaries() -> PathBuf {
+    static DIR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    DIR.get_or_init(build_binaries).clone()
+}
+
+fn build_binaries() -> PathBuf {
     if let Some(dir) = std::env::var_os("KUBEBUILDER_ASSETS") {
         return PathBuf::from(dir);
     }
@@ -88,6 +94,17 @@ impl Certs {
             key.serialize_pem(),
         )
     }
+}
+
+/// The objects of `manifests/base/install.yaml` of these kinds.
+pub fn install_objects(kinds: &[&str]) -> Vec<serde_json::Value> {
+    use serde::Deserialize;
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("manifests/base/install.yaml");
+    let text = std::fs::read_to_string(path).unwrap();
+    serde_yaml::Deserializer::from_str(&text)
+        .map(|doc| serde_json::Value::deserialize(doc).unwrap())
+        .filter(|o| kinds.contains(&o["kind"].as_str().unwrap_or("")))
+        .collect()
 }
 
 fn wait_until(what: &str, timeout: Duration, mut ok: impl FnMut() -> bool) {
@@ -273,7 +290,7 @@ impl ControlPlane {
     }
 
     /// Istio's CRDs, the `istio-system` namespace, and the guard's Namespace, ServiceAccount and
-    /// RBAC from `manifests/`: what `start_guard` needs.
+    /// RBAC from `manifests/base/`: what `start_guard` needs.
     pub fn install_guard_prerequisites(&self) {
         let root = Path::new(env!("CARGO_MANIFEST_DIR"));
         let path = |p: &str| root.join(p).display().to_string();
@@ -286,17 +303,27 @@ impl ControlPlane {
             "--all",
         ]);
         self.ok(&["create", "namespace", "istio-system"]);
-        let (ns, rbac) = (
-            path("manifests/00-namespace.yaml"),
-            path("manifests/10-rbac.yaml"),
+        let identity = [
+            "ServiceAccount",
+            "ClusterRole",
+            "ClusterRoleBinding",
+            "Role",
+            "RoleBinding",
+        ];
+        let list = serde_json::json!({"apiVersion": "v1", "kind": "List", "items": install_objects(&identity)});
+        self.ok(&["apply", "-f", &path("manifests/base/namespace.yaml")]);
+        let out = self.kubectl_stdin(&["apply", "-f", "-"], &list.to_string());
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
         );
-        self.ok(&["apply", "-f", &ns, "-f", &rbac]);
     }
 
     /// `mtls-guard serve` on a loopback port, reading this API server with the token of the
     /// manifests' ServiceAccount (never the admin identity), with a fresh serving certificate.
-    /// Returns the process, its port and the CA clients must trust.
-    pub fn start_guard(&self, bin: &str) -> (Child, u16, String) {
+    /// Returns the process, its webhook and operations ports, and the CA clients must trust.
+    pub fn start_guard(&self, bin: &str) -> (Child, u16, u16, String) {
         let d = self.dir.path();
         let token = self.ok(&[
             "create",
@@ -314,9 +341,10 @@ impl ControlPlane {
         let pair = mtls_guard::tls::generate(&["127.0.0.1".to_string()]).unwrap();
         let tls = d.join("guard-tls");
         mtls_guard::tls::write(&tls, &pair).unwrap();
-        let port = free_port();
+        let (port, ops_port) = (free_port(), free_port());
         let child = Command::new(bin)
             .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+            .args(["--metrics-listen", &format!("127.0.0.1:{ops_port}")])
             .arg("--kubeconfig")
             .arg(&kubeconfig)
             .arg("--tls-cert")
@@ -327,7 +355,7 @@ impl ControlPlane {
             .stderr(log_file(d, "guard.log"))
             .spawn()
             .expect("mtls-guard starts");
-        (child, port, pair.ca_pem)
+        (child, port, ops_port, pair.ca_pem)
     }
 
     /// An HTTPS client trusting only `ca_pem` (the guard's serving CA from `start_guard`).
