@@ -18,6 +18,10 @@ if ! cargo fuzz --version >/dev/null 2>&1; then
     cargo install cargo-fuzz --locked
 fi
 
+# The fuzz crate's lock is committed: fail here rather than resolve dependencies anew and leave
+# the tree dirty (cargo fuzz has no --locked of its own).
+cargo +nightly metadata --locked --format-version 1 >/dev/null
+
 for target in admission inventory; do
     echo "== fuzz $target for ${seconds}s"
     cargo +nightly fuzz run "$target" -- -max_total_time="$seconds" -timeout=10

@@ -9,9 +9,8 @@ use std::path::Path;
 use std::process::{Child, Command, Output};
 use std::time::Duration;
 
-use base64::Engine as _;
-use cluster::ControlPlane;
-use serde_json::{json, Value};
+use cluster::{demo_objects, ControlPlane, STRICT_POLICY};
+use serde_json::json;
 
 const WATCH: Duration = Duration::from_secs(20);
 
@@ -80,20 +79,8 @@ fn start_guard(cp: &ControlPlane) -> Guard {
         Duration::from_secs(60),
         || guard.get("/readyz").0 == 200,
     );
-    register_webhook(cp, port, &ca_pem);
+    cp.register_webhook_url(port, &ca_pem);
     guard
-}
-
-/// The ValidatingWebhookConfiguration of `manifests/base/install.yaml`, pointed at the
-/// loopback guard with its CA.
-fn register_webhook(cp: &ControlPlane, port: u16, ca_pem: &str) {
-    let mut webhook = cluster::install_objects(&["ValidatingWebhookConfiguration"]).remove(0);
-    webhook["webhooks"][0]["clientConfig"] = json!({
-        "url": format!("https://127.0.0.1:{port}/validate"),
-        "caBundle": base64::engine::general_purpose::STANDARD.encode(ca_pem),
-    });
-    let out = cp.kubectl_stdin(&["apply", "-f", "-"], &webhook.to_string());
-    assert!(out.status.success(), "{}", text(&out));
 }
 
 fn apply(cp: &ControlPlane, yaml: &str) -> Output {
@@ -117,19 +104,6 @@ fn assert_denied(out: &Output, step: &str, names: &[&str]) {
     }
 }
 
-/// The demo inventory's objects of one kind, as a List for kubectl.
-fn demo_objects(kinds: &[&str]) -> String {
-    let demo: Value = serde_yaml::from_str(mtls_guard::inventory::file::DEMO_INVENTORY).unwrap();
-    let items: Vec<Value> = demo["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|i| kinds.contains(&i["kind"].as_str().unwrap_or("")))
-        .cloned()
-        .collect();
-    json!({"apiVersion": "v1", "kind": "List", "items": items}).to_string()
-}
-
 fn sleep_pod(ns: &str, name: &str, sidecar: bool) -> String {
     let mut containers = vec![json!({"name": "sleep", "image": "curlimages/curl"})];
     let mut labels = json!({"app": "sleep"});
@@ -140,15 +114,6 @@ fn sleep_pod(ns: &str, name: &str, sidecar: bool) -> String {
     json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": ns, "labels": labels},
            "spec": {"containers": containers}}).to_string()
 }
-
-const STRICT_POLICY: &str = r#"
-apiVersion: authentication.istio.io/v1alpha1
-kind: Policy
-metadata: {name: example-httpbin-strict, namespace: foo}
-spec:
-  targets: [{name: httpbin}]
-  peers: [{mtls: {mode: STRICT}}]
-"#;
 
 #[test]
 fn seed_replayed_with_kubectl_against_a_real_api_server() {

@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # The whole test suite: installs what the tests run for real when it is missing (Debian's
-# prometheus and chromium; the test control plane builds itself from Go modules on first use),
+# prometheus, chromium, podman and musl-tools, the Rust musl target; the test control plane
+# and helm build themselves from Go modules on first use),
 # then cargo test, and ends with one line adding up every test binary's result. Extra
 # arguments go to cargo test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 tests/prometheus/setup.sh
 tests/browser/setup.sh
+tests/image/setup.sh
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 status=0

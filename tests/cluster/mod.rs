@@ -96,6 +96,30 @@ impl Certs {
     }
 }
 
+/// The seed's lock-down: a STRICT Policy for foo/httpbin, which legacy/sleep still calls.
+pub const STRICT_POLICY: &str = r#"
+apiVersion: authentication.istio.io/v1alpha1
+kind: Policy
+metadata: {name: example-httpbin-strict, namespace: foo}
+spec:
+  targets: [{name: httpbin}]
+  peers: [{mtls: {mode: STRICT}}]
+"#;
+
+/// The demo inventory's objects of these kinds, as a List for kubectl.
+pub fn demo_objects(kinds: &[&str]) -> String {
+    let demo: serde_json::Value =
+        serde_yaml::from_str(mtls_guard::inventory::file::DEMO_INVENTORY).unwrap();
+    let items: Vec<serde_json::Value> = demo["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|i| kinds.contains(&i["kind"].as_str().unwrap_or("")))
+        .cloned()
+        .collect();
+    serde_json::json!({"apiVersion": "v1", "kind": "List", "items": items}).to_string()
+}
+
 /// The objects of `manifests/base/install.yaml` of these kinds.
 pub fn install_objects(kinds: &[&str]) -> Vec<serde_json::Value> {
     use serde::Deserialize;
@@ -364,6 +388,34 @@ impl ControlPlane {
             .add_root_certificate(reqwest::Certificate::from_pem(ca_pem.as_bytes()).unwrap())
             .build()
             .unwrap()
+    }
+
+    /// The ValidatingWebhookConfiguration of `manifests/base/install.yaml`, pointed at a
+    /// loopback guard by URL with its CA.
+    pub fn register_webhook_url(&self, port: u16, ca_pem: &str) {
+        let mut webhook = install_objects(&["ValidatingWebhookConfiguration"]).remove(0);
+        webhook["webhooks"][0]["clientConfig"] = serde_json::json!({
+            "url": format!("https://127.0.0.1:{port}/validate"),
+            "caBundle": b64(ca_pem.as_bytes()),
+        });
+        let out = self.kubectl_stdin(&["apply", "-f", "-"], &webhook.to_string());
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// The seed's cluster before any policy: namespaces, mesh config, pods and services.
+    pub fn apply_seed_workloads(&self) {
+        for kinds in [&["Namespace", "ConfigMap"][..], &["Service", "Pod"]] {
+            let out = self.kubectl_stdin(&["apply", "-f", "-"], &demo_objects(kinds));
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
     }
 
     /// Runs kubectl and panics with its output unless it succeeds.
