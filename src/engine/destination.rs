@@ -90,8 +90,7 @@ pub fn find<'a>(
 /// root namespace alike: true unless a rule there exports to a list of named namespaces.
 pub fn uniform_exports(view: &View, service_ns: &str) -> bool {
     let root = view.index.mesh().root_namespace.as_str();
-    [service_ns, root].iter().all(|ns| {
-        view.dest_rules(ns)
-            .all(|d| d.export_to.iter().all(|e| e == "*" || e == "."))
-    })
+    [service_ns, root]
+        .iter()
+        .all(|ns| view.dest_rules(ns).all(|d| !d.exports.names_namespaces()))
 }

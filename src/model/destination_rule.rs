@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
-use super::{Labels, ModelError, Object, Origin, RuleKind};
+use super::{bounded, Labels, ModelError, Object, Origin, RuleKind};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
@@ -41,8 +41,7 @@ pub struct DestinationRule {
     pub origin: Origin,
     /// As written: a short name is resolved in the rule's own namespace when matched.
     pub host: String,
-    /// Empty means exported everywhere.
-    pub export_to: Vec<String>,
+    pub exports: Exports,
     pub workload_selector: Option<Labels>,
     /// Top-level `trafficPolicy.tls.mode`; `None` leaves auto mTLS in charge.
     pub tls: Option<TlsMode>,
@@ -119,12 +118,59 @@ fn all_modes(policy: &TrafficPolicy) -> Result<Vec<TlsMode>, ModelError> {
     Ok(modes)
 }
 
+/// `exportTo`, as a set: it is asked once per client namespace and route in a review.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Exports {
+    /// No list, or `*`.
+    everywhere: bool,
+    /// `.`: the rule's own namespace.
+    own: bool,
+    named: std::collections::BTreeSet<String>,
+}
+
+impl Exports {
+    fn new(list: Vec<String>) -> Exports {
+        let mut exports = Exports {
+            everywhere: list.is_empty(),
+            ..Exports::default()
+        };
+        for entry in list {
+            match entry.as_str() {
+                "*" => exports.everywhere = true,
+                "." => exports.own = true,
+                _ => {
+                    exports.named.insert(entry);
+                }
+            }
+        }
+        exports
+    }
+
+    /// Whether the list names namespaces, so clients in different namespaces see it differently.
+    pub fn names_namespaces(&self) -> bool {
+        !self.named.is_empty()
+    }
+}
+
 impl DestinationRule {
     pub fn from_json(value: &serde_json::Value) -> Result<Self, ModelError> {
         let obj: Object<Spec> = Object::read("DestinationRule", value)?;
         let origin = Origin::from_meta(RuleKind::DestinationRule, &obj.metadata)?;
         let spec = obj.spec;
+        bounded("exportTo", spec.export_to.len())?;
+        bounded("subsets", spec.subsets.len())?;
         let policy = spec.traffic_policy.unwrap_or_default();
+        bounded(
+            "trafficPolicy.portLevelSettings",
+            policy.port_level_settings.len(),
+        )?;
+        for subset in &spec.subsets {
+            let settings = subset.traffic_policy.as_ref();
+            bounded(
+                "subsets[].trafficPolicy.portLevelSettings",
+                settings.map_or(0, |p| p.port_level_settings.len()),
+            )?;
+        }
         let mut port_tls = BTreeMap::new();
         for p in &policy.port_level_settings {
             if let Some(number) = p.port.as_ref().and_then(|p| p.number) {
@@ -146,7 +192,7 @@ impl DestinationRule {
         Ok(DestinationRule {
             origin,
             host: spec.host,
-            export_to: spec.export_to,
+            exports: Exports::new(spec.export_to),
             workload_selector: spec
                 .workload_selector
                 .map(|s| s.match_labels)
@@ -176,10 +222,8 @@ impl DestinationRule {
 
     /// Whether a client in `namespace` sees this rule when it is not its own namespace's.
     pub fn exported_to(&self, namespace: &str) -> bool {
-        self.export_to.is_empty()
-            || self.export_to.iter().any(|e| {
-                e == "*" || e == namespace || (e == "." && self.origin.namespace == namespace)
-            })
+        let e = &self.exports;
+        e.everywhere || (e.own && self.origin.namespace == namespace) || e.named.contains(namespace)
     }
 }
 
@@ -244,6 +288,31 @@ mod tests {
         ));
         assert!(may(json!({"host": "a", "trafficPolicy": mutual,
             "subsets": [{"name": "v1", "trafficPolicy": {"tls": {"mode": "DISABLE"}}}]})));
+    }
+
+    #[test]
+    fn export_to_names_namespaces_and_its_length_is_bounded() {
+        let names: Vec<String> = (0..super::super::MAX_LIST_ENTRIES)
+            .map(|n| format!("ns{n}"))
+            .collect();
+        let dr = DestinationRule::from_json(&json!({
+            "metadata": {"name": "d", "namespace": "foo"},
+            "spec": {"host": "*", "exportTo": names}
+        }))
+        .unwrap();
+        assert!(dr.exported_to("ns255") && !dr.exported_to("foo"));
+        assert!(dr.exports.names_namespaces());
+        let mut too_many = names.clone();
+        too_many.push("one-more".into());
+        let err = DestinationRule::from_json(&json!({
+            "metadata": {"name": "d", "namespace": "foo"},
+            "spec": {"host": "*", "exportTo": too_many}
+        }))
+        .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "exportTo has 257 entries; at most 256 are accepted"
+        );
     }
 
     #[test]

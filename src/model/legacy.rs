@@ -2,7 +2,7 @@
 
 use serde::Deserialize;
 
-use super::{Mode, ModelError, Object, Origin, RuleKind};
+use super::{bounded, Mode, ModelError, Object, Origin, RuleKind};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct LegacyPolicy {
@@ -92,6 +92,9 @@ impl LegacyPolicy {
     pub fn from_json(kind: RuleKind, value: &serde_json::Value) -> Result<Self, ModelError> {
         let obj: Object<Spec> = Object::read(kind.as_str(), value)?;
         let origin = Origin::from_meta(kind, &obj.metadata)?;
+        bounded("peers", obj.spec.peers.as_ref().map_or(0, Vec::len))?;
+        let ports: usize = obj.spec.targets.iter().map(|t| 1 + t.ports.len()).sum();
+        bounded("targets and their ports", ports)?;
         let mode = mode_of(obj.spec.peers.as_deref())?;
         let is_default = origin.name == "default";
         let scope = match kind {

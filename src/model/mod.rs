@@ -192,6 +192,21 @@ impl Rule {
     }
 }
 
+/// Most entries a list in a reviewed object may have (`exportTo`, `subsets`,
+/// `portLevelSettings`, `portLevelMtls`, `targets` and their ports, `peers`, selector labels).
+/// Real objects have a handful; the bound keeps one object from making a review costly.
+pub const MAX_LIST_ENTRIES: usize = 256;
+
+/// Refuses a list longer than [`MAX_LIST_ENTRIES`], naming the field.
+pub(crate) fn bounded(field: &str, len: usize) -> Result<(), ModelError> {
+    if len > MAX_LIST_ENTRIES {
+        return Err(ModelError::Invalid(format!(
+            "{field} has {len} entries; at most {MAX_LIST_ENTRIES} are accepted"
+        )));
+    }
+    Ok(())
+}
+
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum ModelError {
     #[error("{0}")]

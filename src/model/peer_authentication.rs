@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
-use super::{Labels, Mode, ModelError, Object, Origin, RuleKind};
+use super::{bounded, Labels, Mode, ModelError, Object, Origin, RuleKind};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct PeerAuthentication {
@@ -50,6 +50,11 @@ impl PeerAuthentication {
             .selector
             .and_then(|s| s.match_labels)
             .filter(|l| !l.is_empty());
+        bounded(
+            "selector.matchLabels",
+            selector.as_ref().map_or(0, Labels::len),
+        )?;
+        bounded("portLevelMtls", obj.spec.port_level_mtls.len())?;
         let mut port_modes = BTreeMap::new();
         for (port, mtls) in &obj.spec.port_level_mtls {
             let port: u16 = port.parse().ok().filter(|p| *p > 0).ok_or_else(|| {
