@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::str::FromStr;
+use std::time::Duration;
 
 use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview, Operation};
 use kube::core::{DynamicObject, Status};
@@ -58,10 +59,11 @@ pub enum Decision {
     NotReviewed,
     Invalid,
     Unsynced,
+    Timeout,
 }
 
 impl Decision {
-    pub const ALL: [Decision; 7] = [
+    pub const ALL: [Decision; 8] = [
         Decision::Allowed,
         Decision::Denied,
         Decision::WouldDeny,
@@ -69,6 +71,7 @@ impl Decision {
         Decision::NotReviewed,
         Decision::Invalid,
         Decision::Unsynced,
+        Decision::Timeout,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -80,6 +83,7 @@ impl Decision {
             Decision::NotReviewed => "not_reviewed",
             Decision::Invalid => "invalid",
             Decision::Unsynced => "unsynced",
+            Decision::Timeout => "timeout",
         }
     }
 }
@@ -176,16 +180,38 @@ fn read(kind: RuleKind, obj: Option<&DynamicObject>) -> Result<Option<(Rule, Val
     Ok(Some((rule, value)))
 }
 
-fn break_glass(obj: Option<&DynamicObject>) -> Option<String> {
+fn annotation(obj: Option<&DynamicObject>) -> Option<&str> {
     obj?.metadata
         .annotations
         .as_ref()?
         .get(BREAK_GLASS_ANNOTATION)
-        .cloned()
+        .map(String::as_str)
+}
+
+/// Break-glass for this request: honoured when the annotation carries a reason and this request
+/// sets it (CREATE, or an UPDATE that adds or changes it), so an annotation left on an object
+/// does not wave later changes through. A DELETE reads it from the deleted object, the only
+/// place it can be. `Err` says why an annotation present is not honoured.
+fn break_glass(req: &AdmissionRequest<DynamicObject>) -> Result<Option<String>, &'static str> {
+    let (now, before) = match req.operation {
+        Operation::Delete => (annotation(req.old_object.as_ref()), None),
+        _ => (
+            annotation(req.object.as_ref()),
+            annotation(req.old_object.as_ref()),
+        ),
+    };
+    let Some(reason) = now else { return Ok(None) };
+    if reason.trim().is_empty() {
+        return Err("it needs a reason");
+    }
+    if before == Some(reason) {
+        return Err("it was already on the object; set a new reason to use it for this change");
+    }
+    Ok(Some(reason.to_string()))
 }
 
 /// The mode for this request: the namespace label overrides the global flag.
-fn mode_for(index: &Index, default: GuardMode, namespace: Option<&str>) -> GuardMode {
+pub fn mode_for(index: &Index, default: GuardMode, namespace: Option<&str>) -> GuardMode {
     let ns = namespace.unwrap_or(index.mesh().root_namespace.as_str());
     index
         .namespace(ns)
@@ -239,6 +265,31 @@ pub fn unsynced(
     }
 }
 
+/// The answer when no decision came within the review deadline: deny in enforce (a lock-down
+/// must not pass unchecked), allow with a warning in audit.
+pub fn overdue(
+    req: &AdmissionRequest<DynamicObject>,
+    mode: GuardMode,
+    deadline: Duration,
+) -> Outcome {
+    let mut record = record(req, mode);
+    record.decision = Decision::Timeout;
+    let mut response = AdmissionResponse::from(req);
+    let why = format!("mtls-guard could not decide within its review deadline ({deadline:?})");
+    if mode == GuardMode::Audit {
+        response.warnings = Some(vec![format!("{why}; allowed unreviewed (audit mode)")]);
+    } else {
+        response.allowed = false;
+        response.result =
+            Status::failure(&format!("{why}; retry shortly"), "ServiceUnavailable").with_code(503);
+    }
+    Outcome {
+        response,
+        record,
+        verdict: Verdict::default(),
+    }
+}
+
 /// Decides one admission request against an inventory snapshot, by the inventory alone.
 pub fn decide(
     index: &Index,
@@ -276,12 +327,14 @@ pub fn decide_with(
         Ok(sides) => sides,
         Err(e) => {
             record.decision = Decision::Invalid;
-            response.allowed = false;
-            response.result = Status::failure(
-                &format!("mtls-guard cannot read {kind} {}: {e}", record.object),
-                "BadRequest",
-            )
-            .with_code(400);
+            let why = format!("mtls-guard cannot read {kind} {}: {e}", record.object);
+            // Audit mode promises never to block: it says what it could not check instead.
+            if mode == GuardMode::Audit {
+                response.warnings = Some(vec![format!("{why}; allowed unreviewed (audit mode)")]);
+            } else {
+                response.allowed = false;
+                response.result = Status::failure(&why, "BadRequest").with_code(400);
+            }
             return Outcome {
                 response,
                 record,
@@ -289,8 +342,12 @@ pub fn decide_with(
             };
         }
     };
+    let mut change_detail = None;
     if let (Some((_, o)), Some((_, n))) = (&old, &new) {
-        record.change = report::spec_diff(o, n);
+        if let Some(diff) = report::spec_diff(o, n) {
+            record.change = Some(diff.paths);
+            change_detail = Some(diff.detail);
+        }
     }
     let change = Change {
         old: old.as_ref().map(|(r, _)| r),
@@ -312,20 +369,18 @@ pub fn decide_with(
     let object = change
         .key()
         .map_or_else(|| record.object.clone(), ToString::to_string);
-    let glass_source = if req.operation == Operation::Delete {
-        req.old_object.as_ref()
-    } else {
-        req.object.as_ref()
+    let (glass, ignored) = match break_glass(req) {
+        Ok(glass) => (glass, None),
+        Err(why) => (None, Some(why)),
     };
-    let glass = break_glass(glass_source);
     if glass.is_none() && mode == GuardMode::Enforce {
         record.decision = Decision::Denied;
         response.allowed = false;
-        response.result = Status::failure(
-            &report::deny_message(&object, &verdict, record.change.as_deref()),
-            "Forbidden",
-        )
-        .with_code(403);
+        let mut message = report::deny_message(&object, &verdict, change_detail.as_deref());
+        if let Some(why) = ignored {
+            message.push_str(&format!("\nBreak-glass annotation ignored: {why}."));
+        }
+        response.result = Status::failure(&message, "Forbidden").with_code(403);
         return Outcome {
             response,
             record,

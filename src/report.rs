@@ -243,8 +243,22 @@ pub fn would_deny_json(v: &Verdict) -> String {
     serde_json::to_string(&entries).unwrap_or_else(|_| "[]".into())
 }
 
-/// JSON Patch operations from old to new spec, one short line: `replace /spec/mtls/mode STRICT`.
-pub fn spec_diff(old: &serde_json::Value, new: &serde_json::Value) -> Option<String> {
+/// What an UPDATE changed in the spec, as JSON Patch operations on one line each way.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SpecChange {
+    /// Operations and paths without values (`replace /spec/mtls/mode`), for logs: a spec may
+    /// hold names of credentials and hosts that logs must not carry.
+    pub paths: String,
+    /// Operations with values (`replace /spec/mtls/mode STRICT`), for the deny message.
+    pub detail: String,
+}
+
+/// Longest change summary kept, in bytes: a 30k-key update must not make a megabyte log line or
+/// message.
+pub const CHANGE_SUMMARY_BYTES: usize = 1024;
+
+/// JSON Patch operations from old to new spec, or `None` when the spec is unchanged.
+pub fn spec_diff(old: &serde_json::Value, new: &serde_json::Value) -> Option<SpecChange> {
     let null = serde_json::Value::Null;
     let old = old.get("spec").unwrap_or(&null);
     let new = new.get("spec").unwrap_or(&null);
@@ -252,19 +266,36 @@ pub fn spec_diff(old: &serde_json::Value, new: &serde_json::Value) -> Option<Str
     if patch.0.is_empty() {
         return None;
     }
-    let ops: Vec<String> = patch
-        .0
-        .iter()
-        .map(|op| match op {
-            json_patch::PatchOperation::Add(a) => format!("add /spec{} {}", a.path, a.value),
-            json_patch::PatchOperation::Remove(r) => format!("remove /spec{}", r.path),
-            json_patch::PatchOperation::Replace(r) => {
-                format!("replace /spec{} {}", r.path, plain(&r.value))
-            }
-            other => other.to_string(),
-        })
-        .collect();
-    Some(ops.join("; "))
+    let op = |op: &json_patch::PatchOperation, values: bool| match op {
+        json_patch::PatchOperation::Add(a) if values => format!("add /spec{} {}", a.path, a.value),
+        json_patch::PatchOperation::Add(a) => format!("add /spec{}", a.path),
+        json_patch::PatchOperation::Remove(r) => format!("remove /spec{}", r.path),
+        json_patch::PatchOperation::Replace(r) if values => {
+            format!("replace /spec{} {}", r.path, plain(&r.value))
+        }
+        json_patch::PatchOperation::Replace(r) => format!("replace /spec{}", r.path),
+        other => other.to_string(),
+    };
+    Some(SpecChange {
+        paths: capped(patch.0.iter().map(|o| op(o, false))),
+        detail: capped(patch.0.iter().map(|o| op(o, true))),
+    })
+}
+
+/// Joins operations with `; ` up to [`CHANGE_SUMMARY_BYTES`], then says how many were left out.
+fn capped(ops: impl ExactSizeIterator<Item = String>) -> String {
+    let total = ops.len();
+    let mut out = String::new();
+    for (n, op) in ops.enumerate() {
+        let sep = if n == 0 { "" } else { "; " };
+        if out.len() + sep.len() + op.len() > CHANGE_SUMMARY_BYTES {
+            let _ = write!(out, "{sep}+{} more", total - n);
+            break;
+        }
+        out.push_str(sep);
+        out.push_str(&op);
+    }
+    out
 }
 
 fn plain(v: &serde_json::Value) -> String {
@@ -371,10 +402,38 @@ mod tests {
             json!({"metadata": {"resourceVersion": "1"}, "spec": {"mtls": {"mode": "PERMISSIVE"}}});
         let new =
             json!({"metadata": {"resourceVersion": "2"}, "spec": {"mtls": {"mode": "STRICT"}}});
-        assert_eq!(
-            spec_diff(&old, &new).as_deref(),
-            Some("replace /spec/mtls/mode STRICT")
-        );
+        let diff = spec_diff(&old, &new).unwrap();
+        assert_eq!(diff.detail, "replace /spec/mtls/mode STRICT");
+        assert_eq!(diff.paths, "replace /spec/mtls/mode");
         assert_eq!(spec_diff(&old, &old), None);
+    }
+
+    #[test]
+    fn a_huge_change_is_summarised_in_a_kilobyte_and_logs_no_values() {
+        let keys: serde_json::Map<String, serde_json::Value> = (0..30_000)
+            .map(|n| (format!("k{n}"), json!("secret-credential-name")))
+            .collect();
+        let old = json!({"spec": {}});
+        let new = json!({"spec": {"labels": keys}});
+        let diff = spec_diff(&old, &new).unwrap();
+        assert!(
+            diff.detail.len() <= CHANGE_SUMMARY_BYTES + 16,
+            "{}",
+            diff.detail.len()
+        );
+        assert!(
+            !diff.paths.contains("secret-credential-name"),
+            "{}",
+            diff.paths
+        );
+        let big = json!({"spec": {"trafficPolicy": {"tls": {"credentialName": "prod-db-cert"}}}});
+        let diff = spec_diff(&old, &big).unwrap();
+        assert!(!diff.paths.contains("prod-db-cert"), "{}", diff.paths);
+        assert!(diff.detail.contains("prod-db-cert"));
+        let many: Vec<_> = (0..5_000)
+            .map(|n| json!({"host": format!("h{n}")}))
+            .collect();
+        let diff = spec_diff(&old, &json!({"spec": {"subsets": many}})).unwrap();
+        assert!(diff.paths.len() <= CHANGE_SUMMARY_BYTES + 16);
     }
 }

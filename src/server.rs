@@ -28,11 +28,15 @@ use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
 
-use crate::admission::{self, AdmissionError, GuardMode};
+use crate::admission::{self, AdmissionError, GuardMode, Outcome};
 use crate::evidence::Traffic;
 use crate::inventory::SharedIndex;
+use crate::limits::BodyBudget;
 use crate::metrics::Metrics;
 use crate::readiness;
+use kube::core::admission::AdmissionRequest;
+use kube::core::DynamicObject;
+use tokio::sync::Semaphore;
 
 #[derive(Debug)]
 pub struct AppState {
@@ -46,6 +50,10 @@ pub struct AppState {
     pub webhook_listening: AtomicBool,
     /// Traffic evidence, when a Prometheus URL is configured.
     pub traffic: Option<Arc<Traffic>>,
+    /// Decisions run on the blocking pool, this many at once.
+    pub reviews: Arc<Semaphore>,
+    /// Past this, a review is answered without a decision (see `admission::overdue`).
+    pub review_deadline: Duration,
 }
 
 impl AppState {
@@ -58,7 +66,16 @@ impl AppState {
             shutting_down: AtomicBool::new(false),
             webhook_listening: AtomicBool::new(false),
             traffic: None,
+            reviews: Arc::new(Semaphore::new(2)),
+            review_deadline: Duration::from_secs(3),
         }
+    }
+
+    /// At most `concurrent` decisions at once, each answered within `deadline`.
+    pub fn with_review_limits(mut self, concurrent: usize, deadline: Duration) -> AppState {
+        self.reviews = Arc::new(Semaphore::new(concurrent.max(1)));
+        self.review_deadline = deadline;
+        self
     }
 
     pub fn with_traffic(mut self, traffic: Option<Arc<Traffic>>) -> AppState {
@@ -82,6 +99,8 @@ impl AppState {
 #[derive(Debug, Clone)]
 pub struct Limits {
     pub max_body_bytes: usize,
+    /// Request bodies held at once across connections.
+    pub max_buffered_bytes: usize,
     pub request_timeout: Duration,
 }
 
@@ -96,6 +115,10 @@ pub fn webhook_router(state: Arc<AppState>, limits: &Limits) -> Router {
             )
         })
         .layer(DefaultBodyLimit::max(limits.max_body_bytes))
+        .layer(axum::middleware::from_fn_with_state(
+            BodyBudget::new(limits.max_buffered_bytes, limits.max_body_bytes),
+            crate::limits::reserve_body,
+        ))
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
             limits.request_timeout,
@@ -151,6 +174,16 @@ fn error(status: StatusCode, message: String) -> Response {
     (status, Json(json!({ "error": message }))).into_response()
 }
 
+/// A request's own text as one log field: control characters are escaped, so a newline in a
+/// uid or a user name cannot start a forged line in text logs.
+fn log_safe(text: &str) -> std::borrow::Cow<'_, str> {
+    if text.chars().any(char::is_control) {
+        text.escape_debug().to_string().into()
+    } else {
+        text.into()
+    }
+}
+
 fn is_json(headers: &HeaderMap) -> bool {
     headers
         .get(header::CONTENT_TYPE)
@@ -178,27 +211,73 @@ async fn validate(State(state): State<Arc<AppState>>, headers: HeaderMap, body: 
             return error(StatusCode::BAD_REQUEST, e.to_string());
         }
     };
-    let evidence = state
-        .traffic
-        .as_ref()
-        .map_or_else(crate::evidence::Evidence::inventory_only, |t| t.evidence());
+    let kind = req.kind.kind.clone();
     let outcome = match state.inventory.readiness(Instant::now()) {
-        Ok(()) => state
-            .inventory
-            .read(|index| admission::decide_with(index, &evidence, state.mode, &req)),
+        Ok(()) => decide(&state, req, started).await,
         Err(why) => admission::unsynced(&req, state.mode, state.allow_unsynced, &why),
     };
     let r = &outcome.record;
     state
         .metrics
-        .review(&req.kind.kind, r.operation, r.decision, started.elapsed());
+        .review(&kind, r.operation, r.decision, started.elapsed());
     tracing::info!(
-        uid = %r.uid, user = %r.user, operation = r.operation, kind = %r.kind, object = %r.object,
+        uid = %log_safe(&r.uid), user = %log_safe(&r.user), operation = r.operation,
+        kind = %log_safe(&r.kind), object = %log_safe(&r.object),
         verdict = r.decision.as_str(), mode = %r.mode, clients = r.clients, servers = r.servers,
         change = r.change.as_deref().unwrap_or(""), micros = started.elapsed().as_micros() as u64,
         "admission decision"
     );
     Json(outcome.reply()).into_response()
+}
+
+/// The decision, on the blocking pool behind the review semaphore, so neither a costly review
+/// nor many at once hold the threads that answer health checks and other reviews; past the
+/// deadline the review is answered without it (the decision still finishes, holding its permit).
+async fn decide(
+    state: &Arc<AppState>,
+    req: AdmissionRequest<DynamicObject>,
+    started: Instant,
+) -> Outcome {
+    let req = Arc::new(req);
+    let deadline = tokio::time::Instant::from_std(started + state.review_deadline);
+    if tokio::time::Instant::now() >= deadline {
+        return overdue(state, &req);
+    }
+    let work = {
+        let (state, req) = (Arc::clone(state), Arc::clone(&req));
+        async move {
+            let permit = Arc::clone(&state.reviews).acquire_owned().await.ok();
+            tokio::task::spawn_blocking(move || {
+                let _permit = permit;
+                let evidence = state
+                    .traffic
+                    .as_ref()
+                    .map_or_else(crate::evidence::Evidence::inventory_only, |t| t.evidence());
+                state
+                    .inventory
+                    .read(|index| admission::decide_with(index, &evidence, state.mode, &req))
+            })
+            .await
+        }
+    };
+    match tokio::time::timeout_at(deadline, work).await {
+        Ok(Ok(outcome)) => outcome,
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, "a review's decision failed");
+            overdue(state, &req)
+        }
+        Err(_) => {
+            tracing::warn!(uid = %log_safe(&req.uid), deadline = ?state.review_deadline, "a review missed its deadline");
+            overdue(state, &req)
+        }
+    }
+}
+
+fn overdue(state: &AppState, req: &AdmissionRequest<DynamicObject>) -> Outcome {
+    let mode = state
+        .inventory
+        .read(|index| admission::mode_for(index, state.mode, req.namespace.as_deref()));
+    admission::overdue(req, mode, state.review_deadline)
 }
 
 async fn readyz(State(state): State<Arc<AppState>>) -> Response {
@@ -244,6 +323,9 @@ async fn metrics(State(state): State<Arc<AppState>>) -> Response {
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }
 
+/// HTTP/2 streams a connection may have open at once.
+pub const MAX_STREAMS: u32 = 16;
+
 #[derive(Debug, Clone)]
 pub struct ServeOptions {
     pub header_read_timeout: Duration,
@@ -270,7 +352,11 @@ pub async fn serve(
         .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(opts.header_read_timeout);
-    builder.http2().timer(TokioTimer::new());
+    // Few streams per connection: each may hold a request body, and reviews come one by one.
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(MAX_STREAMS);
     // Every connection holds a receiver: it learns that draining began, and the sender learns
     // when the last connection is gone.
     let (draining, _) = watch::channel(false);

@@ -154,6 +154,65 @@ fn unreviewed_kind_is_allowed_with_a_warning() {
     assert_eq!(record.decision, Decision::NotReviewed);
 }
 
+/// The break-glass fixture as an UPDATE whose old object carried `old_reason`.
+fn glass_update(old_reason: Option<&str>, new_reason: &str) -> Outcome {
+    let mut review: Value =
+        serde_json::from_slice(&fixture("seed-strict-policy-break-glass.json")).unwrap();
+    let mut old = review["request"]["object"].clone();
+    old["spec"] =
+        json!({"targets": [{"name": "httpbin"}], "peers": [{"mtls": {"mode": "PERMISSIVE"}}]});
+    old["metadata"]["annotations"] = match old_reason {
+        Some(r) => json!({BREAK_GLASS_ANNOTATION: r}),
+        None => json!({}),
+    };
+    review["request"]["operation"] = json!("UPDATE");
+    review["request"]["oldObject"] = old;
+    review["request"]["object"]["metadata"]["annotations"] =
+        json!({BREAK_GLASS_ANNOTATION: new_reason});
+    let req = parse_review(&serde_json::to_vec(&review).unwrap()).unwrap();
+    decide(&seed(), GuardMode::Enforce, &req)
+}
+
+#[test]
+fn break_glass_left_on_an_object_does_not_wave_a_later_update_through() {
+    let out = glass_update(Some("INC-1 long ago"), "INC-1 long ago");
+    assert_eq!(out.record.decision, Decision::Denied);
+    let msg = out.response.result.message.clone();
+    assert!(
+        msg.contains("Break-glass annotation ignored: it was already on the object"),
+        "{msg}"
+    );
+    assert_eq!(
+        glass_update(Some("INC-1 long ago"), "INC-2 tonight")
+            .record
+            .decision,
+        Decision::BreakGlass
+    );
+    assert_eq!(
+        glass_update(None, "INC-2 tonight").record.decision,
+        Decision::BreakGlass
+    );
+}
+
+#[test]
+fn break_glass_needs_a_reason() {
+    let out = glass_update(None, "  ");
+    assert_eq!(out.record.decision, Decision::Denied);
+    assert!(out.response.result.message.contains("it needs a reason"));
+}
+
+#[test]
+fn audit_mode_allows_an_unreadable_object_with_a_warning() {
+    let (review, record) = run(&seed(), GuardMode::Audit, "pa-invalid-mode.json");
+    assert_eq!(review["response"]["allowed"], true);
+    let warning = review["response"]["warnings"][0].as_str().unwrap();
+    assert!(
+        warning.contains("STRICTEST") && warning.contains("audit mode"),
+        "{warning}"
+    );
+    assert_eq!(record.decision, Decision::Invalid);
+}
+
 #[test]
 fn unreadable_object_is_denied_with_a_clear_reason() {
     let (review, record) = run(&seed(), GuardMode::Enforce, "pa-invalid-mode.json");
