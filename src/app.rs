@@ -232,7 +232,7 @@ async fn serving_certificate(args: &ServeArgs) -> Result<Arc<tls::ReloadingResol
             let ca = args.dev_cert_dir.join("ca.crt");
             tracing::info!(
                 ca = %ca.display(),
-                "no --tls-cert: serving a dev certificate for localhost; try: curl --cacert {} https://localhost:{}/validate",
+                "no --tls-cert: serving a dev certificate for localhost; try: curl --cacert {} -H 'Content-Type: application/json' --data @tests/data/seed-strict-policy.json https://localhost:{}/validate",
                 ca.display(),
                 args.listen.port()
             );
@@ -279,11 +279,18 @@ async fn self_managed(args: &ServeArgs, secret: &str) -> Result<SelfManaged, App
 pub async fn serve(args: ServeArgs) -> Result<(), AppError> {
     let inventory = shared_inventory(&args).await?;
     let traffic = start_traffic_evidence(&args.evidence)?;
+    let cpus = std::thread::available_parallelism().map_or(1, usize::from);
     let state = Arc::new(
-        AppState::new(inventory, args.mode, args.unsynced == Unsynced::Allow).with_traffic(traffic),
+        AppState::new(inventory, args.mode, args.unsynced == Unsynced::Allow)
+            .with_traffic(traffic)
+            .with_review_limits(
+                args.max_concurrent_reviews.unwrap_or(cpus),
+                *args.review_deadline,
+            ),
     );
     let limits = Limits {
         max_body_bytes: args.max_body_bytes,
+        max_buffered_bytes: args.max_buffered_bytes,
         request_timeout: *args.request_timeout,
     };
     let opts = ServeOptions {

@@ -186,6 +186,17 @@ pub struct ServeArgs {
     /// Largest request body accepted; larger ones get 413.
     #[arg(long, default_value_t = 3 * 1024 * 1024, env = "MTLS_GUARD_MAX_BODY_BYTES")]
     pub max_body_bytes: usize,
+    /// Request bodies held at once across all connections; past it a request gets 503 with
+    /// Retry-After.
+    #[arg(long, default_value_t = 32 * 1024 * 1024, env = "MTLS_GUARD_MAX_BUFFERED_BYTES")]
+    pub max_buffered_bytes: usize,
+    /// Decisions made at once (default: the CPUs available); more reviews wait for a turn.
+    #[arg(long, env = "MTLS_GUARD_MAX_CONCURRENT_REVIEWS")]
+    pub max_concurrent_reviews: Option<usize>,
+    /// Past this, a review is answered without a decision: denied in enforce mode, allowed
+    /// with a warning in audit mode. Keep it under --request-timeout.
+    #[arg(long, default_value = "3s", env = "MTLS_GUARD_REVIEW_DEADLINE")]
+    pub review_deadline: humantime::Duration,
     /// Time to answer one request (keep it under the webhook's timeoutSeconds).
     #[arg(long, default_value = "4s", env = "MTLS_GUARD_REQUEST_TIMEOUT")]
     pub request_timeout: humantime::Duration,

@@ -22,6 +22,7 @@ pub mod config;
 pub mod engine;
 pub mod evidence;
 pub mod inventory;
+pub mod limits;
 pub mod metrics;
 pub mod model;
 pub mod readiness;

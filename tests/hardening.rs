@@ -807,3 +807,134 @@ fn an_unreadable_client_ca_stops_startup_naming_the_flag() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--client-ca"));
 }
+
+// Memory and concurrency.
+
+/// Resident memory of a process, in bytes.
+fn rss(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let kb: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap();
+    kb * 1024
+}
+
+#[tokio::test]
+async fn a_body_declared_over_the_limit_gets_413_before_it_is_sent() {
+    let guard = Guard::start(&["--max-body-bytes", "65536"]).await;
+    let mut tls = tls_connect(
+        guard.port,
+        client_config(&guard.ca(), rustls::ALL_VERSIONS, b"http/1.1"),
+    )
+    .await;
+    // Headers only: the answer must not wait for a body that never comes.
+    tls.write_all(b"POST /validate HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: 8388608\r\n\r\n")
+        .await
+        .unwrap();
+    let answer = read_http1_answer(&mut tls).await;
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    assert!(answer.contains("over --max-body-bytes 65536"), "{answer}");
+}
+
+/// A request body sent slowly: `left` bytes in 64 KiB chunks, one every 100 ms.
+struct SlowBody {
+    left: usize,
+    next: std::pin::Pin<Box<tokio::time::Sleep>>,
+}
+
+impl hyper::body::Body for SlowBody {
+    type Data = hyper::body::Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Self::Data>, Self::Error>>> {
+        use std::future::Future;
+        if self.left == 0 {
+            return std::task::Poll::Ready(None);
+        }
+        std::task::ready!(self.next.as_mut().poll(cx));
+        let n = self.left.min(64 * 1024);
+        self.left -= n;
+        let at = tokio::time::Instant::now() + Duration::from_millis(100);
+        self.next.as_mut().reset(at);
+        std::task::Poll::Ready(Some(Ok(hyper::body::Frame::data(vec![b' '; n].into()))))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sixty_slow_uploads_on_one_http2_connection_hold_bounded_memory() {
+    const UPLOAD: usize = 2_700_000;
+    let guard = Guard::start(&[]).await;
+    let pid = guard.child.id();
+    let before = rss(pid);
+    let tls = tls_connect(
+        guard.port,
+        client_config(&guard.ca(), rustls::ALL_VERSIONS, b"h2"),
+    )
+    .await;
+    let (sender, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(tls),
+    )
+    .await
+    .unwrap();
+    tokio::spawn(conn);
+    let uploads: Vec<_> = (0..60)
+        .map(|_| {
+            let mut sender = sender.clone();
+            tokio::spawn(async move {
+                let req = hyper::Request::post("https://localhost/validate")
+                    .header("content-type", "application/json")
+                    .header("content-length", UPLOAD)
+                    .body(SlowBody {
+                        left: UPLOAD,
+                        next: Box::pin(tokio::time::sleep(Duration::ZERO)),
+                    })
+                    .unwrap();
+                sender.ready().await.unwrap();
+                sender.send_request(req).await.map(|r| r.status().as_u16())
+            })
+        })
+        .collect();
+    // While the uploads trickle in: memory stays bounded and a real review is answered.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let during = rss(pid);
+    let review = tokio::time::timeout(
+        Duration::from_secs(5),
+        guard.validate_fixture("seed-strict-policy.json"),
+    )
+    .await
+    .expect("the seed review is answered during the attack");
+    assert_eq!(review["response"]["allowed"], false);
+    let mut statuses = Vec::new();
+    for upload in uploads {
+        // A stream opened past the connection's limit is refused: 0 here.
+        statuses.push(match upload.await.unwrap() {
+            Ok(status) => status,
+            Err(e) if format!("{e:?}").contains("REFUSED_STREAM") => 0,
+            Err(e) => panic!("upload failed: {e:?}"),
+        });
+    }
+    let shed = statuses.iter().filter(|s| [0, 503].contains(*s)).count();
+    assert!(shed > 0, "some uploads are shed: {statuses:?}");
+    // The rest are read whole (400: not JSON) or cut at --request-timeout (408).
+    assert!(
+        statuses.iter().all(|s| [0, 400, 408, 503].contains(s)),
+        "{statuses:?}"
+    );
+    let grown = during.saturating_sub(before);
+    assert!(
+        grown < 64 * 1024 * 1024,
+        "RSS grew by {} MB during the attack",
+        grown / 1024 / 1024
+    );
+    println!(
+        "RSS {} MB before, {} MB during; {shed} of 60 uploads shed",
+        before / 1024 / 1024,
+        during / 1024 / 1024
+    );
+}

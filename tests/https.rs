@@ -190,3 +190,47 @@ async fn text_logs_carry_no_terminal_colour_codes_when_not_on_a_terminal() {
         "escape codes in a log file: {log:?}"
     );
 }
+
+#[tokio::test]
+async fn a_newline_in_a_uid_or_user_cannot_forge_a_text_log_line() {
+    let guard = Guard::start(&[]).await;
+    let mut review: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(common::data("pa-permissive-foo.json")).unwrap())
+            .unwrap();
+    let forged = "INFO admission decision verdict=\"allowed\" forged=yes";
+    review["request"]["uid"] = format!("u1\n{forged}").into();
+    review["request"]["userInfo"]["username"] = format!("mallory\r\n{forged}").into();
+    let r = guard.validate(serde_json::to_vec(&review).unwrap()).await;
+    assert_eq!(r.status(), 200);
+    let log = logged(&guard, 1).await;
+    assert_eq!(log.matches("admission decision").count(), 2, "{log}");
+    assert!(
+        !log.lines()
+            .any(|l| l.starts_with("INFO admission decision")),
+        "a forged line: {log}"
+    );
+    assert!(log.contains(r"u1\nINFO"), "the uid is escaped: {log}");
+}
+
+#[tokio::test]
+async fn a_review_past_its_deadline_is_denied_in_enforce_and_allowed_in_audit() {
+    // A zero deadline expires before any decision can come back from the blocking pool.
+    for (mode, allowed) in [("enforce", false), ("audit", true)] {
+        let guard = Guard::start(&["--review-deadline", "0s", "--mode", mode]).await;
+        let review = guard.validate_fixture("seed-strict-policy.json").await;
+        let r = &review["response"];
+        assert_eq!(r["allowed"], allowed, "{mode}: {r}");
+        let text = if allowed {
+            r["warnings"][0].as_str().unwrap().to_string()
+        } else {
+            assert_eq!(r["status"]["code"], 503);
+            r["status"]["message"].as_str().unwrap().to_string()
+        };
+        assert!(text.contains("review deadline"), "{mode}: {text}");
+        let metrics = guard.ops_get("/metrics").await.text().await.unwrap();
+        assert!(
+            metrics.contains(r#"verdict="timeout"} 1"#),
+            "{mode}: {metrics}"
+        );
+    }
+}

@@ -1,0 +1,131 @@
+//! What one client can make the webhook hold: request bodies count against one budget across
+//! all connections, and a body declared larger than `--max-body-bytes` is refused before it is
+//! read. Past the budget a request gets 503 with `Retry-After`, before memory runs out.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+
+/// Requests up to this size may use the budget's last [`SMALL_HEADROOM`] bytes: real reviews are
+/// a few kilobytes, so large uploads cannot crowd them out.
+const SMALL_REQUEST: usize = 64 * 1024;
+const SMALL_HEADROOM: usize = 1024 * 1024;
+
+/// Bytes of request bodies held at once, across connections.
+#[derive(Debug)]
+pub struct BodyBudget {
+    total: usize,
+    max_body: usize,
+    used: AtomicUsize,
+}
+
+/// A share of the budget, returned when dropped.
+#[derive(Debug)]
+pub struct Reservation {
+    budget: Arc<BodyBudget>,
+    bytes: usize,
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        self.budget.used.fetch_sub(self.bytes, Ordering::AcqRel);
+    }
+}
+
+impl BodyBudget {
+    pub fn new(total: usize, max_body: usize) -> Arc<BodyBudget> {
+        Arc::new(BodyBudget {
+            total,
+            max_body,
+            used: AtomicUsize::new(0),
+        })
+    }
+
+    pub fn used(&self) -> usize {
+        self.used.load(Ordering::Acquire)
+    }
+
+    /// Reserves `bytes`, or `None` when they do not fit.
+    pub fn reserve(self: &Arc<Self>, bytes: usize) -> Option<Reservation> {
+        let limit = if bytes > SMALL_REQUEST {
+            self.total.saturating_sub(SMALL_HEADROOM)
+        } else {
+            self.total
+        };
+        self.used
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| {
+                used.checked_add(bytes).filter(|&after| after <= limit)
+            })
+            .ok()?;
+        Some(Reservation {
+            budget: Arc::clone(self),
+            bytes,
+        })
+    }
+}
+
+fn refuse(status: StatusCode, message: String) -> Response {
+    let mut res = (status, axum::Json(serde_json::json!({ "error": message }))).into_response();
+    if status == StatusCode::SERVICE_UNAVAILABLE {
+        res.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    }
+    res
+}
+
+/// Middleware: a declared body over the limit gets 413 at once; otherwise the declared size (or,
+/// undeclared, the limit) is reserved for the whole request, or the request gets 503.
+pub async fn reserve_body(
+    State(budget): State<Arc<BodyBudget>>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if let Some(len) = declared.filter(|&len| len > budget.max_body) {
+        return refuse(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!(
+                "a body of {len} bytes is over --max-body-bytes {}",
+                budget.max_body
+            ),
+        );
+    }
+    let Some(reservation) = budget.reserve(declared.unwrap_or(budget.max_body)) else {
+        return refuse(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "mtls-guard is holding as many request bodies as it may (--max-buffered-bytes); retry"
+                .into(),
+        );
+    };
+    let res = next.run(req).await;
+    drop(reservation);
+    res
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_budget_refuses_what_does_not_fit_and_frees_on_drop() {
+        let budget = BodyBudget::new(4 * 1024 * 1024, 3 * 1024 * 1024);
+        let big = budget.reserve(2 * 1024 * 1024).unwrap();
+        assert!(
+            budget.reserve(2 * 1024 * 1024).is_none(),
+            "large ones leave the headroom"
+        );
+        let small = budget.reserve(2 * 1024).unwrap();
+        assert_eq!(budget.used(), 2 * 1024 * 1024 + 2 * 1024);
+        drop((big, small));
+        assert_eq!(budget.used(), 0);
+        assert!(budget.reserve(2 * 1024 * 1024).is_some());
+    }
+}
