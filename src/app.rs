@@ -121,7 +121,12 @@ pub fn load_inventory(args: &InventoryArgs) -> Result<Index, InventoryError> {
         );
         return file::demo(args.filters(), &args.istio_namespace);
     }
-    file::load(&args.inventory, args.filters(), &args.istio_namespace)
+    file::load(
+        &args.inventory,
+        args.filters(),
+        &args.istio_namespace,
+        args.allow_empty_inventory,
+    )
 }
 
 /// `mtls-guard review`: the AdmissionReview response JSON for one request.
@@ -131,8 +136,11 @@ pub fn review(args: &ReviewArgs) -> Result<serde_json::Value, AppError> {
         std::io::stdin().read_to_end(&mut buf)?;
         buf
     } else {
-        std::fs::read(&args.review)
-            .map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", args.review)))?
+        let mut buf = Vec::new();
+        file::open_regular(std::path::Path::new(&args.review))
+            .and_then(|mut f| f.read_to_end(&mut buf))
+            .map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", args.review)))?;
+        buf
     };
     let req = admission::parse_review(&body)?;
     let index = load_inventory(&args.inventory)?;
@@ -313,7 +321,18 @@ pub async fn serve(args: ServeArgs) -> Result<(), AppError> {
         std::future::pending(),
     ));
     let resolver = serving_certificate(&args).await?;
-    let tls_config = tls::server_config(resolver, args.client_ca.as_deref())?;
+    state
+        .serving_certificate
+        .get_or_init(|| Arc::clone(&resolver));
+    let client_ca = match &args.client_ca {
+        Some(path) => {
+            let ca = tls::ReloadingClientCa::load(path)?;
+            tokio::spawn(Arc::clone(&ca).watch(*args.cert_reload_interval));
+            Some(ca)
+        }
+        None => None,
+    };
+    let tls_config = tls::server_config(resolver, client_ca)?;
     let app = server::webhook_router(Arc::clone(&state), &limits);
     let listener = server::bind(args.listen, "--listen").await?;
     state

@@ -83,6 +83,9 @@ pub struct InventoryArgs {
         value_delimiter = ','
     )]
     pub inventory: Vec<PathBuf>,
+    /// Accept an inventory file without pods (it allows every lock-down).
+    #[arg(long, env = "MTLS_GUARD_ALLOW_EMPTY_INVENTORY")]
+    pub allow_empty_inventory: bool,
     /// Namespace of the Istio control plane, where ConfigMap `istio` holds the mesh config.
     #[arg(
         long,

@@ -167,6 +167,18 @@ impl Metrics {
     }
 }
 
+/// The serving certificate's expiry, so an alert can fire before renewal fails for good.
+pub fn certificate_expiry(not_after: std::time::SystemTime) -> String {
+    let secs = not_after
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    format!(
+        "# HELP mtls_guard_serving_certificate_expiry_timestamp_seconds When the certificate being served expires.\n\
+         # TYPE mtls_guard_serving_certificate_expiry_timestamp_seconds gauge\n\
+         mtls_guard_serving_certificate_expiry_timestamp_seconds {secs}\n"
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -50,6 +50,8 @@ pub struct AppState {
     pub webhook_listening: AtomicBool,
     /// Traffic evidence, when a Prometheus URL is configured.
     pub traffic: Option<Arc<Traffic>>,
+    /// The certificate being served, once there is one (for its expiry metric).
+    pub serving_certificate: std::sync::OnceLock<Arc<crate::tls::ReloadingResolver>>,
     /// Decisions run on the blocking pool, this many at once.
     pub reviews: Arc<Semaphore>,
     /// Past this, a review is answered without a decision (see `admission::overdue`).
@@ -66,6 +68,7 @@ impl AppState {
             shutting_down: AtomicBool::new(false),
             webhook_listening: AtomicBool::new(false),
             traffic: None,
+            serving_certificate: std::sync::OnceLock::new(),
             reviews: Arc::new(Semaphore::new(2)),
             review_deadline: Duration::from_secs(3),
         }
@@ -317,6 +320,9 @@ async fn metrics(State(state): State<Arc<AppState>>) -> Response {
         &state.inventory.status(Instant::now()),
         state.readiness().is_ok(),
     );
+    if let Some(expiry) = state.serving_certificate.get().and_then(|r| r.not_after()) {
+        text.push_str(&crate::metrics::certificate_expiry(expiry));
+    }
     if let Some(traffic) = &state.traffic {
         text.push_str(&traffic.metrics_text());
     }

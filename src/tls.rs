@@ -5,12 +5,16 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime};
 
+use rustls::client::danger::HandshakeSignatureValid;
 use rustls::crypto::ring::default_provider;
 use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::UnixTime;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::server::{ClientHello, ResolvesServerCert, WebPkiClientVerifier};
 use rustls::sign::CertifiedKey;
 use rustls::RootCertStore;
+use rustls::{DigitallySignedStruct, DistinguishedName, SignatureScheme};
 
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
@@ -87,6 +91,18 @@ impl ReloadingResolver {
     }
 }
 
+impl ReloadingResolver {
+    /// When the certificate being served expires, for the expiry metric.
+    pub fn not_after(&self) -> Option<SystemTime> {
+        let current = self.current.read().ok()?.clone();
+        let der = current.cert.first()?;
+        let pem = crate::certs::issue::pem_text(der);
+        crate::certs::issue::facts(&pem, "serving certificate")
+            .ok()
+            .map(|f| f.not_after)
+    }
+}
+
 impl ResolvesServerCert for ReloadingResolver {
     fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
         self.current.read().ok().map(|k| Arc::clone(&k))
@@ -142,31 +158,119 @@ pub async fn watch(resolver: Arc<ReloadingResolver>, cert: PathBuf, key: PathBuf
     }
 }
 
+/// The client-certificate check of `--client-ca`, rebuilt when the CA file changes: like the
+/// serving certificate, the trusted CA can rotate without a restart.
+#[derive(Debug)]
+pub struct ReloadingClientCa {
+    path: PathBuf,
+    current: RwLock<Arc<dyn ClientCertVerifier>>,
+}
+
+fn client_verifier(path: &Path) -> Result<Arc<dyn ClientCertVerifier>, TlsError> {
+    let ca_err = |message: String| TlsError::ClientCa {
+        path: path.to_path_buf(),
+        message,
+    };
+    let mut roots = RootCertStore::empty();
+    for cert in pem_certs(path).map_err(ca_err)? {
+        roots.add(cert).map_err(|e| ca_err(e.to_string()))?;
+    }
+    WebPkiClientVerifier::builder_with_provider(Arc::new(roots), Arc::new(default_provider()))
+        .build()
+        .map_err(|e| ca_err(e.to_string()))
+}
+
+impl ReloadingClientCa {
+    pub fn load(path: &Path) -> Result<Arc<Self>, TlsError> {
+        Ok(Arc::new(ReloadingClientCa {
+            path: path.to_path_buf(),
+            current: RwLock::new(client_verifier(path)?),
+        }))
+    }
+
+    fn get(&self) -> Arc<dyn ClientCertVerifier> {
+        match self.current.read() {
+            Ok(v) => Arc::clone(&v),
+            Err(poisoned) => Arc::clone(&poisoned.into_inner()),
+        }
+    }
+
+    /// Polls the file like the serving certificate; a file that cannot be read yet is retried
+    /// and the previous CA stays in force.
+    pub async fn watch(self: Arc<Self>, every: Duration) {
+        let mut seen = stamp(&self.path);
+        let mut tick = tokio::time::interval(every);
+        loop {
+            tick.tick().await;
+            let now = stamp(&self.path);
+            if now == seen {
+                continue;
+            }
+            match client_verifier(&self.path) {
+                Ok(v) => {
+                    if let Ok(mut current) = self.current.write() {
+                        *current = v;
+                    }
+                    seen = now;
+                    tracing::info!(client_ca = %self.path.display(), "reloaded the client CA");
+                }
+                Err(e) => tracing::warn!(error = %e, "client CA changed but cannot be loaded yet"),
+            }
+        }
+    }
+}
+
+impl ClientCertVerifier for ReloadingClientCa {
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        // Hints are optional; the certificate is still checked against the current CA.
+        &[]
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        self.get()
+            .verify_client_cert(end_entity, intermediates, now)
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.get().verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.get().verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.get().supported_verify_schemes()
+    }
+}
+
 /// rustls server config: TLS 1.2 and 1.3, HTTP/2 and HTTP/1.1; with `client_ca`, a client
 /// must present a certificate that chains to it or the handshake fails.
 pub fn server_config(
     resolver: Arc<ReloadingResolver>,
-    client_ca: Option<&Path>,
+    client_ca: Option<Arc<ReloadingClientCa>>,
 ) -> Result<rustls::ServerConfig, TlsError> {
     let provider = Arc::new(default_provider());
-    let builder = rustls::ServerConfig::builder_with_provider(Arc::clone(&provider))
+    let builder = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()?;
     let builder = match client_ca {
         None => builder.with_no_client_auth(),
-        Some(path) => {
-            let ca_err = |message: String| TlsError::ClientCa {
-                path: path.to_path_buf(),
-                message,
-            };
-            let mut roots = RootCertStore::empty();
-            for cert in pem_certs(path).map_err(ca_err)? {
-                roots.add(cert).map_err(|e| ca_err(e.to_string()))?;
-            }
-            let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
-                .build()
-                .map_err(|e| ca_err(e.to_string()))?;
-            builder.with_client_cert_verifier(verifier)
-        }
+        Some(verifier) => builder.with_client_cert_verifier(verifier),
     };
     let mut config = builder.with_cert_resolver(resolver);
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
@@ -218,7 +322,31 @@ pub fn write(dir: &Path, certs: &GeneratedCerts) -> Result<(), TlsError> {
     })?;
     write("ca.crt", &certs.ca_pem)?;
     write("tls.crt", &certs.cert_pem)?;
-    write("tls.key", &certs.key_pem)
+    write_private(&dir.join("tls.key"), &certs.key_pem)
+}
+
+/// Writes a private key readable by its owner only, from the moment it exists.
+fn write_private(path: &Path, text: &str) -> Result<(), TlsError> {
+    use std::io::Write;
+    let err = |source| TlsError::Write {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        options.mode(0o600);
+        // An existing file keeps its mode on open; set it before writing the key.
+        if path.exists() {
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(err)?;
+        }
+    }
+    options
+        .open(path)
+        .and_then(|mut f| f.write_all(text.as_bytes()))
+        .map_err(err)
 }
 
 /// The dev certificate for localhost, reused when it is already there.
@@ -278,11 +406,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (cert, key) = ensure_dev_certs(dir.path()).unwrap();
         let resolver = ReloadingResolver::new(load_certified_key(&cert, &key).unwrap());
-        let err = server_config(Arc::clone(&resolver), Some(&key)).unwrap_err();
+        let err = ReloadingClientCa::load(&key).unwrap_err();
         assert!(err.to_string().starts_with("--client-ca"), "{err}");
         let missing = dir.path().join("missing.crt");
-        let err = server_config(Arc::clone(&resolver), Some(&missing)).unwrap_err();
+        let err = ReloadingClientCa::load(&missing).unwrap_err();
         assert!(err.to_string().starts_with("--client-ca"), "{err}");
-        assert!(server_config(resolver, Some(&dir.path().join("ca.crt"))).is_ok());
+        let ca = ReloadingClientCa::load(&dir.path().join("ca.crt")).unwrap();
+        assert!(server_config(resolver, Some(ca)).is_ok());
     }
 }

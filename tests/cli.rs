@@ -109,5 +109,71 @@ fn certs_writes_a_pair_and_prints_the_ca_bundle() {
         .decode(bundle.trim())
         .unwrap();
     assert_eq!(decoded, ca.as_bytes());
-    assert!(dir.path().join("tls.key").exists());
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(dir.path().join("tls.key"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600, "the private key is for its owner only");
+}
+
+/// Runs `review` and returns its exit code and last stderr line, failing if it hangs.
+fn review_exit(args: &[&str]) -> (Option<i32>, String) {
+    let mut child = Command::new(BIN)
+        .arg("review")
+        .args(args)
+        .arg(data("seed-strict-policy.json"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("review {args:?} hangs");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    (
+        out.status.code(),
+        stderr.lines().last().unwrap_or("").to_string(),
+    )
+}
+
+#[test]
+fn inventory_files_must_be_regular_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("fifo.yaml");
+    assert!(Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap()
+        .success());
+    for path in ["/dev/zero", fifo.to_str().unwrap()] {
+        let (code, line) = review_exit(&["--inventory", path]);
+        assert_eq!(code, Some(2), "{path}: {line}");
+        assert!(line.contains("not a regular file"), "{path}: {line}");
+    }
+}
+
+#[test]
+fn an_inventory_without_pods_is_refused_unless_allowed() {
+    let dir = tempfile::tempdir().unwrap();
+    let empty = dir.path().join("empty.yaml");
+    std::fs::write(&empty, "apiVersion: v1\nkind: List\nitems: []\n").unwrap();
+    let (code, line) = review_exit(&["--inventory", empty.to_str().unwrap()]);
+    assert_eq!(code, Some(2), "{line}");
+    assert!(line.contains("holds no pods"), "{line}");
+    let out = review(
+        &[
+            "--inventory",
+            empty.to_str().unwrap(),
+            "--allow-empty-inventory",
+        ],
+        "seed-strict-policy.json",
+    );
+    assert_eq!(response(&out)["allowed"], true);
 }

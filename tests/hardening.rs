@@ -938,3 +938,46 @@ async fn sixty_slow_uploads_on_one_http2_connection_hold_bounded_memory() {
         during / 1024 / 1024
     );
 }
+
+#[tokio::test]
+async fn a_rotated_client_ca_is_reloaded_without_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let (first_ca, first) = client_pki("kube-apiserver");
+    let (second_ca, second) = client_pki("kube-apiserver-next");
+    let ca_path = dir.path().join("client-ca.crt");
+    std::fs::write(&ca_path, first_ca).unwrap();
+    let guard = Guard::start_with(
+        &[
+            "--client-ca",
+            ca_path.to_str().unwrap(),
+            "--cert-reload-interval",
+            "100ms",
+        ],
+        None,
+        Some(first.clone()),
+    )
+    .await;
+    let dev_ca = std::fs::read(guard.ca()).unwrap();
+    let presenting = |identity: &[u8]| {
+        guard
+            .client_builder()
+            .add_root_certificate(reqwest::Certificate::from_pem(&dev_ca).unwrap())
+            .identity(reqwest::Identity::from_pem(identity).unwrap())
+            .build()
+            .unwrap()
+    };
+    let (old, new) = (presenting(&first), presenting(&second));
+    assert!(new.get(guard.url("/validate")).send().await.is_err());
+    let next = dir.path().join("next.crt");
+    std::fs::write(&next, second_ca).unwrap();
+    std::fs::rename(&next, &ca_path).unwrap();
+    let reloaded = async {
+        while new.get(guard.url("/validate")).send().await.is_err() {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    tokio::time::timeout(HANG_UP_BOUND, reloaded)
+        .await
+        .expect("the new client CA is trusted");
+    assert!(old.get(guard.url("/validate")).send().await.is_err());
+}

@@ -60,7 +60,12 @@ fn add_path(path: &Path, out: &mut Vec<Manifest>) -> Result<(), CheckError> {
         }
         return Ok(());
     }
-    let text = std::fs::read_to_string(path).map_err(io)?;
+    let mut text = String::new();
+    std::io::Read::read_to_string(
+        &mut crate::inventory::file::open_regular(path).map_err(io)?,
+        &mut text,
+    )
+    .map_err(io)?;
     let source = path.display().to_string();
     for doc in documents(&source, &text)? {
         flatten(&source, doc, out);

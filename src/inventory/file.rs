@@ -24,6 +24,8 @@ pub enum InventoryError {
         source_name: String,
         message: String,
     },
+    #[error("the inventory holds no pods, so every lock-down would be allowed; pass --allow-empty-inventory if that is intended")]
+    Empty,
     #[error("inventory {source_name}: {kind} {name}: {source}")]
     Object {
         source_name: String,
@@ -61,7 +63,7 @@ impl Loader {
             }
             return Ok(());
         }
-        let mut reader = std::io::BufReader::new(std::fs::File::open(path).map_err(io)?);
+        let mut reader = std::io::BufReader::new(open_regular(path).map_err(io)?);
         let head = std::io::BufRead::fill_buf(&mut reader).map_err(io)?;
         let is_json = head
             .iter()
@@ -168,6 +170,28 @@ impl Loader {
     }
 }
 
+/// Largest file read as an inventory or manifest: far above a `kubectl get` dump of 100k pods
+/// (about 130 MB of JSON), far below what would exhaust memory.
+pub const MAX_FILE_BYTES: u64 = 1 << 30;
+
+/// Opens a regular file of at most [`MAX_FILE_BYTES`], reading no further than that: a FIFO
+/// would hang and `/dev/zero` would never end.
+pub fn open_regular(path: &Path) -> std::io::Result<std::io::Take<std::fs::File>> {
+    use std::io::{Error, ErrorKind, Read};
+    // Checked before opening: opening a FIFO blocks until someone writes to it.
+    let meta = std::fs::metadata(path)?;
+    if !meta.is_file() {
+        return Err(Error::new(ErrorKind::InvalidInput, "not a regular file"));
+    }
+    if meta.len() > MAX_FILE_BYTES {
+        return Err(Error::new(
+            ErrorKind::InvalidInput,
+            format!("{} bytes is over the limit of {MAX_FILE_BYTES}", meta.len()),
+        ));
+    }
+    Ok(std::fs::File::open(path)?.take(MAX_FILE_BYTES))
+}
+
 /// The `.yaml`, `.yml` and `.json` files of a directory, sorted (not recursive), as
 /// `kubectl apply -f DIR` reads them.
 pub fn manifest_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
@@ -205,17 +229,23 @@ fn documents(source_name: &str, text: &str) -> Result<Vec<Value>, InventoryError
         .collect()
 }
 
-/// Loads files and directories into one index.
+/// Loads files and directories into one index; one without pods is an error unless
+/// `allow_empty`, since it would allow every lock-down.
 pub fn load(
     paths: &[PathBuf],
     filters: Filters,
     istio_namespace: &str,
+    allow_empty: bool,
 ) -> Result<Index, InventoryError> {
     let mut loader = Loader::new(filters, istio_namespace);
     for p in paths {
         loader.add_path(p)?;
     }
-    Ok(loader.finish())
+    let index = loader.finish();
+    if index.pod_count() == 0 && !allow_empty {
+        return Err(InventoryError::Empty);
+    }
+    Ok(index)
 }
 
 /// The seed scenario (foo, bar with sidecars; legacy without), embedded in the binary.

@@ -15,7 +15,7 @@ fn seed() -> Index {
 
 fn migrated() -> Index {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/seed-migrated.yaml");
-    file::load(&[path], Filters::default(), "istio-system").unwrap()
+    file::load(&[path], Filters::default(), "istio-system", false).unwrap()
 }
 
 fn find<'r>(r: &'r MeshReport, ns: &str, name: &str) -> &'r WorkloadReport {
