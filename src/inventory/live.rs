@@ -106,21 +106,36 @@ pub fn spawn(client: Client, shared: Arc<SharedIndex>, istio_namespace: &str) {
     }
 }
 
-/// Finds the first served version of a CRD kind, or `None` when it is not installed.
+/// Whether discovery says the kind is not served (as opposed to failing to say anything).
+fn not_found(e: &kube::Error) -> bool {
+    match e {
+        kube::Error::Api(status) => status.code == 404,
+        kube::Error::Discovery(kube::error::DiscoveryError::MissingKind(_)) => true,
+        _ => false,
+    }
+}
+
+/// Finds the first served version of a CRD kind, or `None` when it is not installed; any other
+/// answer (forbidden, a server error, no connection) is an error, never "not installed".
 async fn discover(
     client: &Client,
     group: &str,
     versions: &[&str],
     kind: &str,
-) -> Option<ApiResource> {
+) -> Result<Option<ApiResource>, kube::Error> {
     for version in versions {
         let gvk = GroupVersionKind::gvk(group, version, kind);
-        if let Ok((resource, _)) = kube::discovery::pinned_kind(client, &gvk).await {
-            return Some(resource);
+        match kube::discovery::pinned_kind(client, &gvk).await {
+            Ok((resource, _)) => return Ok(Some(resource)),
+            Err(e) if not_found(&e) => continue,
+            Err(e) => return Err(e),
         }
     }
-    None
+    Ok(None)
 }
+
+/// How long a failed discovery waits before it is tried again.
+const DISCOVERY_RETRY: Duration = Duration::from_secs(5);
 
 async fn watch_crd(
     client: Client,
@@ -131,22 +146,34 @@ async fn watch_crd(
     kind: &'static str,
 ) {
     let watched = WatchedKind::Rule(rule_kind);
-    let mut logged = false;
+    let (mut logged_absent, mut failing) = (false, false);
     let resource = loop {
-        if let Some(r) = discover(&client, group, versions, kind).await {
-            break r;
+        match discover(&client, group, versions, kind).await {
+            Ok(Some(r)) => break r,
+            Ok(None) => {
+                if !logged_absent {
+                    tracing::info!(
+                        kind,
+                        group,
+                        "CRD not installed: treating {kind} as empty and checking again every minute"
+                    );
+                    logged_absent = true;
+                }
+                failing = false;
+                shared.write(|index| index.retain_listed(watched, &Set::default()));
+                shared.mark_synced(watched);
+                tokio::time::sleep(CRD_RECHECK).await;
+            }
+            // Not known to be absent: the kind stays unsynced (or turns stale), never empty.
+            Err(e) => {
+                if !failing {
+                    tracing::warn!(kind, group, error = %e, "discovery failed; retrying");
+                    failing = true;
+                }
+                shared.mark_failing(watched, Instant::now());
+                tokio::time::sleep(DISCOVERY_RETRY).await;
+            }
         }
-        if !logged {
-            tracing::info!(
-                kind,
-                group,
-                "CRD not installed: treating {kind} as empty and checking again every minute"
-            );
-            logged = true;
-        }
-        shared.write(|index| index.retain_listed(watched, &Set::default()));
-        shared.mark_synced(watched);
-        tokio::time::sleep(CRD_RECHECK).await;
     };
     tracing::info!(kind, api_version = %resource.api_version, "watching");
     let api: Api<DynamicObject> = Api::all_with(client, &resource);
@@ -262,6 +289,29 @@ async fn run<K, F>(
                 let (ns, name) = key(&obj);
                 shared.write(|index| index.remove(kind, &ns, &name));
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn api_error(code: u16) -> kube::Error {
+        kube::Error::Api(
+            kube::core::Status::failure("x", "y")
+                .with_code(code)
+                .boxed(),
+        )
+    }
+
+    #[test]
+    fn only_not_found_counts_a_crd_as_absent() {
+        assert!(not_found(&api_error(404)));
+        let missing = kube::error::DiscoveryError::MissingKind("PeerAuthentication".into());
+        assert!(not_found(&kube::Error::Discovery(missing)));
+        for code in [401, 403, 429, 500, 503] {
+            assert!(!not_found(&api_error(code)), "{code}");
         }
     }
 }
