@@ -17,6 +17,74 @@ use crate::model::{Rule, RuleKind};
 use crate::report;
 
 pub const BREAK_GLASS_ANNOTATION: &str = "mtls-guard.io/break-glass";
+/// The API group of the permissions the guard asks the API server about.
+pub const PERMISSION_GROUP: &str = "mtls-guard.io";
+
+/// What a request needs the requester to be allowed, asked as a SubjectAccessReview on a
+/// virtual resource of [`PERMISSION_GROUP`], which cluster admins grant with ordinary Roles.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Permission {
+    pub verb: &'static str,
+    pub resource: &'static str,
+    pub namespace: Option<String>,
+    pub name: String,
+}
+
+/// What the API server said of the [`Permission`] a request needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Authorization {
+    /// No API server to ask (offline `review`, a `serve` on inventory files).
+    NotChecked,
+    Allowed,
+    /// Refused, or the question failed; the text says which.
+    Refused(String),
+}
+
+impl Authorization {
+    /// Words for a warning when the step was skipped.
+    fn note(&self) -> &'static str {
+        match self {
+            Authorization::NotChecked => " (who may do this was not checked: no API server)",
+            _ => "",
+        }
+    }
+}
+
+/// The permission this request needs, if any: break-glass that the request sets needs `use` on
+/// `breakglass` in the object's namespace; a change of a namespace's `mtls-guard.io/mode` label
+/// needs `set-mode` on `namespaces` in that namespace.
+pub fn permission_needed(req: &AdmissionRequest<DynamicObject>) -> Option<Permission> {
+    if is_namespace(req) {
+        return (mode_label(req.old_object.as_ref()) != mode_label(req.object.as_ref())).then(
+            || Permission {
+                verb: "set-mode",
+                resource: "namespaces",
+                namespace: Some(req.name.clone()),
+                name: req.name.clone(),
+            },
+        );
+    }
+    RuleKind::from_group_kind(&req.kind.group, &req.kind.kind)?;
+    break_glass(req).ok().flatten()?;
+    Some(Permission {
+        verb: "use",
+        resource: "breakglass",
+        namespace: req.namespace.clone(),
+        name: req.name.clone(),
+    })
+}
+
+fn is_namespace(req: &AdmissionRequest<DynamicObject>) -> bool {
+    req.kind.group.is_empty() && req.kind.kind == "Namespace"
+}
+
+fn mode_label(obj: Option<&DynamicObject>) -> Option<&str> {
+    obj?.metadata
+        .labels
+        .as_ref()?
+        .get(crate::model::namespace::MODE_LABEL)
+        .map(String::as_str)
+}
 const API_VERSION: &str = "admission.k8s.io/v1";
 
 /// Enforce denies a breaking change; audit allows it and reports what it would have denied.
@@ -296,7 +364,61 @@ pub fn decide(
     default_mode: GuardMode,
     req: &AdmissionRequest<DynamicObject>,
 ) -> Outcome {
-    decide_with(index, &Evidence::inventory_only(), default_mode, req)
+    decide_with(
+        index,
+        &Evidence::inventory_only(),
+        default_mode,
+        req,
+        &Authorization::NotChecked,
+    )
+}
+
+/// A change of a namespace's `mtls-guard.io/mode` label: it turns enforcement off or on for
+/// the namespace, so only those granted `set-mode` may make it.
+fn namespace_review(
+    req: &AdmissionRequest<DynamicObject>,
+    mode: GuardMode,
+    auth: &Authorization,
+) -> Outcome {
+    let mut record = record(req, mode);
+    let mut response = AdmissionResponse::from(req);
+    if permission_needed(req).is_some() {
+        match auth {
+            Authorization::Refused(why) if mode == GuardMode::Enforce => {
+                record.decision = Decision::Denied;
+                response.allowed = false;
+                response.result = Status::failure(
+                    &format!(
+                        "mtls-guard: changing the label {} of namespace {} needs verb set-mode on namespaces.{PERMISSION_GROUP}: {why}",
+                        crate::model::namespace::MODE_LABEL,
+                        req.name
+                    ),
+                    "Forbidden",
+                )
+                .with_code(403);
+            }
+            Authorization::Refused(why) => {
+                record.decision = Decision::WouldDeny;
+                response.warnings = Some(vec![format!(
+                    "mtls-guard would deny this change of {}: {why}",
+                    crate::model::namespace::MODE_LABEL
+                )]);
+            }
+            other => {
+                response.warnings = Some(vec![format!(
+                    "mtls-guard: {} of namespace {} changed{}",
+                    crate::model::namespace::MODE_LABEL,
+                    req.name,
+                    other.note()
+                )]);
+            }
+        }
+    }
+    Outcome {
+        response,
+        record,
+        verdict: Verdict::default(),
+    }
 }
 
 /// Decides one admission request against an inventory snapshot and traffic evidence.
@@ -305,7 +427,11 @@ pub fn decide_with(
     evidence: &Evidence,
     default_mode: GuardMode,
     req: &AdmissionRequest<DynamicObject>,
+    auth: &Authorization,
 ) -> Outcome {
+    if is_namespace(req) {
+        return namespace_review(req, default_mode, auth);
+    }
     let mode = mode_for(index, default_mode, req.namespace.as_deref());
     let mut record = record(req, mode);
     let mut response = AdmissionResponse::from(req);
@@ -369,9 +495,10 @@ pub fn decide_with(
     let object = change
         .key()
         .map_or_else(|| record.object.clone(), ToString::to_string);
-    let (glass, ignored) = match break_glass(req) {
-        Ok(glass) => (glass, None),
-        Err(why) => (None, Some(why)),
+    let (glass, ignored) = match (break_glass(req), auth) {
+        (Ok(Some(_)), Authorization::Refused(why)) => (None, Some(why.clone())),
+        (Ok(glass), _) => (glass, None),
+        (Err(why), _) => (None, Some(why.to_string())),
     };
     if glass.is_none() && mode == GuardMode::Enforce {
         record.decision = Decision::Denied;
@@ -392,7 +519,13 @@ pub fn decide_with(
     let mut warnings = report::warnings(&verdict);
     if let Some(reason) = glass {
         record.decision = Decision::BreakGlass;
-        warnings.insert(0, format!("mtls-guard break-glass on {object}: {reason}"));
+        warnings.insert(
+            0,
+            format!(
+                "mtls-guard break-glass on {object}: {reason}{}",
+                auth.note()
+            ),
+        );
         audit.insert("break-glass".into(), reason);
     } else {
         record.decision = Decision::WouldDeny;

@@ -58,11 +58,14 @@ async fn cluster_client(kubeconfig: Option<&std::path::Path>) -> Result<kube::Cl
     kube::Client::try_from(config).map_err(|e| e.to_string())
 }
 
-/// Files, the live cluster, or the demo: in that order of what was asked for.
-async fn shared_inventory(args: &ServeArgs) -> Result<Arc<SharedIndex>, AppError> {
+/// Files, the live cluster, or the demo: in that order of what was asked for; with the
+/// cluster's client when it is the cluster.
+async fn shared_inventory(
+    args: &ServeArgs,
+) -> Result<(Arc<SharedIndex>, Option<kube::Client>), AppError> {
     let inv = &args.inventory;
     if !inv.inventory.is_empty() || args.demo {
-        return Ok(Arc::new(SharedIndex::complete(load_inventory(inv)?)));
+        return Ok((Arc::new(SharedIndex::complete(load_inventory(inv)?)), None));
     }
     match cluster_client(args.kubeconfig.as_deref()).await {
         Ok(client) => {
@@ -71,13 +74,13 @@ async fn shared_inventory(args: &ServeArgs) -> Result<Arc<SharedIndex>, AppError
                 Index::new(inv.filters()),
                 *args.max_staleness,
             ));
-            live::spawn(client, Arc::clone(&shared), &inv.istio_namespace);
-            Ok(shared)
+            live::spawn(client.clone(), Arc::clone(&shared), &inv.istio_namespace);
+            Ok((shared, Some(client)))
         }
         Err(e) if args.kubeconfig.is_some() => Err(AppError::Kubeconfig(e)),
         Err(e) => {
             tracing::info!(reason = %e, "no cluster configured");
-            Ok(Arc::new(SharedIndex::complete(load_inventory(inv)?)))
+            Ok((Arc::new(SharedIndex::complete(load_inventory(inv)?)), None))
         }
     }
 }
@@ -285,12 +288,13 @@ async fn self_managed(args: &ServeArgs, secret: &str) -> Result<SelfManaged, App
 
 /// `mtls-guard serve`: runs until SIGTERM or Ctrl-C, then drains.
 pub async fn serve(args: ServeArgs) -> Result<(), AppError> {
-    let inventory = shared_inventory(&args).await?;
+    let (inventory, client) = shared_inventory(&args).await?;
     let traffic = start_traffic_evidence(&args.evidence)?;
     let cpus = std::thread::available_parallelism().map_or(1, usize::from);
     let state = Arc::new(
         AppState::new(inventory, args.mode, args.unsynced == Unsynced::Allow)
             .with_traffic(traffic)
+            .with_authorizer(client.map(crate::authz::Authorizer::new))
             .with_review_limits(
                 args.max_concurrent_reviews.unwrap_or(cpus),
                 *args.review_deadline,

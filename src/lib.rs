@@ -16,6 +16,7 @@
 
 pub mod admission;
 pub mod app;
+pub mod authz;
 pub mod certs;
 pub mod check;
 pub mod config;

@@ -7,11 +7,12 @@ use std::time::Duration;
 use crate::admission::Decision;
 use crate::inventory::shared::KindStatus;
 
-const KINDS: [&str; 5] = [
+const KINDS: [&str; 6] = [
     "PeerAuthentication",
     "Policy",
     "MeshPolicy",
     "DestinationRule",
+    "Namespace",
     "other",
 ];
 const OPERATIONS: [&str; 4] = ["CREATE", "UPDATE", "DELETE", "other"];

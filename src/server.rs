@@ -28,7 +28,7 @@ use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
 
-use crate::admission::{self, AdmissionError, GuardMode, Outcome};
+use crate::admission::{self, AdmissionError, Authorization, GuardMode, Outcome};
 use crate::evidence::Traffic;
 use crate::inventory::SharedIndex;
 use crate::limits::BodyBudget;
@@ -52,6 +52,9 @@ pub struct AppState {
     pub traffic: Option<Arc<Traffic>>,
     /// The certificate being served, once there is one (for its expiry metric).
     pub serving_certificate: std::sync::OnceLock<Arc<crate::tls::ReloadingResolver>>,
+    /// Asks the API server who may use break-glass or change a namespace's mode; `None`
+    /// without a cluster.
+    pub authorizer: Option<crate::authz::Authorizer>,
     /// Decisions run on the blocking pool, this many at once.
     pub reviews: Arc<Semaphore>,
     /// Past this, a review is answered without a decision (see `admission::overdue`).
@@ -69,9 +72,15 @@ impl AppState {
             webhook_listening: AtomicBool::new(false),
             traffic: None,
             serving_certificate: std::sync::OnceLock::new(),
+            authorizer: None,
             reviews: Arc::new(Semaphore::new(2)),
             review_deadline: Duration::from_secs(3),
         }
+    }
+
+    pub fn with_authorizer(mut self, authorizer: Option<crate::authz::Authorizer>) -> AppState {
+        self.authorizer = authorizer;
+        self
     }
 
     /// At most `concurrent` decisions at once, each answered within `deadline`.
@@ -246,6 +255,10 @@ async fn decide(
     if tokio::time::Instant::now() >= deadline {
         return overdue(state, &req);
     }
+    let auth = match tokio::time::timeout_at(deadline, authorize(state, &req)).await {
+        Ok(auth) => auth,
+        Err(_) => Authorization::Refused("the authorization check timed out".into()),
+    };
     let work = {
         let (state, req) = (Arc::clone(state), Arc::clone(&req));
         async move {
@@ -258,7 +271,7 @@ async fn decide(
                     .map_or_else(crate::evidence::Evidence::inventory_only, |t| t.evidence());
                 state
                     .inventory
-                    .read(|index| admission::decide_with(index, &evidence, state.mode, &req))
+                    .read(|index| admission::decide_with(index, &evidence, state.mode, &req, &auth))
             })
             .await
         }
@@ -273,6 +286,15 @@ async fn decide(
             tracing::warn!(uid = %log_safe(&req.uid), deadline = ?state.review_deadline, "a review missed its deadline");
             overdue(state, &req)
         }
+    }
+}
+
+/// The API server's word on the permission this request needs, when it needs one.
+async fn authorize(state: &AppState, req: &AdmissionRequest<DynamicObject>) -> Authorization {
+    match (admission::permission_needed(req), &state.authorizer) {
+        (None, _) => Authorization::Allowed,
+        (Some(_), None) => Authorization::NotChecked,
+        (Some(p), Some(authorizer)) => authorizer.check(&req.user_info, &p).await,
     }
 }
 

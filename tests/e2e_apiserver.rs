@@ -318,3 +318,133 @@ fn watch_sees_pods_come_and_go(cp: &ControlPlane) {
         dry_run().status.success()
     });
 }
+
+/// kubectl as the ServiceAccount `foo/alice`, a user with no special rights.
+fn as_alice(cp: &ControlPlane, args: &[&str], input: Option<&str>) -> Output {
+    let token = cp.ok(&["create", "token", "alice", "-n", "foo", "--duration=1h"]);
+    let kubeconfig = cp.dir.path().join("alice.kubeconfig");
+    std::fs::write(
+        &kubeconfig,
+        cp.kubeconfig_with(&format!("token: {}", token.trim())),
+    )
+    .unwrap();
+    let mut cmd = Command::new(cluster::binaries().join("kubectl"));
+    cmd.arg("--kubeconfig").arg(&kubeconfig).args(args);
+    match input {
+        None => cmd.output().unwrap(),
+        Some(text) => {
+            use std::io::Write;
+            let mut child = cmd
+                .stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap();
+            child
+                .stdin
+                .take()
+                .unwrap()
+                .write_all(text.as_bytes())
+                .unwrap();
+            child.wait_with_output().unwrap()
+        }
+    }
+}
+
+#[test]
+fn break_glass_and_namespace_modes_are_for_whom_rbac_grants_them() {
+    let cp = ControlPlane::start();
+    cp.install_guard_prerequisites();
+    cp.apply_seed_workloads();
+    let _guard = start_guard(&cp);
+    for kinds in [&["MeshPolicy"][..], &["DestinationRule"]] {
+        assert_allowed(&apply(&cp, &demo_objects(kinds)), "seed policies");
+    }
+    // alice may write policies in foo and label the namespace legacy, nothing more.
+    cp.ok(&["create", "serviceaccount", "alice", "-n", "foo"]);
+    cp.ok(&[
+        "create",
+        "role",
+        "policy-writer",
+        "-n",
+        "foo",
+        "--verb=get,create,update,patch",
+        "--resource=policies.authentication.istio.io",
+    ]);
+    cp.ok(&[
+        "create",
+        "rolebinding",
+        "alice-writes",
+        "-n",
+        "foo",
+        "--role=policy-writer",
+        "--serviceaccount=foo:alice",
+    ]);
+    cp.ok(&[
+        "create",
+        "clusterrole",
+        "legacy-labeller",
+        "--verb=get,patch",
+        "--resource=namespaces",
+        "--resource-name=legacy",
+    ]);
+    cp.ok(&[
+        "create",
+        "clusterrolebinding",
+        "alice-labels",
+        "--clusterrole=legacy-labeller",
+        "--serviceaccount=foo:alice",
+    ]);
+
+    let glass = STRICT_POLICY.replace(
+        "metadata: {name: example-httpbin-strict, namespace: foo}",
+        "metadata: {name: example-httpbin-strict, namespace: foo, annotations: {mtls-guard.io/break-glass: INC-7 approved}}",
+    );
+    let out = as_alice(&cp, &["apply", "-f", "-"], Some(&glass));
+    assert_denied(
+        &out,
+        "break-glass without the grant",
+        &["may not use breakglass.mtls-guard.io"],
+    );
+    let label = ["label", "namespace", "legacy", "mtls-guard.io/mode=audit"];
+    let out = as_alice(&cp, &label, None);
+    assert_denied(&out, "mode label without the grant", &["set-mode"]);
+
+    cp.ok(&[
+        "create",
+        "rolebinding",
+        "alice-glass",
+        "-n",
+        "foo",
+        "--clusterrole=mtls-guard:break-glass",
+        "--serviceaccount=foo:alice",
+    ]);
+    cp.ok(&[
+        "create",
+        "rolebinding",
+        "alice-mode",
+        "-n",
+        "legacy",
+        "--clusterrole=mtls-guard:set-mode",
+        "--serviceaccount=foo:alice",
+    ]);
+    cp.wait_until("the grants to let alice through", WATCH, || {
+        let glass_ok = as_alice(&cp, &["apply", "--dry-run=server", "-f", "-"], Some(&glass));
+        let label_ok = as_alice(
+            &cp,
+            &[
+                "label",
+                "--dry-run=server",
+                "namespace",
+                "legacy",
+                "mtls-guard.io/mode=audit",
+            ],
+            None,
+        );
+        glass_ok.status.success() && label_ok.status.success()
+    });
+    let out = as_alice(&cp, &["apply", "-f", "-"], Some(&glass));
+    assert_allowed(&out, "break-glass with the grant");
+    assert!(text(&out).contains("break-glass"), "{}", text(&out));
+    assert_allowed(&as_alice(&cp, &label, None), "mode label with the grant");
+}

@@ -147,7 +147,10 @@ impl Install {
             "{}",
             String::from_utf8_lossy(&out.stderr)
         );
-        let patch = json!([{"op": "replace", "path": "/webhooks/0/clientConfig/service/port", "value": replica.port}]);
+        let patch: Vec<Value> = (0..2)
+            .map(|i| json!({"op": "replace", "path": format!("/webhooks/{i}/clientConfig/service/port"), "value": replica.port}))
+            .collect();
+        let patch = Value::from(patch);
         self.cp.ok(&[
             "patch",
             "validatingwebhookconfiguration",

@@ -95,7 +95,20 @@ fn roles_grant_reads_of_the_inventory_and_writes_of_the_own_certificate_only() {
         set(&["mtls-guard-tls"]),
     ));
     // Create cannot be limited by name; the manifest says so.
-    want.insert(("/secrets".into(), set(&["create"]), none));
+    want.insert(("/secrets".into(), set(&["create"]), none.clone()));
+    // Asking the API server who may use break-glass or set a namespace's mode.
+    want.insert((
+        "authorization.k8s.io/subjectaccessreviews".into(),
+        set(&["create"]),
+        none.clone(),
+    ));
+    // The two ClusterRoles shipped for people, bound by cluster admins.
+    want.insert((
+        "mtls-guard.io/breakglass".into(),
+        set(&["use"]),
+        none.clone(),
+    ));
+    want.insert(("mtls-guard.io/namespaces".into(), set(&["set-mode"]), none));
     want.insert((
         "admissionregistration.k8s.io/validatingwebhookconfigurations".into(),
         set(&["get", "patch"]),
@@ -178,10 +191,25 @@ fn network_policy_admits_only_the_webhook_and_metrics_ports() {
 }
 
 #[test]
+fn namespace_mode_labels_are_reviewed_only_where_a_namespace_carries_one() {
+    let w = &find("ValidatingWebhookConfiguration")[0]["webhooks"][1];
+    assert_eq!(w["name"], "namespaces.mtls-guard.io");
+    let selector = &w["objectSelector"]["matchExpressions"][0];
+    assert_eq!(selector["key"], "mtls-guard.io/mode");
+    assert_eq!(selector["operator"], "Exists");
+    let rule = &w["rules"][0];
+    assert_eq!(strings(&rule["resources"]), set(&["namespaces"]));
+    assert_eq!(strings(&rule["operations"]), set(&["CREATE", "UPDATE"]));
+    assert_eq!(w["clientConfig"]["service"]["path"], "/validate");
+}
+
+#[test]
 fn webhook_has_no_ca_bundle_for_the_guard_injects_it() {
     let w = &find("ValidatingWebhookConfiguration")[0];
     assert_eq!(w["metadata"]["name"], "mtls-guard");
-    assert!(w["webhooks"][0]["clientConfig"].get("caBundle").is_none());
+    for webhook in w["webhooks"].as_array().unwrap() {
+        assert!(webhook["clientConfig"].get("caBundle").is_none());
+    }
     assert_eq!(
         w["webhooks"][0]["clientConfig"]["service"]["name"],
         "mtls-guard"

@@ -289,7 +289,14 @@ fn traffic_only_warnings_allow_and_unavailable_traffic_is_said() {
         edges: Some(std::sync::Arc::new(PlaintextEdges::default())),
         stale_reason: None,
     };
-    let out = decide_with(&seed(), &current, GuardMode::Enforce, &req).into_review_json();
+    let out = decide_with(
+        &seed(),
+        &current,
+        GuardMode::Enforce,
+        &req,
+        &Authorization::NotChecked,
+    )
+    .into_review_json();
     assert_eq!(out["response"]["allowed"], true);
     assert!(
         out["response"]["warnings"][0]
@@ -304,10 +311,139 @@ fn traffic_only_warnings_allow_and_unavailable_traffic_is_said() {
         stale_reason: Some("prometheus: connection refused".into()),
         ..current
     };
-    let out = decide_with(&seed(), &down, GuardMode::Enforce, &req).into_review_json();
+    let out = decide_with(
+        &seed(),
+        &down,
+        GuardMode::Enforce,
+        &req,
+        &Authorization::NotChecked,
+    )
+    .into_review_json();
     let msg = out["response"]["status"]["message"].as_str().unwrap();
     assert!(
         msg.contains("Traffic evidence unavailable (prometheus: connection refused)"),
         "{msg}"
     );
+}
+
+fn glass_request() -> AdmissionRequest<DynamicObject> {
+    parse_review(&fixture("seed-strict-policy-break-glass.json")).unwrap()
+}
+
+#[test]
+fn break_glass_needs_use_on_breakglass_in_the_objects_namespace() {
+    let req = glass_request();
+    assert_eq!(
+        permission_needed(&req),
+        Some(Permission {
+            verb: "use",
+            resource: "breakglass",
+            namespace: Some("foo".into()),
+            name: "example-httpbin-strict".into(),
+        })
+    );
+    let plain = parse_review(&fixture("seed-strict-policy.json")).unwrap();
+    assert_eq!(permission_needed(&plain), None);
+}
+
+#[test]
+fn break_glass_refused_by_the_api_server_is_denied_with_its_reason() {
+    let req = glass_request();
+    let refused = Authorization::Refused("alice may not use breakglass".into());
+    let out = decide_with(
+        &seed(),
+        &Evidence::inventory_only(),
+        GuardMode::Enforce,
+        &req,
+        &refused,
+    );
+    assert_eq!(out.record.decision, Decision::Denied);
+    assert!(out
+        .response
+        .result
+        .message
+        .contains("alice may not use breakglass"));
+    let allowed = decide_with(
+        &seed(),
+        &Evidence::inventory_only(),
+        GuardMode::Enforce,
+        &req,
+        &Authorization::Allowed,
+    );
+    assert_eq!(allowed.record.decision, Decision::BreakGlass);
+    let warnings = allowed.response.warnings.unwrap();
+    assert!(!warnings[0].contains("not checked"), "{warnings:?}");
+}
+
+#[test]
+fn offline_break_glass_says_who_may_use_it_was_not_checked() {
+    let out = decide(&seed(), GuardMode::Enforce, &glass_request());
+    assert_eq!(out.record.decision, Decision::BreakGlass);
+    let warnings = out.response.warnings.unwrap();
+    assert!(warnings[0].contains("was not checked"), "{warnings:?}");
+}
+
+fn namespace_update(old: Option<&str>, new: Option<&str>) -> AdmissionRequest<DynamicObject> {
+    let labels = |mode: Option<&str>| match mode {
+        Some(m) => json!({MODE_LABEL: m}),
+        None => json!({}),
+    };
+    let object = |mode| json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "legacy", "labels": labels(mode)}});
+    let review = json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {
+        "uid": "ns-1", "kind": {"group": "", "version": "v1", "kind": "Namespace"},
+        "resource": {"group": "", "version": "v1", "resource": "namespaces"},
+        "name": "legacy", "operation": "UPDATE", "userInfo": {"username": "bob"},
+        "object": object(new), "oldObject": object(old)}});
+    parse_review(&serde_json::to_vec(&review).unwrap()).unwrap()
+}
+
+#[test]
+fn setting_a_namespaces_mode_label_needs_set_mode() {
+    let req = namespace_update(None, Some("audit"));
+    let needed = permission_needed(&req).unwrap();
+    assert_eq!((needed.verb, needed.resource), ("set-mode", "namespaces"));
+    assert_eq!(needed.namespace.as_deref(), Some("legacy"));
+    let refused = Authorization::Refused("bob may not set-mode".into());
+    let out = decide_with(
+        &seed(),
+        &Evidence::inventory_only(),
+        GuardMode::Enforce,
+        &req,
+        &refused,
+    );
+    assert_eq!(out.record.decision, Decision::Denied);
+    assert!(out.response.result.message.contains("bob may not set-mode"));
+    let out = decide_with(
+        &seed(),
+        &Evidence::inventory_only(),
+        GuardMode::Audit,
+        &req,
+        &refused,
+    );
+    assert_eq!(out.record.decision, Decision::WouldDeny);
+    assert!(out.response.allowed);
+    let ok = decide_with(
+        &seed(),
+        &Evidence::inventory_only(),
+        GuardMode::Enforce,
+        &req,
+        &Authorization::Allowed,
+    );
+    assert!(ok.response.allowed);
+    for (old, new) in [(Some("audit"), None), (Some("audit"), Some("enforce"))] {
+        assert!(
+            permission_needed(&namespace_update(old, new)).is_some(),
+            "{old:?} -> {new:?}"
+        );
+    }
+    let unchanged = namespace_update(Some("audit"), Some("audit"));
+    assert_eq!(permission_needed(&unchanged), None);
+    let out = decide_with(
+        &seed(),
+        &Evidence::inventory_only(),
+        GuardMode::Enforce,
+        &unchanged,
+        &refused,
+    );
+    assert!(out.response.allowed);
 }

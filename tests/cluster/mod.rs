@@ -394,10 +394,12 @@ impl ControlPlane {
     /// loopback guard by URL with its CA.
     pub fn register_webhook_url(&self, port: u16, ca_pem: &str) {
         let mut webhook = install_objects(&["ValidatingWebhookConfiguration"]).remove(0);
-        webhook["webhooks"][0]["clientConfig"] = serde_json::json!({
-            "url": format!("https://127.0.0.1:{port}/validate"),
-            "caBundle": b64(ca_pem.as_bytes()),
-        });
+        for w in webhook["webhooks"].as_array_mut().unwrap() {
+            w["clientConfig"] = serde_json::json!({
+                "url": format!("https://127.0.0.1:{port}/validate"),
+                "caBundle": b64(ca_pem.as_bytes()),
+            });
+        }
         let out = self.kubectl_stdin(&["apply", "-f", "-"], &webhook.to_string());
         assert!(
             out.status.success(),

@@ -41,3 +41,21 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end -}}
 {{- join ", " $quoted -}}
 {{- end -}}
+
+{{/*
+The webhook's clientConfig, the same for each of its webhooks.
+*/}}
+{{- define "mtls-guard.clientConfig" -}}
+{{- $certMode := include "mtls-guard.certMode" . -}}
+{{- if eq $certMode "self" -}}
+# No caBundle: the guard injects its CA here once it has created it. Neither kubectl apply
+# nor helm upgrade ever sets the field, so neither takes it away again.
+{{- else if eq $certMode "secret" -}}
+caBundle: {{ required "certificates.caBundle (base64 PEM CA) is required with certificates.mode=secret" .Values.certificates.caBundle }}
+{{- end }}
+service:
+  name: {{ include "mtls-guard.fullname" . }}
+  namespace: {{ .Release.Namespace }}
+  path: /validate
+  port: 443
+{{- end }}
