@@ -30,3 +30,4 @@ pub mod readiness;
 pub mod report;
 pub mod server;
 pub mod tls;
+pub mod yaml;

@@ -146,7 +146,7 @@ fn the_proposed_patch_applies_and_then_passes() {
     let patch: json_patch::Patch = serde_json::from_value(result["patch"].clone()).unwrap();
 
     let mut doc: serde_json::Value =
-        serde_yaml::from_str(&std::fs::read_to_string(&manifest).unwrap()).unwrap();
+        mtls_guard::yaml::from_str(&std::fs::read_to_string(&manifest).unwrap()).unwrap();
     json_patch::patch(&mut doc, &patch).unwrap();
     assert_eq!(doc["spec"]["portLevelMtls"]["80"]["mode"], "PERMISSIVE");
     assert_eq!(

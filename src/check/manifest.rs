@@ -2,7 +2,6 @@
 
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
 use serde_json::Value;
 
 use super::CheckError;
@@ -112,9 +111,7 @@ fn documents(source_name: &str, text: &str) -> Result<Vec<Value>, CheckError> {
         }
         return Ok(out);
     }
-    let docs: Vec<Value> = serde_yaml::Deserializer::from_str(text)
-        .map(|doc| Value::deserialize(doc).map_err(|e| parse(e.to_string())))
-        .collect::<Result<_, _>>()?;
+    let docs: Vec<Value> = crate::yaml::documents(text).map_err(parse)?;
     if let Some(bad) = docs.iter().find(|d| !d.is_object() && !d.is_null()) {
         return Err(parse(format!("a document is not an object: {bad}")));
     }

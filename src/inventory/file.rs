@@ -6,7 +6,6 @@ use std::path::{Path, PathBuf};
 
 use k8s_openapi::api::core::v1 as core;
 use serde::de::DeserializeOwned;
-use serde::Deserialize;
 use serde_json::Value;
 
 use super::{Filters, Index};
@@ -219,14 +218,10 @@ fn typed<T: DeserializeOwned>(kind: &str, value: &Value) -> Result<T, ModelError
 
 /// The documents of a YAML stream (JSON goes through the streaming reader instead).
 fn documents(source_name: &str, text: &str) -> Result<Vec<Value>, InventoryError> {
-    serde_yaml::Deserializer::from_str(text)
-        .map(|doc| {
-            Value::deserialize(doc).map_err(|e| InventoryError::Parse {
-                source_name: source_name.to_string(),
-                message: e.to_string(),
-            })
-        })
-        .collect()
+    crate::yaml::documents(text).map_err(|message| InventoryError::Parse {
+        source_name: source_name.to_string(),
+        message,
+    })
 }
 
 /// Loads files and directories into one index; one without pods is an error unless

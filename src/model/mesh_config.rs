@@ -35,7 +35,7 @@ impl MeshConfig {
         let Some(mesh) = cm.data.as_ref().and_then(|d| d.get("mesh")) else {
             return Ok(MeshConfig::default());
         };
-        let raw: Raw = serde_yaml::from_str::<Option<Raw>>(mesh)
+        let raw: Raw = crate::yaml::from_str::<Option<Raw>>(mesh)
             .map_err(|e| ModelError::Invalid(format!("mesh config is not valid YAML: {e}")))?
             .unwrap_or_default();
         let defaults = MeshConfig::default();

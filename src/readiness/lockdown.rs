@@ -67,7 +67,7 @@ fn build(
             o.origin, o.mode
         ));
     }
-    yaml.push_str(&serde_yaml::to_string(&value).map_err(|e| e.to_string())?);
+    yaml.push_str(&crate::yaml::to_string(&value)?);
     Ok(Lockdown {
         rule,
         old: old.cloned().map(Rule::PeerAuthentication),

@@ -56,7 +56,7 @@ fn once_migrated_foo_httpbin_is_ready_with_the_yaml_to_apply() {
     assert_eq!(w.status, Status::Ready, "{:?}", w.blockers);
     let yaml = w.lockdown.as_deref().unwrap();
     // The proposed object, applied, is a lock-down the engine lets through.
-    let value: serde_json::Value = serde_yaml::from_str(yaml).unwrap();
+    let value: serde_json::Value = crate::yaml::from_str(yaml).unwrap();
     assert_eq!(value["spec"]["mtls"]["mode"], "STRICT");
     assert_eq!(value["spec"]["selector"]["matchLabels"]["app"], "httpbin");
     let rule = Rule::from_json(RuleKind::PeerAuthentication, &value).unwrap();

@@ -109,7 +109,7 @@ spec:
 /// The demo inventory's objects of these kinds, as a List for kubectl.
 pub fn demo_objects(kinds: &[&str]) -> String {
     let demo: serde_json::Value =
-        serde_yaml::from_str(mtls_guard::inventory::file::DEMO_INVENTORY).unwrap();
+        mtls_guard::yaml::from_str(mtls_guard::inventory::file::DEMO_INVENTORY).unwrap();
     let items: Vec<serde_json::Value> = demo["items"]
         .as_array()
         .unwrap()
@@ -122,11 +122,11 @@ pub fn demo_objects(kinds: &[&str]) -> String {
 
 /// The objects of `manifests/base/install.yaml` of these kinds.
 pub fn install_objects(kinds: &[&str]) -> Vec<serde_json::Value> {
-    use serde::Deserialize;
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("manifests/base/install.yaml");
     let text = std::fs::read_to_string(path).unwrap();
-    serde_yaml::Deserializer::from_str(&text)
-        .map(|doc| serde_json::Value::deserialize(doc).unwrap())
+    mtls_guard::yaml::documents(&text)
+        .unwrap()
+        .into_iter()
         .filter(|o| kinds.contains(&o["kind"].as_str().unwrap_or("")))
         .collect()
 }
