@@ -447,7 +447,15 @@ fn scope(index: &Index, rule: &Rule, ids: &mut Vec<WorkloadId>) -> Reach {
         },
         Rule::DestinationRule(dr) => {
             let domain = &index.filters().cluster_domain;
-            let services = index.services_for_host(&dr.host, ns, domain);
+            let services = match strict_namespaces(index, root) {
+                // A DestinationRule changes no mode: only servers that can be STRICT matter, so
+                // a wildcard host looks only where a STRICT policy is, whatever the cluster size.
+                Some(strict) if dr.host.starts_with('*') => strict
+                    .into_iter()
+                    .flat_map(|n| index.services_in(n).iter().map(|s| &**s))
+                    .collect(),
+                _ => index.services_for_host(&dr.host, ns, domain),
+            };
             for svc in services
                 .into_iter()
                 .filter(|s| host_matches(dr, &s.host, domain).is_some())
@@ -457,4 +465,31 @@ fn scope(index: &Index, rule: &Rule, ids: &mut Vec<WorkloadId>) -> Reach {
         }
     }
     Reach::Listed
+}
+
+/// Whether a policy of `namespace` can make a port STRICT (its mode or a port's).
+fn holds_strict(index: &Index, namespace: &str) -> bool {
+    let pa = index
+        .peer_authns(namespace)
+        .iter()
+        .any(|pa| pa.mode == Mode::Strict || pa.port_modes.values().any(|m| *m == Mode::Strict));
+    pa || index
+        .legacy_policies(namespace)
+        .iter()
+        .any(|p| p.mode == Mode::Strict)
+}
+
+/// The namespaces where a server can be STRICT, or `None` when the mesh level may make any
+/// namespace STRICT.
+fn strict_namespaces<'i>(index: &'i Index, root: &str) -> Option<Vec<&'i str>> {
+    if holds_strict(index, root) || holds_strict(index, "") {
+        return None;
+    }
+    let mut strict: Vec<&str> = index
+        .policy_namespaces()
+        .filter(|n| holds_strict(index, n))
+        .collect();
+    strict.sort_unstable();
+    strict.dedup();
+    Some(strict)
 }

@@ -1068,3 +1068,37 @@ fn stale_or_unused_traffic_leaves_the_inventory_in_charge() {
     );
     assert_eq!(v.traffic_unavailable, None);
 }
+
+#[test]
+fn a_wildcard_destination_rule_is_judged_where_servers_can_be_strict() {
+    let everything = dr(
+        "bar",
+        "all-plaintext",
+        json!({"host": "*", "trafficPolicy": {"tls": {"mode": "DISABLE"}}}),
+    );
+    let servers = |index: &Index| -> Vec<String> {
+        let v = create(index, &everything);
+        let mut names: Vec<String> = v
+            .servers
+            .iter()
+            .map(|s| format!("{}/{}", s.namespace, s.workload))
+            .collect();
+        names.sort();
+        names
+    };
+    let one_strict = with(auto_mtls(seed()), [aged(strict_httpbin_pa(), 1)]);
+    assert_eq!(
+        servers(&one_strict),
+        ["foo/httpbin"],
+        "only foo/httpbin is STRICT"
+    );
+    // A STRICT mesh makes every namespace a place to look.
+    let strict_mesh = with(
+        auto_mtls(seed()),
+        [mesh_policy(json!({"peers": [{"mtls": {}}]}))],
+    );
+    assert_eq!(
+        servers(&strict_mesh),
+        ["bar/httpbin", "bar/sleep", "foo/httpbin", "foo/sleep"]
+    );
+}

@@ -281,6 +281,14 @@ impl Index {
         self.peer_authns.get(namespace).map_or(&[], Vec::as_slice)
     }
 
+    /// Namespaces holding a PeerAuthentication or v1alpha1 policy (`""` for MeshPolicies).
+    pub fn policy_namespaces(&self) -> impl Iterator<Item = &str> {
+        let pa = self.peer_authns.iter().filter(|(_, l)| !l.is_empty());
+        let legacy = self.legacy.iter().filter(|(_, l)| !l.is_empty());
+        pa.map(|(ns, _)| ns.as_str())
+            .chain(legacy.map(|(ns, _)| ns.as_str()))
+    }
+
     /// Policies of `namespace`; the cluster-scoped MeshPolicies live under `""`.
     pub fn legacy_policies(&self, namespace: &str) -> &[LegacyPolicy] {
         self.legacy.get(namespace).map_or(&[], Vec::as_slice)

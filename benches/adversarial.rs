@@ -1,0 +1,137 @@
+//! The adversarial review of the hardening round: one DestinationRule with `host: "*"`, TLS
+//! `DISABLE` and a long `exportTo`, against 40 STRICT servers and 400 client namespaces. It
+//! shows a review's time against the object's size (exportTo entries, and past the 256-entry
+//! bound the refusal) and against unrelated cluster size (namespaces with servers the rule
+//! cannot affect), each at 1x, 10x and 100x. `cargo bench --bench adversarial`.
+
+use std::time::{Duration, Instant};
+
+use mtls_guard::admission::{self, GuardMode};
+use mtls_guard::inventory::file::Loader;
+use mtls_guard::inventory::{Filters, Index};
+use serde_json::{json, Value};
+
+const SERVERS: usize = 40;
+const CLIENT_NAMESPACES: usize = 400;
+
+fn sidecar_pod(ns: &str, name: &str, app: &str) -> Value {
+    json!({"apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": name, "namespace": ns,
+            "labels": {"app": app, "security.istio.io/tlsMode": "istio"}},
+        "spec": {"containers": [
+            {"name": "app", "image": "app", "ports": [{"containerPort": 8080}]},
+            {"name": "istio-proxy", "image": "proxyv2"}]},
+        "status": {"phase": "Running", "podIP": "10.0.0.1"}})
+}
+
+fn service(ns: &str, app: &str) -> Value {
+    json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": app, "namespace": ns},
+        "spec": {"selector": {"app": app}, "clusterIP": "10.96.0.10",
+            "ports": [{"port": 80, "targetPort": 8080}]}})
+}
+
+fn namespace(name: &str) -> Value {
+    json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
+}
+
+/// 40 STRICT servers in `srv`, one sidecar client in each of 400 namespaces, and `unrelated`
+/// namespaces each holding a PERMISSIVE server no STRICT policy reaches.
+fn inventory(unrelated: usize) -> Index {
+    let mut items = vec![namespace("srv")];
+    items.push(json!({"apiVersion": "security.istio.io/v1", "kind": "PeerAuthentication",
+        "metadata": {"name": "default", "namespace": "srv", "creationTimestamp": "2024-01-01T00:00:00Z"},
+        "spec": {"mtls": {"mode": "STRICT"}}}));
+    for s in 0..SERVERS {
+        let app = format!("srv-{s}");
+        items.push(sidecar_pod("srv", &app, &app));
+        items.push(service("srv", &app));
+    }
+    for c in 0..CLIENT_NAMESPACES {
+        let ns = format!("c-{c}");
+        items.push(namespace(&ns));
+        items.push(sidecar_pod(&ns, "client", "client"));
+    }
+    for u in 0..unrelated {
+        let ns = format!("u-{u}");
+        items.push(namespace(&ns));
+        items.push(sidecar_pod(&ns, "other", "other"));
+        items.push(service(&ns, "other"));
+    }
+    let list = json!({"apiVersion": "v1", "kind": "List", "items": items}).to_string();
+    let mut loader = Loader::new(Filters::default(), "istio-system");
+    loader
+        .add_str("adversarial", &list)
+        .expect("inventory loads");
+    loader.finish()
+}
+
+/// The DestinationRule's CREATE review with `entries` exportTo namespaces.
+fn review(entries: usize) -> Vec<u8> {
+    let export: Vec<String> = (0..entries)
+        .map(|i| format!("c-{}", i % CLIENT_NAMESPACES))
+        .collect();
+    let object = json!({"apiVersion": "networking.istio.io/v1", "kind": "DestinationRule",
+        "metadata": {"name": "everything-plaintext", "namespace": "c-0"},
+        "spec": {"host": "*", "exportTo": export, "trafficPolicy": {"tls": {"mode": "DISABLE"}}}});
+    serde_json::to_vec(&json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+        "request": {"uid": "adv", "kind": {"group": "networking.istio.io", "version": "v1", "kind": "DestinationRule"},
+            "resource": {"group": "networking.istio.io", "version": "v1", "resource": "destinationrules"},
+            "name": "everything-plaintext", "namespace": "c-0", "operation": "CREATE",
+            "userInfo": {"username": "mallory"}, "object": object}}))
+    .expect("review serializes")
+}
+
+/// Median time of the whole admission path (parse, read, decide) and the answer's status.
+fn median(index: &Index, body: &[u8]) -> (Duration, i32) {
+    let mut samples = Vec::new();
+    let mut code = 0;
+    for _ in 0..15 {
+        let started = Instant::now();
+        let req = admission::parse_review(body).expect("a review");
+        let out = admission::decide(index, GuardMode::Enforce, &req);
+        samples.push(started.elapsed());
+        code = out.response.result.code.into();
+    }
+    samples.sort();
+    (samples[samples.len() / 2], code)
+}
+
+fn main() {
+    println!("object size: 40 STRICT servers, 400 client namespaces");
+    println!(
+        "{:>10} {:>12} {:>12} {:>7} {:>9}",
+        "exportTo", "body bytes", "p50", "status", "vs 1x"
+    );
+    let index = inventory(0);
+    for row in [[2, 25, 250], [2_500, 25_000, 250_000]] {
+        let mut base = None;
+        for entries in row {
+            let body = review(entries);
+            let (t, code) = median(&index, &body);
+            let b = *base.get_or_insert(t);
+            println!(
+                "{entries:>10} {:>12} {t:>12.2?} {code:>7} {:>8.2}x",
+                body.len(),
+                t.as_secs_f64() / b.as_secs_f64()
+            );
+        }
+    }
+    println!(
+        "\nunrelated cluster size: exportTo of 250, plus namespaces with servers it cannot reach"
+    );
+    println!(
+        "{:>10} {:>12} {:>7} {:>9}",
+        "unrelated", "p50", "status", "vs 1x"
+    );
+    let body = review(250);
+    let mut base = None;
+    for unrelated in [400, 4_000, 40_000] {
+        let index = inventory(unrelated);
+        let (t, code) = median(&index, &body);
+        let b = *base.get_or_insert(t);
+        println!(
+            "{unrelated:>10} {t:>12.2?} {code:>7} {:>8.2}x",
+            t.as_secs_f64() / b.as_secs_f64()
+        );
+    }
+}
