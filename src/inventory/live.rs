@@ -12,7 +12,6 @@ use futures::{Stream, StreamExt};
 use k8s_openapi::api::core::v1 as core;
 use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind};
 use kube::runtime::watcher::{self, Event};
-use kube::runtime::WatchStreamExt;
 use kube::{Client, Resource};
 use serde::de::DeserializeOwned;
 
@@ -182,7 +181,7 @@ async fn watch_crd(
         Rule::from_json(rule_kind, &value).map(Item::Rule)
     };
     run(
-        watcher::watcher(api, watcher::Config::default()).default_backoff(),
+        || watcher::watcher(api.clone(), watcher::Config::default()),
         &shared,
         watched,
         convert,
@@ -203,7 +202,7 @@ fn spawn_watch<K, F>(
     let shared = Arc::clone(shared);
     tokio::spawn(async move {
         run(
-            watcher::watcher(api, config).default_backoff(),
+            || watcher::watcher(api.clone(), config.clone()),
             &shared,
             kind,
             convert,
@@ -220,13 +219,37 @@ fn key<K: Resource>(obj: &K) -> (String, String) {
     )
 }
 
-/// Applies one watch stream to the shared index, converting each object once.
-async fn run<K, F>(
+/// Waits before a watch that failed is started again: doubling from the first to the last.
+const RESTART_BACKOFF: (Duration, Duration) = (Duration::from_millis(500), Duration::from_secs(30));
+
+/// Keeps a kind's watch running. After any error the watch starts over with a fresh list,
+/// rather than resuming where it stopped: a resumed watch on a quiet kind sends nothing, so
+/// nothing would ever show that it works again, and the kind would stay stale (and the guard
+/// unready) until something changed.
+async fn run<K, S, F>(make: impl Fn() -> S, shared: &SharedIndex, kind: WatchedKind, convert: F)
+where
+    K: Resource,
+    S: Stream<Item = Result<Event<K>, watcher::Error>>,
+    F: Fn(&K) -> Result<Item, ModelError>,
+{
+    let (first, last) = RESTART_BACKOFF;
+    let mut wait = first;
+    loop {
+        let listed = watch(make(), shared, kind, &convert).await;
+        wait = if listed { first } else { (wait * 2).min(last) };
+        tokio::time::sleep(wait).await;
+    }
+}
+
+/// Applies one watch stream to the shared index, converting each object once, until the
+/// stream fails; returns whether it had completed a list by then.
+async fn watch<K, F>(
     stream: impl Stream<Item = Result<Event<K>, watcher::Error>>,
     shared: &SharedIndex,
     kind: WatchedKind,
-    convert: F,
-) where
+    convert: &F,
+) -> bool
+where
     K: Resource,
     F: Fn(&K) -> Result<Item, ModelError>,
 {
@@ -245,17 +268,21 @@ async fn run<K, F>(
     let apply = |items: Vec<Item>| {
         shared.write(|index| items.into_iter().for_each(|item| index.apply(item)))
     };
+    let mut listed_once = false;
     futures::pin_mut!(stream);
     while let Some(event) = stream.next().await {
         let event = match event {
             Ok(e) => e,
             Err(e) => {
                 shared.mark_failing(kind, Instant::now());
-                tracing::warn!(kind = kind.as_str(), error = %e, "watch failed; retrying with backoff");
-                continue;
+                tracing::warn!(kind = kind.as_str(), error = %e, "watch failed; listing again after a backoff");
+                return listed_once;
             }
         };
-        shared.mark_ok(kind);
+        // Current once a list is complete, or a watch delivers a change.
+        if !matches!(event, Event::Init | Event::InitApply(_)) {
+            shared.mark_ok(kind);
+        }
         match event {
             Event::Init => {
                 batch.clear();
@@ -276,6 +303,7 @@ async fn run<K, F>(
                 let count = listed.len();
                 shared.write(|index| index.retain_listed(kind, &listed));
                 shared.mark_synced(kind);
+                listed_once = true;
                 tracing::info!(kind = kind.as_str(), count, "synced");
             }
             Event::Apply(obj) => match trim(&obj) {
@@ -291,6 +319,7 @@ async fn run<K, F>(
             }
         }
     }
+    listed_once
 }
 
 #[cfg(test)]

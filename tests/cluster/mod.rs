@@ -142,11 +142,54 @@ fn wait_until(what: &str, timeout: Duration, mut ok: impl FnMut() -> bool) {
     panic!("timed out after {timeout:?} waiting for {what}");
 }
 
+/// kube-apiserver on `port` over the etcd at `etcd_port`, with the certificates in `d`; its log
+/// is appended to, so a restart keeps the earlier lines.
+fn spawn_apiserver(bin: &Path, d: &Path, etcd_port: u16, port: u16) -> Child {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(d.join("kube-apiserver.log"))
+        .unwrap();
+    Command::new(bin.join("kube-apiserver"))
+        .arg(format!("--etcd-servers=http://127.0.0.1:{etcd_port}"))
+        .args(["--bind-address=127.0.0.1", "--advertise-address=127.0.0.1"])
+        .arg(format!("--secure-port={port}"))
+        .arg(format!("--cert-dir={}", d.display()))
+        .arg(format!(
+            "--tls-cert-file={}",
+            d.join("apiserver.crt").display()
+        ))
+        .arg(format!(
+            "--tls-private-key-file={}",
+            d.join("apiserver.key").display()
+        ))
+        .arg(format!("--client-ca-file={}", d.join("ca.crt").display()))
+        .arg("--authorization-mode=RBAC")
+        .arg("--service-account-issuer=https://kubernetes.default.svc.cluster.local")
+        .arg(format!(
+            "--service-account-key-file={}",
+            d.join("sa.pub").display()
+        ))
+        .arg(format!(
+            "--service-account-signing-key-file={}",
+            d.join("sa.key").display()
+        ))
+        .arg("--service-cluster-ip-range=10.96.0.0/16")
+        // No controller-manager creates default ServiceAccounts, so pods are admitted without one.
+        .arg("--disable-admission-plugins=ServiceAccount")
+        .arg("--enable-priority-and-fairness=false")
+        .stdout(Stdio::null())
+        .stderr(Stdio::from(log))
+        .spawn()
+        .expect("kube-apiserver starts")
+}
+
 pub struct ControlPlane {
     pub dir: tempfile::TempDir,
     bin: PathBuf,
     etcd: Child,
     apiserver: Child,
+    pub etcd_port: u16,
     pub port: u16,
     pub ca_pem: String,
     pub admin_kubeconfig: PathBuf,
@@ -209,38 +252,7 @@ impl ControlPlane {
             .stderr(log_file(d, "etcd.log"))
             .spawn()
             .expect("etcd starts");
-        let apiserver = Command::new(bin.join("kube-apiserver"))
-            .arg(format!("--etcd-servers=http://127.0.0.1:{etcd_port}"))
-            .args(["--bind-address=127.0.0.1", "--advertise-address=127.0.0.1"])
-            .arg(format!("--secure-port={port}"))
-            .arg(format!("--cert-dir={}", d.display()))
-            .arg(format!(
-                "--tls-cert-file={}",
-                d.join("apiserver.crt").display()
-            ))
-            .arg(format!(
-                "--tls-private-key-file={}",
-                d.join("apiserver.key").display()
-            ))
-            .arg(format!("--client-ca-file={}", d.join("ca.crt").display()))
-            .arg("--authorization-mode=RBAC")
-            .arg("--service-account-issuer=https://kubernetes.default.svc.cluster.local")
-            .arg(format!(
-                "--service-account-key-file={}",
-                d.join("sa.pub").display()
-            ))
-            .arg(format!(
-                "--service-account-signing-key-file={}",
-                d.join("sa.key").display()
-            ))
-            .arg("--service-cluster-ip-range=10.96.0.0/16")
-            // No controller-manager creates default ServiceAccounts, so pods are admitted without one.
-            .arg("--disable-admission-plugins=ServiceAccount")
-            .arg("--enable-priority-and-fairness=false")
-            .stdout(Stdio::null())
-            .stderr(log_file(d, "kube-apiserver.log"))
-            .spawn()
-            .expect("kube-apiserver starts");
+        let apiserver = spawn_apiserver(&bin, d, etcd_port, port);
 
         let (admin_crt, admin_key) = certs.issue(&[], "admin", Some("system:masters"));
         let admin_kubeconfig = d.join("admin.kubeconfig");
@@ -248,6 +260,7 @@ impl ControlPlane {
             bin,
             etcd,
             apiserver,
+            etcd_port,
             port,
             ca_pem: certs.ca_pem.clone(),
             admin_kubeconfig,
@@ -273,6 +286,50 @@ impl ControlPlane {
             std::thread::sleep(Duration::from_millis(200));
         }
         cp
+    }
+
+    /// Stops kube-apiserver (as a crash would), for `down` while `during` runs, then starts it
+    /// again on the same port and waits until it is ready.
+    pub fn restart_apiserver(&mut self, down: Duration, during: impl FnOnce()) {
+        let _ = self.apiserver.kill();
+        let _ = self.apiserver.wait();
+        let stopped = Instant::now();
+        during();
+        if let Some(left) = down.checked_sub(stopped.elapsed()) {
+            std::thread::sleep(left);
+        }
+        self.apiserver = spawn_apiserver(&self.bin, self.dir.path(), self.etcd_port, self.port);
+        wait_until(
+            "kube-apiserver to be ready again",
+            Duration::from_secs(90),
+            || self.kubectl(&["get", "--raw", "/readyz"]).status.success(),
+        );
+    }
+
+    /// Compacts etcd's history up to its current revision, through etcd's JSON gateway, so
+    /// watches resuming from an older resourceVersion get 410 Gone and must list again.
+    pub fn compact_etcd(&self) {
+        let url = |path: &str| format!("http://127.0.0.1:{}/v3/kv/{path}", self.etcd_port);
+        let post = |url: String, body: String| -> serde_json::Value {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async {
+                let r = reqwest::Client::new().post(&url).body(body).send().await;
+                r.unwrap().json().await.unwrap()
+            })
+        };
+        let range = post(url("range"), r#"{"key":"Lw=="}"#.into());
+        let revision = range["header"]["revision"].as_str().unwrap().to_string();
+        let compacted = post(
+            url("compaction"),
+            format!(r#"{{"revision":"{revision}","physical":true}}"#),
+        );
+        assert!(
+            compacted.get("header").is_some(),
+            "etcd compaction: {compacted}"
+        );
     }
 
     /// A kubeconfig for this API server with the given user credentials (YAML lines).
@@ -348,6 +405,11 @@ impl ControlPlane {
     /// manifests' ServiceAccount (never the admin identity), with a fresh serving certificate.
     /// Returns the process, its webhook and operations ports, and the CA clients must trust.
     pub fn start_guard(&self, bin: &str) -> (Child, u16, u16, String) {
+        self.start_guard_with(bin, &[])
+    }
+
+    /// `start_guard` with more flags.
+    pub fn start_guard_with(&self, bin: &str, extra: &[&str]) -> (Child, u16, u16, String) {
         let d = self.dir.path();
         let token = self.ok(&[
             "create",
@@ -375,6 +437,7 @@ impl ControlPlane {
             .arg(tls.join("tls.crt"))
             .arg("--tls-key")
             .arg(tls.join("tls.key"))
+            .args(extra)
             .stdout(Stdio::null())
             .stderr(log_file(d, "guard.log"))
             .spawn()
