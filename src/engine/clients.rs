@@ -193,12 +193,14 @@ fn sends_plaintext(view: &View, asker: Asker, path: &Path) -> Option<Reason> {
 /// Traffic of a client with outbound exclusions that leaves around its sidecar.
 fn bypass(c: &Workload, w: &Workload, path: &Path, port: u16) -> Option<Reason> {
     let svc = &path.route.service;
-    let (port, annotation) = if svc.headless || svc.cluster_ip.is_none() {
+    // Only a headless Service is dialled at the pod's own address and port; any other is
+    // dialled at its Service port, whether or not the inventory knows its clusterIP.
+    let (port, annotation) = if svc.headless {
         let hit = c.shape.bypasses_outbound(port, None).or_else(|| {
             w.ips()
                 .find_map(|ip| c.shape.bypasses_outbound(port, Some(ip)))
         });
-        (if svc.headless { port } else { path.route.port }, hit)
+        (port, hit)
     } else {
         (
             path.route.port,

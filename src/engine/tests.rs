@@ -785,6 +785,31 @@ fn outbound_exclusions_bypass_the_client_sidecar() {
 }
 
 #[test]
+fn a_service_without_a_cluster_ip_is_still_dialled_at_its_service_port() {
+    // Hand-written inventories leave clusterIP out; the Service is not headless for that.
+    let without_ip = |index: &mut Index| {
+        let svc: k8s_openapi::api::core::v1::Service = serde_json::from_value(json!({
+            "metadata": {"name": "httpbin", "namespace": "foo"},
+            "spec": {"selector": {"app": "httpbin"}, "ports": [{"name": "http", "port": 8000, "targetPort": 80}]}}))
+        .unwrap();
+        index.upsert_service(crate::model::Service::from_api(&svc, "cluster.local").unwrap());
+    };
+    for (excluded, bypasses) in [("8000", true), ("80", false)] {
+        let mut index = seed();
+        without_ip(&mut index);
+        index.remove_pod("bar", "sleep-7d9b5c8f4-x7k2p");
+        let note = json!({"metadata": {"annotations": {"traffic.sidecar.istio.io/excludeOutboundPorts": excluded}}});
+        index.upsert_pod(pod("bar", "sleep", true, note));
+        let b = broken(&create(&index, &seed_lockdown()));
+        assert_eq!(
+            b.contains(&"bar/sleep: outbound-bypass".to_string()),
+            bypasses,
+            "excludeOutboundPorts {excluded}: {b:?}"
+        );
+    }
+}
+
+#[test]
 fn kubelet_probes_break_only_without_probe_rewriting() {
     let probe = json!({"spec": {"containers": [{"name": "httpbin", "ports": [{"containerPort": 80}], "readinessProbe": {"httpGet": {"port": 80}}}, {"name": "istio-proxy"}]}});
     let mut no_rewrite = probe.clone();
