@@ -14,6 +14,14 @@ pub fn client_name(c: &Client) -> String {
     match c {
         Client::Workload { namespace, name } => format!("{namespace}/{name}"),
         Client::Kubelet { namespace, name } => format!("kubelet (probes of {namespace}/{name})"),
+        Client::External {
+            namespace,
+            service,
+            exposure,
+        } => format!(
+            "external clients (Service {namespace}/{service}, {})",
+            exposure.as_str()
+        ),
         Client::Unknown => "unknown sender".into(),
     }
 }
@@ -79,6 +87,9 @@ pub fn reason_text(r: &Reason) -> String {
         Reason::KubeletProbe { port } => format!(
             "httpGet/gRPC probe on port {port} with probe rewriting off: the pods would go unready"
         ),
+        Reason::ExposedOutsideMesh { port } => {
+            format!("exposed outside the mesh on Service port {port}")
+        }
         Reason::ObservedPlaintext { requests, connections, window_secs } => format!(
             "seen sending plaintext: {requests} req, {connections} TCP conn in the last {}",
             crate::evidence::window_text(std::time::Duration::from_secs(*window_secs))
@@ -211,6 +222,7 @@ fn short_reason(r: &Reason) -> &'static str {
         Reason::AmbientToSidecar => "ambient to non-HBONE sidecar",
         Reason::OutboundBypass { .. } => "outbound capture excluded",
         Reason::KubeletProbe { .. } => "kubelet probe",
+        Reason::ExposedOutsideMesh { .. } => "exposed outside the mesh",
         Reason::ObservedPlaintext { .. } => "seen in traffic",
     }
 }

@@ -177,3 +177,29 @@ fn an_inventory_without_pods_is_refused_unless_allowed() {
     );
     assert_eq!(response(&out)["allowed"], true);
 }
+
+#[test]
+fn a_load_balancer_names_external_clients_and_the_ingress_gateway_is_no_server() {
+    let demo = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/inventory/demo.yaml");
+    let exposed = data("exposed-services.yaml");
+    let r = response(&review(
+        &[
+            "--inventory",
+            demo.to_str().unwrap(),
+            "--inventory",
+            exposed.to_str().unwrap(),
+        ],
+        "seed-strict-policy.json",
+    ));
+    let message = r["status"]["message"].as_str().unwrap();
+    assert!(message.contains("legacy/sleep -> foo/httpbin"), "{message}");
+    assert!(
+        message.contains("external clients (Service foo/httpbin-public, LoadBalancer) -> foo/httpbin: exposed outside the mesh on Service port 80"),
+        "{message}"
+    );
+    // The gateway is a client like a sidecar; its own LoadBalancer exposes no server.
+    assert!(
+        !message.contains("Service istio-ingress/istio-ingressgateway"),
+        "{message}"
+    );
+}

@@ -89,6 +89,25 @@ impl Unmeshed {
             };
             out.add(kubelet, Reason::KubeletProbe { port }, server);
         }
+        if let Some(port) = hit.port {
+            for route in w.routes_to(port) {
+                let svc = &route.service;
+                let Some(exposure) = svc.exposure else {
+                    continue;
+                };
+                let server = out.server(hit, w);
+                let external = Client::External {
+                    namespace: w.namespace.clone(),
+                    service: svc.name.as_str().into(),
+                    exposure,
+                };
+                out.add(
+                    external,
+                    Reason::ExposedOutsideMesh { port: route.port },
+                    server,
+                );
+            }
+        }
     }
 
     /// Lists the first [`LISTED_UNMESHED`] of each population cut off and counts the rest.

@@ -57,6 +57,13 @@ pub enum Client {
     Workload { namespace: Arc<str>, name: Arc<str> },
     /// The kubelet probing the server's pods.
     Kubelet { namespace: Arc<str>, name: Arc<str> },
+    /// Whoever reaches the server from outside the cluster through a NodePort, LoadBalancer or
+    /// externalIPs Service.
+    External {
+        namespace: Arc<str>,
+        service: Arc<str>,
+        exposure: crate::model::service::Exposure,
+    },
     /// A sender Istio's telemetry could not name: no sidecar, or outside the mesh.
     Unknown,
 }
@@ -101,6 +108,10 @@ pub enum Reason {
     KubeletProbe {
         port: u16,
     },
+    /// The port is open outside the mesh through a Service of this kind.
+    ExposedOutsideMesh {
+        port: u16,
+    },
     /// Plaintext requests and TCP connections seen arriving within the window.
     ObservedPlaintext {
         requests: u64,
@@ -112,7 +123,10 @@ pub enum Reason {
 impl Reason {
     pub fn tier(&self) -> Tier {
         match self {
-            Reason::NoProxy | Reason::HostNetwork | Reason::AmbientNotEnrolled => Tier::Inventory,
+            Reason::NoProxy
+            | Reason::HostNetwork
+            | Reason::AmbientNotEnrolled
+            | Reason::ExposedOutsideMesh { .. } => Tier::Inventory,
             Reason::ObservedPlaintext { .. } => Tier::Traffic,
             _ => Tier::ClientConfig,
         }

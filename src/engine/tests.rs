@@ -170,6 +170,9 @@ fn broken(v: &Verdict) -> Vec<String> {
             let (ns, name) = match &b.client {
                 Client::Workload { namespace, name } => (&**namespace, name.to_string()),
                 Client::Kubelet { namespace, name } => (&**namespace, format!("kubelet:{name}")),
+                Client::External {
+                    namespace, service, ..
+                } => (&**namespace, format!("external:{service}")),
                 Client::Unknown => ("unknown", "unknown".to_string()),
             };
             let reason = serde_json::to_value(&b.reason).unwrap()["kind"]
@@ -1126,4 +1129,86 @@ fn a_wildcard_destination_rule_is_judged_where_servers_can_be_strict() {
         servers(&strict_mesh),
         ["bar/httpbin", "bar/sleep", "foo/httpbin", "foo/sleep"]
     );
+}
+
+fn api_service(spec: Value) -> crate::model::Service {
+    let svc: k8s_openapi::api::core::v1::Service = serde_json::from_value(json!({
+        "metadata": {"name": "httpbin-public", "namespace": "foo"}, "spec": spec}))
+    .unwrap();
+    crate::model::Service::from_api(&svc, "cluster.local").unwrap()
+}
+
+#[test]
+fn services_open_outside_the_cluster_make_external_clients() {
+    let ports = json!([{"port": 8080, "targetPort": 80}]);
+    for (spec, exposed) in [
+        (
+            json!({"type": "LoadBalancer", "selector": {"app": "httpbin"}, "ports": ports}),
+            true,
+        ),
+        (
+            json!({"type": "NodePort", "selector": {"app": "httpbin"}, "ports": ports}),
+            true,
+        ),
+        (
+            json!({"externalIPs": ["192.0.2.7"], "selector": {"app": "httpbin"}, "ports": ports}),
+            true,
+        ),
+        (
+            json!({"selector": {"app": "httpbin"}, "ports": ports}),
+            false,
+        ),
+    ] {
+        let mut index = seed();
+        index.upsert_service(api_service(spec.clone()));
+        let b = broken(&create(&index, &seed_lockdown()));
+        assert_eq!(
+            b.contains(&"foo/external:httpbin-public: exposed-outside-mesh".to_string()),
+            exposed,
+            "{spec}: {b:?}"
+        );
+    }
+}
+
+#[test]
+fn gateways_and_waypoints_are_clients_never_servers() {
+    // The ingress gateway as Istio's gateway chart injects it, behind a LoadBalancer Service.
+    let gateway = |extra: Value| {
+        let mut p = json!({"metadata": {"labels": {"istio": "ingressgateway"}},
+            "spec": {"containers": [{"name": "istio-proxy", "args": ["proxy", "router", "--domain", "$(POD_NAMESPACE).svc.cluster.local"],
+                "ports": [{"containerPort": 8080}]}]}});
+        merge(&mut p, extra);
+        p
+    };
+    let strict_mesh = mesh_policy(json!({"peers": [{"mtls": {}}]}));
+    for extra in [
+        json!({}),
+        json!({"metadata": {"labels": {"gateway.networking.k8s.io/gateway-name": "waypoint"}}}),
+    ] {
+        let mut index = auto_mtls(seed());
+        index.upsert_pod(pod(
+            "istio-ingress",
+            "ingressgateway",
+            true,
+            gateway(extra.clone()),
+        ));
+        let svc: k8s_openapi::api::core::v1::Service = serde_json::from_value(json!({
+            "metadata": {"name": "istio-ingressgateway", "namespace": "istio-ingress"},
+            "spec": {"type": "LoadBalancer", "selector": {"istio": "ingressgateway"}, "ports": [{"port": 80, "targetPort": 8080}]}}))
+        .unwrap();
+        index.upsert_service(crate::model::Service::from_api(&svc, "cluster.local").unwrap());
+        let old = index.legacy_policies("")[0].clone();
+        let v = update(&index, &Rule::Legacy(old), &strict_mesh);
+        assert!(
+            !v.servers.iter().any(|s| &*s.namespace == "istio-ingress"),
+            "{extra}: the gateway is no server"
+        );
+        assert!(
+            !broken(&v)
+                .iter()
+                .any(|c| c.contains("external:istio-ingressgateway")),
+            "{extra}: {:?}",
+            broken(&v)
+        );
+    }
 }

@@ -499,8 +499,10 @@ impl Index {
     }
 
     /// Workloads with a proxy that can be locked down.
+    /// Whether a STRICT PeerAuthentication governs the workload: it has a sidecar or is in
+    /// ambient, and is no gateway or waypoint.
     pub fn is_server(w: &Workload) -> bool {
-        w.shape.proxy != Proxy::None
+        w.shape.proxy != Proxy::None && !w.shape.gateway
     }
 }
 

@@ -114,6 +114,9 @@ impl<T: PartialEq> Scope<T> {
 pub struct PodShape {
     pub labels: Labels,
     pub proxy: Proxy,
+    /// An Istio gateway or waypoint: a client like a sidecar, never a server, since istiod
+    /// builds its listeners from Gateway resources, not from PeerAuthentication.
+    pub gateway: bool,
     pub host_network: bool,
     /// Non-proxy container ports: (name, number).
     pub container_ports: Vec<(Option<String>, u16)>,
@@ -252,6 +255,29 @@ fn workload_name(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMe
     }
 }
 
+/// Labels Istio puts on the pods of a Gateway API gateway or waypoint.
+const GATEWAY_NAME_LABELS: [&str; 2] = [
+    "gateway.networking.k8s.io/gateway-name",
+    "istio.io/gateway-name",
+];
+
+/// Whether the pod's proxy runs as a gateway (`proxy router`) or a waypoint (`proxy waypoint`)
+/// rather than a sidecar. istiod builds listeners by proxy type (pilot
+/// `networking/core/listener.go` `BuildListeners`: `Router` goes to `buildGatewayListeners` in
+/// `gateway.go`, `Waypoint` to `buildWaypointListeners`), and only the sidecar's inbound
+/// listeners apply PeerAuthentication.
+fn is_gateway(labels: &Labels, spec: &core::PodSpec) -> bool {
+    if GATEWAY_NAME_LABELS.iter().any(|l| labels.contains_key(*l)) {
+        return true;
+    }
+    spec.containers
+        .iter()
+        .chain(spec.init_containers.iter().flatten())
+        .filter(|c| c.name == PROXY_CONTAINER)
+        .flat_map(|c| c.args.iter().flatten())
+        .any(|a| a == "router" || a == "waypoint")
+}
+
 impl Pod {
     pub fn from_api(pod: &core::Pod) -> Result<Pod, ModelError> {
         let meta = &pod.metadata;
@@ -276,6 +302,7 @@ impl Pod {
         } else {
             Proxy::None
         };
+        let gateway = is_gateway(&labels, &spec);
         let app_containers = spec.containers.iter().filter(|c| !is_proxy(c));
         let mut container_ports = Vec::new();
         let mut probe_ports = Vec::new();
@@ -306,6 +333,7 @@ impl Pod {
             active: matches!(phase, None | Some("Running") | Some("Pending")),
             shape: PodShape {
                 proxy,
+                gateway,
                 host_network,
                 container_ports,
                 exclude_inbound_ports: annotations

@@ -30,6 +30,42 @@ pub struct Service {
     /// Fully qualified host name (`name.namespace.svc.domain`), as DestinationRules and
     /// clients name it.
     pub host: String,
+    /// How clients outside the mesh reach the Service's pods, if they can.
+    pub exposure: Option<Exposure>,
+}
+
+/// A Service open to clients outside the cluster, which never speak Istio mTLS.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+pub enum Exposure {
+    NodePort,
+    LoadBalancer,
+    /// A ClusterIP Service with `externalIPs`.
+    ExternalIps,
+}
+
+impl Exposure {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Exposure::NodePort => "NodePort",
+            Exposure::LoadBalancer => "LoadBalancer",
+            Exposure::ExternalIps => "externalIPs",
+        }
+    }
+
+    fn of(spec: &core::ServiceSpec) -> Option<Exposure> {
+        match spec.type_.as_deref() {
+            Some("NodePort") => Some(Exposure::NodePort),
+            Some("LoadBalancer") => Some(Exposure::LoadBalancer),
+            _ if spec
+                .external_ips
+                .as_ref()
+                .is_some_and(|ips| !ips.is_empty()) =>
+            {
+                Some(Exposure::ExternalIps)
+            }
+            _ => None,
+        }
+    }
 }
 
 impl Service {
@@ -61,7 +97,9 @@ impl Service {
             })
             .collect();
         let namespace = svc.metadata.namespace.clone().unwrap_or_default();
+        let exposure = Exposure::of(&spec);
         Ok(Service {
+            exposure,
             host: format!("{name}.{namespace}.svc.{domain}"),
             namespace,
             name,
