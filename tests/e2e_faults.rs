@@ -219,3 +219,31 @@ fn an_api_server_restart_and_a_compacted_history_leave_no_stale_decision() {
         "the lock-down was only allowed once legacy/sleep was migrated"
     );
 }
+
+#[test]
+fn a_crd_deleted_while_watched_counts_as_empty_not_as_failing() {
+    let cp = ControlPlane::start();
+    cp.install_guard_prerequisites();
+    cp.apply_seed_workloads();
+    let staleness = format!("{}s", STALENESS.as_secs());
+    let (mut child, _, ops, _) = cp.start_guard_with(common::BIN, &["--max-staleness", &staleness]);
+    let readyz = format!("http://127.0.0.1:{ops}/readyz");
+    cp.wait_until("the guard to be ready", Duration::from_secs(60), || {
+        get(&readyz) == 200
+    });
+    cp.ok(&["delete", "crd", "policies.authentication.istio.io"]);
+    // Past --max-staleness a watch failing for good would have made it unready; it stays ready.
+    std::thread::sleep(STALENESS + Duration::from_secs(4));
+    cp.wait_until(
+        "readiness with the kind gone",
+        Duration::from_secs(30),
+        || get(&readyz) == 200,
+    );
+    assert!(
+        cp.log_tail("guard.log").contains("no longer served"),
+        "{}",
+        cp.log_tail("guard.log")
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+}

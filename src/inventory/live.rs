@@ -145,10 +145,41 @@ async fn watch_crd(
     kind: &'static str,
 ) {
     let watched = WatchedKind::Rule(rule_kind);
+    // Back to discovery whenever the served kind goes away (its CRD deleted): then it is
+    // empty again, not a watch failing for ever.
+    loop {
+        let resource = discovered(&client, &shared, watched, group, versions, kind).await;
+        tracing::info!(kind, api_version = %resource.api_version, "watching");
+        let api: Api<DynamicObject> = Api::all_with(client.clone(), &resource);
+        let convert = move |obj: &DynamicObject| {
+            let value = serde_json::to_value(obj).map_err(|e| ModelError::decode(kind, e))?;
+            Rule::from_json(rule_kind, &value).map(Item::Rule)
+        };
+        run(
+            || watcher::watcher(api.clone(), watcher::Config::default()),
+            &shared,
+            watched,
+            convert,
+        )
+        .await;
+        tracing::info!(kind, "no longer served; looking for it again");
+    }
+}
+
+/// The served resource of a CRD kind, once there is one; meanwhile the kind is empty when it
+/// is not installed, and failing when discovery itself fails.
+async fn discovered(
+    client: &Client,
+    shared: &SharedIndex,
+    watched: WatchedKind,
+    group: &'static str,
+    versions: &'static [&'static str],
+    kind: &'static str,
+) -> ApiResource {
     let (mut logged_absent, mut failing) = (false, false);
-    let resource = loop {
-        match discover(&client, group, versions, kind).await {
-            Ok(Some(r)) => break r,
+    loop {
+        match discover(client, group, versions, kind).await {
+            Ok(Some(r)) => return r,
             Ok(None) => {
                 if !logged_absent {
                     tracing::info!(
@@ -173,20 +204,7 @@ async fn watch_crd(
                 tokio::time::sleep(DISCOVERY_RETRY).await;
             }
         }
-    };
-    tracing::info!(kind, api_version = %resource.api_version, "watching");
-    let api: Api<DynamicObject> = Api::all_with(client, &resource);
-    let convert = move |obj: &DynamicObject| {
-        let value = serde_json::to_value(obj).map_err(|e| ModelError::decode(kind, e))?;
-        Rule::from_json(rule_kind, &value).map(Item::Rule)
-    };
-    run(
-        || watcher::watcher(api.clone(), watcher::Config::default()),
-        &shared,
-        watched,
-        convert,
-    )
-    .await;
+    }
 }
 
 fn spawn_watch<K, F>(
@@ -201,13 +219,17 @@ fn spawn_watch<K, F>(
 {
     let shared = Arc::clone(shared);
     tokio::spawn(async move {
-        run(
-            || watcher::watcher(api.clone(), config.clone()),
-            &shared,
-            kind,
-            convert,
-        )
-        .await;
+        // A built-in kind is always served; `run` only returns on a 404, so try again.
+        loop {
+            run(
+                || watcher::watcher(api.clone(), config.clone()),
+                &shared,
+                kind,
+                &convert,
+            )
+            .await;
+            tokio::time::sleep(RESTART_BACKOFF.1).await;
+        }
     });
 }
 
@@ -222,10 +244,23 @@ fn key<K: Resource>(obj: &K) -> (String, String) {
 /// Waits before a watch that failed is started again: doubling from the first to the last.
 const RESTART_BACKOFF: (Duration, Duration) = (Duration::from_millis(500), Duration::from_secs(30));
 
-/// Keeps a kind's watch running. After any error the watch starts over with a fresh list,
-/// rather than resuming where it stopped: a resumed watch on a quiet kind sends nothing, so
-/// nothing would ever show that it works again, and the kind would stay stale (and the guard
-/// unready) until something changed.
+/// A watch that stayed up this long counts as healthy: the next failure waits the least again.
+const HEALTHY_FOR: Duration = Duration::from_secs(30);
+
+/// How one watch stream ended.
+enum Ended {
+    /// It failed; `lasted` is how long it had been up.
+    Failed { lasted: Duration },
+    /// The API server answered 404: the resource is not served (any more).
+    Gone,
+}
+
+/// Keeps a kind's watch running until the resource is not served. After any error the watch
+/// starts over with a fresh list, rather than resuming where it stopped: a resumed watch on a
+/// quiet kind sends nothing, so nothing would ever show that it works again, and the kind
+/// would stay stale (and the guard unready) until something changed. Restarts back off, and
+/// only a watch that stayed up [`HEALTHY_FOR`] resets the backoff, so a watch that fails right
+/// after each list does not relist in a tight loop.
 async fn run<K, S, F>(make: impl Fn() -> S, shared: &SharedIndex, kind: WatchedKind, convert: F)
 where
     K: Resource,
@@ -235,20 +270,34 @@ where
     let (first, last) = RESTART_BACKOFF;
     let mut wait = first;
     loop {
-        let listed = watch(make(), shared, kind, &convert).await;
-        wait = if listed { first } else { (wait * 2).min(last) };
+        match watch(make(), shared, kind, &convert).await {
+            Ended::Gone => return,
+            Ended::Failed { lasted } if lasted >= HEALTHY_FOR => wait = first,
+            Ended::Failed { .. } => wait = (wait * 2).min(last),
+        }
         tokio::time::sleep(wait).await;
     }
 }
 
+/// Whether a watch error says the resource is not served.
+fn gone(e: &watcher::Error) -> bool {
+    match e {
+        watcher::Error::InitialListFailed(e)
+        | watcher::Error::WatchStartFailed(e)
+        | watcher::Error::WatchFailed(e) => matches!(e, kube::Error::Api(s) if s.code == 404),
+        watcher::Error::WatchError(status) => status.code == 404,
+        watcher::Error::NoResourceVersion => false,
+    }
+}
+
 /// Applies one watch stream to the shared index, converting each object once, until the
-/// stream fails; returns whether it had completed a list by then.
+/// stream fails.
 async fn watch<K, F>(
     stream: impl Stream<Item = Result<Event<K>, watcher::Error>>,
     shared: &SharedIndex,
     kind: WatchedKind,
     convert: &F,
-) -> bool
+) -> Ended
 where
     K: Resource,
     F: Fn(&K) -> Result<Item, ModelError>,
@@ -268,15 +317,18 @@ where
     let apply = |items: Vec<Item>| {
         shared.write(|index| items.into_iter().for_each(|item| index.apply(item)))
     };
-    let mut listed_once = false;
+    let started = Instant::now();
     futures::pin_mut!(stream);
     while let Some(event) = stream.next().await {
         let event = match event {
             Ok(e) => e,
+            Err(e) if gone(&e) => return Ended::Gone,
             Err(e) => {
                 shared.mark_failing(kind, Instant::now());
                 tracing::warn!(kind = kind.as_str(), error = %e, "watch failed; listing again after a backoff");
-                return listed_once;
+                return Ended::Failed {
+                    lasted: started.elapsed(),
+                };
             }
         };
         // Current once a list is complete, or a watch delivers a change.
@@ -303,7 +355,6 @@ where
                 let count = listed.len();
                 shared.write(|index| index.retain_listed(kind, &listed));
                 shared.mark_synced(kind);
-                listed_once = true;
                 tracing::info!(kind = kind.as_str(), count, "synced");
             }
             Event::Apply(obj) => match trim(&obj) {
@@ -319,7 +370,9 @@ where
             }
         }
     }
-    listed_once
+    Ended::Failed {
+        lasted: started.elapsed(),
+    }
 }
 
 #[cfg(test)]

@@ -498,7 +498,6 @@ impl Index {
         }
     }
 
-    /// Workloads with a proxy that can be locked down.
     /// Whether a STRICT PeerAuthentication governs the workload: it has a sidecar or is in
     /// ambient, and is no gateway or waypoint.
     pub fn is_server(w: &Workload) -> bool {
