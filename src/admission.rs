@@ -74,7 +74,8 @@ pub fn permission_needed(req: &AdmissionRequest<DynamicObject>) -> Option<Permis
     })
 }
 
-fn is_namespace(req: &AdmissionRequest<DynamicObject>) -> bool {
+/// A Namespace request: decided without the inventory.
+pub fn is_namespace(req: &AdmissionRequest<DynamicObject>) -> bool {
     req.kind.group.is_empty() && req.kind.kind == "Namespace"
 }
 
@@ -316,7 +317,8 @@ pub fn unsynced(
     let mut record = record(req, mode);
     record.decision = Decision::Unsynced;
     let mut response = AdmissionResponse::from(req);
-    if allow {
+    // Audit mode promises never to block, synced or not.
+    if allow || mode == GuardMode::Audit {
         response.warnings = Some(vec![format!("mtls-guard: {why}; allowed without review")]);
     } else {
         response.allowed = false;
@@ -430,7 +432,13 @@ pub fn decide_with(
     auth: &Authorization,
 ) -> Outcome {
     if is_namespace(req) {
-        return namespace_review(req, default_mode, auth);
+        // A namespace that opted in to enforce stays governed even when the guard audits.
+        let labelled = mode_label(req.old_object.as_ref()).and_then(|m| m.parse().ok());
+        let mode = match labelled {
+            Some(GuardMode::Enforce) => GuardMode::Enforce,
+            _ => default_mode,
+        };
+        return namespace_review(req, mode, auth);
     }
     let mode = mode_for(index, default_mode, req.namespace.as_deref());
     let mut record = record(req, mode);

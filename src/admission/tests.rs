@@ -447,3 +447,34 @@ fn setting_a_namespaces_mode_label_needs_set_mode() {
     );
     assert!(out.response.allowed);
 }
+
+#[test]
+fn audit_mode_allows_while_unsynced() {
+    let req = parse_review(&fixture("seed-strict-policy.json")).unwrap();
+    let out = unsynced(&req, GuardMode::Audit, false, "inventory stale: Pod");
+    assert!(out.response.allowed);
+    assert!(out.response.warnings.unwrap()[0].contains("inventory stale: Pod"));
+}
+
+#[test]
+fn a_namespace_that_opted_in_to_enforce_stays_governed_under_audit() {
+    let refused = Authorization::Refused("bob may not set-mode".into());
+    let drop_enforce = namespace_update(Some("enforce"), None);
+    let out = decide_with(
+        &seed(),
+        &Evidence::inventory_only(),
+        GuardMode::Audit,
+        &drop_enforce,
+        &refused,
+    );
+    assert_eq!(out.record.decision, Decision::Denied);
+    let to_audit = namespace_update(None, Some("audit"));
+    let out = decide_with(
+        &seed(),
+        &Evidence::inventory_only(),
+        GuardMode::Audit,
+        &to_audit,
+        &refused,
+    );
+    assert_eq!(out.record.decision, Decision::WouldDeny);
+}

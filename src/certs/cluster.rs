@@ -159,25 +159,29 @@ impl SelfManaged {
     /// Sets the caBundle of every webhook in the configuration, on the version that was read.
     async fn inject(
         &self,
-        mut config: ValidatingWebhookConfiguration,
+        config: ValidatingWebhookConfiguration,
         bundle: &str,
     ) -> Result<(), CertError> {
+        use base64::Engine as _;
         let name = config.metadata.name.clone().unwrap_or_default();
-        for webhook in config.webhooks.iter_mut().flatten() {
-            webhook.client_config.ca_bundle = Some(ByteString(bundle.as_bytes().to_vec()));
-        }
-        // A merge patch replaces the whole list; the resourceVersion makes it fail rather than
-        // overwrite a change made since the read.
+        let encoded = base64::engine::general_purpose::STANDARD.encode(bundle);
+        // A strategic merge patch keyed by webhook name touches only each caBundle, so other
+        // fields (including ones newer than this build knows) are left as they are; the
+        // resourceVersion makes it fail rather than race a change made since the read.
+        let webhooks: Vec<serde_json::Value> = config
+            .webhooks
+            .iter()
+            .flatten()
+            .map(|w| serde_json::json!({"name": w.name, "clientConfig": {"caBundle": encoded}}))
+            .collect();
         let patch = serde_json::json!({
             "metadata": {"resourceVersion": config.metadata.resource_version},
-            "webhooks": config.webhooks,
+            "webhooks": webhooks,
         });
         self.webhooks
-            .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+            .patch(&name, &PatchParams::default(), &Patch::Strategic(&patch))
             .await
-            .map_err(api(
-                "patch the caBundle of the ValidatingWebhookConfiguration",
-            ))?;
+            .map_err(api("patch the caBundle of the ValidatingWebhookConfiguration"))?;
         tracing::info!(webhook = %name, "caBundle injected");
         Ok(())
     }

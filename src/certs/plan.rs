@@ -4,7 +4,8 @@
 //! One invariant keeps every replica trusted: a serving certificate is only ever issued by a
 //! CA that the webhook's caBundle already holds, for long enough that API servers have seen it.
 //! A CA rollover therefore goes: new CA in the Secret beside the old one, both in the caBundle,
-//! then (after [`PROPAGATION`]) a serving certificate from the new CA; the old CA leaves the
+//! the time the webhook was first seen holding them recorded in the Secret, then (after
+//! [`PROPAGATION`] from that time) a serving certificate from the new CA; the old CA leaves the
 //! bundle when it expires.
 
 use std::collections::BTreeMap;
@@ -19,6 +20,9 @@ pub const CA_KEY: &str = "ca.key";
 pub const TLS_CRT: &str = "tls.crt";
 pub const TLS_KEY: &str = "tls.key";
 pub const BUNDLE: &str = "ca-bundle.crt";
+/// When this replica first saw the webhook hold the bundle with the signing CA (Unix seconds);
+/// written after a CA rollover, removed by the next one.
+pub const TRUSTED_SINCE: &str = "ca-trusted-since";
 
 /// How long a new CA sits in the caBundle before it signs a serving certificate: API servers
 /// read webhook configurations through an informer, so they learn a new bundle a moment later.
@@ -99,6 +103,25 @@ fn fresh(policy: &Policy, now: SystemTime) -> Result<Data, CertError> {
     ))
 }
 
+fn unix(t: SystemTime) -> u64 {
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+fn trusted_since(data: &Data) -> Option<SystemTime> {
+    let secs: u64 = text(data, TRUSTED_SINCE).trim().parse().ok()?;
+    Some(SystemTime::UNIX_EPOCH + Duration::from_secs(secs))
+}
+
+/// A certificate name as certificates carry it: IP addresses in their canonical form, DNS
+/// names in lower case.
+fn canonical(name: &str) -> String {
+    match name.parse::<std::net::IpAddr>() {
+        Ok(ip) => ip.to_string(),
+        Err(_) => name.to_ascii_lowercase(),
+    }
+}
+
 /// Whether the stored serving certificate must be replaced.
 fn leaf_due(data: &Data, ca: &Ca, policy: &Policy, now: SystemTime) -> bool {
     let pair = Pair {
@@ -108,10 +131,12 @@ fn leaf_due(data: &Data, ca: &Ca, policy: &Policy, now: SystemTime) -> bool {
     let Ok(leaf) = facts(&pair.cert, TLS_CRT) else {
         return true;
     };
-    let mut names = leaf.names.clone();
+    let mut names: Vec<String> = leaf.names.iter().map(|n| canonical(n)).collect();
     names.sort();
-    let mut want = policy.names.clone();
+    names.dedup();
+    let mut want: Vec<String> = policy.names.iter().map(|n| canonical(n)).collect();
     want.sort();
+    want.dedup();
     names != want
         || leaf.due(policy.cert_validity, now)
         || !ca.signed(&pair.cert)
@@ -156,14 +181,16 @@ pub fn next(
             .map(|der| pem_text(der))
             .collect::<String>()
             + &trusted;
-        return Ok(Step::Write(with(
+        let mut rolled = with(
             data,
             &[
                 (CA_CRT, &next.pair().cert),
                 (CA_KEY, &next.pair().key),
                 (BUNDLE, &both),
             ],
-        )));
+        );
+        rolled.remove(TRUSTED_SINCE);
+        return Ok(Step::Write(rolled));
     }
     if let Some(bundles) = webhook {
         if bundles.iter().any(|b| *b != trusted) {
@@ -172,9 +199,16 @@ pub fn next(
     }
     if leaf_due(data, &ca, policy, now) {
         let new_ca = !ca.signed(text(data, TLS_CRT));
-        let wait = PROPAGATION.min(policy.cert_validity / 6);
-        if new_ca && now < ca.made() + wait && leaf_serves(data, now) {
-            return Ok(Step::Done);
+        if new_ca && webhook.is_some() && leaf_serves(data, now) {
+            let wait = PROPAGATION.min(policy.cert_validity / 6);
+            match trusted_since(data) {
+                None => {
+                    let since = unix(now).to_string();
+                    return Ok(Step::Write(with(data, &[(TRUSTED_SINCE, &since)])));
+                }
+                Some(since) if now < since + wait => return Ok(Step::Done),
+                Some(_) => {}
+            }
         }
         let leaf = ca.issue(&policy.names, policy.cert_validity, now)?;
         return Ok(Step::Write(with(
@@ -266,6 +300,13 @@ mod tests {
         let data = fresh_at(0);
         let mut other = policy();
         other.names.push("extra.example".into());
+        let mut same = policy();
+        same.names = vec!["MTLS-Guard.mtls-guard.svc".into(), "127.0.0.1".into()];
+        assert_eq!(
+            next(&data, None, &same, at(1)).unwrap(),
+            Step::Done,
+            "names differing in case only do not reissue"
+        );
         let renamed = written(next(&data, None, &other, at(1)).unwrap());
         assert!(facts(text(&renamed, TLS_CRT), TLS_CRT)
             .unwrap()
@@ -301,15 +342,20 @@ mod tests {
     #[test]
     fn a_new_ca_waits_for_the_bundle_to_propagate_while_the_old_certificate_serves() {
         let data = fresh_at(0);
-        // Renew at 21 so the certificate still serves when the CA rolls over at 61.
+        // Renewed at 45, the certificate still serves when the CA rolls over at 61.
         let data = written(next(&data, None, &policy(), at(45)).unwrap());
         let rolled = written(next(&data, None, &policy(), at(61)).unwrap());
         let held = [text(&rolled, BUNDLE).to_string()];
+        // The webhook is first seen holding the new CA at 64 (an injection that came late):
+        // the wait counts from then, not from the CA's making.
+        let marked = written(next(&rolled, Some(&held), &policy(), at(64)).unwrap());
+        assert_eq!(text(&marked, TRUSTED_SINCE), unix(at(64)).to_string());
+        assert_eq!(marked[TLS_CRT], rolled[TLS_CRT]);
         assert_eq!(
-            next(&rolled, Some(&held), &policy(), at(65)).unwrap(),
+            next(&marked, Some(&held), &policy(), at(68)).unwrap(),
             Step::Done
         );
-        let renewed = written(next(&rolled, Some(&held), &policy(), at(72)).unwrap());
+        let renewed = written(next(&marked, Some(&held), &policy(), at(69)).unwrap());
         assert!(signed_by(text(&renewed, CA_CRT), text(&renewed, TLS_CRT)));
     }
 
