@@ -321,13 +321,8 @@ fn watch_sees_pods_come_and_go(cp: &ControlPlane) {
 
 /// kubectl as the ServiceAccount `foo/alice`, a user with no special rights.
 fn as_alice(cp: &ControlPlane, args: &[&str], input: Option<&str>) -> Output {
-    let token = cp.ok(&["create", "token", "alice", "-n", "foo", "--duration=1h"]);
     let kubeconfig = cp.dir.path().join("alice.kubeconfig");
-    std::fs::write(
-        &kubeconfig,
-        cp.kubeconfig_with(&format!("token: {}", token.trim())),
-    )
-    .unwrap();
+    std::fs::write(&kubeconfig, cp.token_kubeconfig("foo", "alice")).unwrap();
     let mut cmd = Command::new(cluster::binaries().join("kubectl"));
     cmd.arg("--kubeconfig").arg(&kubeconfig).args(args);
     match input {
@@ -357,9 +352,7 @@ fn break_glass_and_namespace_modes_are_for_whom_rbac_grants_them() {
     cp.install_guard_prerequisites();
     cp.apply_seed_workloads();
     let _guard = start_guard(&cp);
-    for kinds in [&["MeshPolicy"][..], &["DestinationRule"]] {
-        assert_allowed(&apply(&cp, &demo_objects(kinds)), "seed policies");
-    }
+    cp.apply_seed_policies();
     // alice may write policies in foo and label the namespace legacy, nothing more.
     cp.ok(&["create", "serviceaccount", "alice", "-n", "foo"]);
     cp.ok(&[

@@ -72,14 +72,7 @@ fn an_api_server_restart_and_a_compacted_history_leave_no_stale_decision() {
     let mut cp = ControlPlane::start();
     cp.install_guard_prerequisites();
     cp.apply_seed_workloads();
-    for kinds in [&["MeshPolicy"][..], &["DestinationRule"]] {
-        let out = cp.kubectl_stdin(&["apply", "-f", "-"], &demo_objects(kinds));
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
+    cp.apply_seed_policies();
     let staleness = format!("{}s", STALENESS.as_secs());
     let (mut child, port, ops, ca) =
         cp.start_guard_with(common::BIN, &["--max-staleness", &staleness]);

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
-use cluster::{demo_objects, free_port, ControlPlane, STRICT_POLICY};
+use cluster::{free_port, ControlPlane, STRICT_POLICY};
 use serde_json::{json, Value};
 
 const NS: &str = "mtls-guard";
@@ -90,13 +90,8 @@ impl Install {
             .iter()
             .map(|a| a.as_str().unwrap().to_string())
             .collect();
-        let token = cp.ok(&["create", "token", NS, "-n", NS, "--duration=1h"]);
         let kubeconfig = cp.dir.path().join("pod.kubeconfig");
-        std::fs::write(
-            &kubeconfig,
-            cp.kubeconfig_with(&format!("token: {}", token.trim())),
-        )
-        .unwrap();
+        std::fs::write(&kubeconfig, cp.token_kubeconfig(NS, NS)).unwrap();
         Install {
             cp,
             kubeconfig,
@@ -192,16 +187,7 @@ impl Install {
     /// The seed's workloads and policies, then its lock-down, denied through kubectl.
     fn seed_lock_down_is_denied(&self) {
         self.cp.apply_seed_workloads();
-        for kinds in [&["MeshPolicy"][..], &["DestinationRule"]] {
-            let out = self
-                .cp
-                .kubectl_stdin(&["apply", "-f", "-"], &demo_objects(kinds));
-            assert!(
-                out.status.success(),
-                "{}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
+        self.cp.apply_seed_policies();
         // The guard's watch sees the pods a moment after the API server stores them.
         self.cp.wait_until(
             "the lock-down to be denied naming legacy/sleep",

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use cluster::{demo_objects, free_port, ControlPlane, STRICT_POLICY};
+use cluster::{free_port, ControlPlane, STRICT_POLICY};
 
 fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -230,18 +230,10 @@ fn the_api_server_calls_the_containerised_guard() {
     let cp = ControlPlane::start();
     cp.install_guard_prerequisites();
     cp.apply_seed_workloads();
-    let token = cp.ok(&[
-        "create",
-        "token",
-        "mtls-guard",
-        "-n",
-        "mtls-guard",
-        "--duration=1h",
-    ]);
     let kube = tempfile::tempdir().unwrap();
     std::fs::write(
         kube.path().join("config"),
-        cp.kubeconfig_with(&format!("token: {}", token.trim())),
+        cp.token_kubeconfig("mtls-guard", "mtls-guard"),
     )
     .unwrap();
     readable_by_the_image(kube.path());
@@ -261,14 +253,7 @@ fn the_api_server_calls_the_containerised_guard() {
         status(&format!("http://127.0.0.1:{ops}/readyz")) == 200
     });
     cp.register_webhook_url(port, &ca_pem);
-    for kinds in [&["MeshPolicy"][..], &["DestinationRule"]] {
-        let out = cp.kubectl_stdin(&["apply", "-f", "-"], &demo_objects(kinds));
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
+    cp.apply_seed_policies();
     let out = cp.kubectl_stdin(&["apply", "-f", "-"], STRICT_POLICY);
     let text = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "the lock-down must be denied");

@@ -326,6 +326,15 @@ fn traffic_only_warnings_allow_and_unavailable_traffic_is_said() {
     );
 }
 
+/// The seed inventory's decision, with what the API server said of the needed permission.
+fn decide_as(
+    mode: GuardMode,
+    req: &AdmissionRequest<DynamicObject>,
+    auth: &Authorization,
+) -> Outcome {
+    decide_with(&seed(), &Evidence::inventory_only(), mode, req, auth)
+}
+
 fn glass_request() -> AdmissionRequest<DynamicObject> {
     parse_review(&fixture("seed-strict-policy-break-glass.json")).unwrap()
 }
@@ -350,26 +359,14 @@ fn break_glass_needs_use_on_breakglass_in_the_objects_namespace() {
 fn break_glass_refused_by_the_api_server_is_denied_with_its_reason() {
     let req = glass_request();
     let refused = Authorization::Refused("alice may not use breakglass".into());
-    let out = decide_with(
-        &seed(),
-        &Evidence::inventory_only(),
-        GuardMode::Enforce,
-        &req,
-        &refused,
-    );
+    let out = decide_as(GuardMode::Enforce, &req, &refused);
     assert_eq!(out.record.decision, Decision::Denied);
     assert!(out
         .response
         .result
         .message
         .contains("alice may not use breakglass"));
-    let allowed = decide_with(
-        &seed(),
-        &Evidence::inventory_only(),
-        GuardMode::Enforce,
-        &req,
-        &Authorization::Allowed,
-    );
+    let allowed = decide_as(GuardMode::Enforce, &req, &Authorization::Allowed);
     assert_eq!(allowed.record.decision, Decision::BreakGlass);
     let warnings = allowed.response.warnings.unwrap();
     assert!(!warnings[0].contains("not checked"), "{warnings:?}");
@@ -404,31 +401,13 @@ fn setting_a_namespaces_mode_label_needs_set_mode() {
     assert_eq!((needed.verb, needed.resource), ("set-mode", "namespaces"));
     assert_eq!(needed.namespace.as_deref(), Some("legacy"));
     let refused = Authorization::Refused("bob may not set-mode".into());
-    let out = decide_with(
-        &seed(),
-        &Evidence::inventory_only(),
-        GuardMode::Enforce,
-        &req,
-        &refused,
-    );
+    let out = decide_as(GuardMode::Enforce, &req, &refused);
     assert_eq!(out.record.decision, Decision::Denied);
     assert!(out.response.result.message.contains("bob may not set-mode"));
-    let out = decide_with(
-        &seed(),
-        &Evidence::inventory_only(),
-        GuardMode::Audit,
-        &req,
-        &refused,
-    );
+    let out = decide_as(GuardMode::Audit, &req, &refused);
     assert_eq!(out.record.decision, Decision::WouldDeny);
     assert!(out.response.allowed);
-    let ok = decide_with(
-        &seed(),
-        &Evidence::inventory_only(),
-        GuardMode::Enforce,
-        &req,
-        &Authorization::Allowed,
-    );
+    let ok = decide_as(GuardMode::Enforce, &req, &Authorization::Allowed);
     assert!(ok.response.allowed);
     for (old, new) in [(Some("audit"), None), (Some("audit"), Some("enforce"))] {
         assert!(
@@ -438,13 +417,7 @@ fn setting_a_namespaces_mode_label_needs_set_mode() {
     }
     let unchanged = namespace_update(Some("audit"), Some("audit"));
     assert_eq!(permission_needed(&unchanged), None);
-    let out = decide_with(
-        &seed(),
-        &Evidence::inventory_only(),
-        GuardMode::Enforce,
-        &unchanged,
-        &refused,
-    );
+    let out = decide_as(GuardMode::Enforce, &unchanged, &refused);
     assert!(out.response.allowed);
 }
 
@@ -460,21 +433,9 @@ fn audit_mode_allows_while_unsynced() {
 fn a_namespace_that_opted_in_to_enforce_stays_governed_under_audit() {
     let refused = Authorization::Refused("bob may not set-mode".into());
     let drop_enforce = namespace_update(Some("enforce"), None);
-    let out = decide_with(
-        &seed(),
-        &Evidence::inventory_only(),
-        GuardMode::Audit,
-        &drop_enforce,
-        &refused,
-    );
+    let out = decide_as(GuardMode::Audit, &drop_enforce, &refused);
     assert_eq!(out.record.decision, Decision::Denied);
     let to_audit = namespace_update(None, Some("audit"));
-    let out = decide_with(
-        &seed(),
-        &Evidence::inventory_only(),
-        GuardMode::Audit,
-        &to_audit,
-        &refused,
-    );
+    let out = decide_as(GuardMode::Audit, &to_audit, &refused);
     assert_eq!(out.record.decision, Decision::WouldDeny);
 }

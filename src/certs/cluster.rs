@@ -181,7 +181,9 @@ impl SelfManaged {
         self.webhooks
             .patch(&name, &PatchParams::default(), &Patch::Strategic(&patch))
             .await
-            .map_err(api("patch the caBundle of the ValidatingWebhookConfiguration"))?;
+            .map_err(api(
+                "patch the caBundle of the ValidatingWebhookConfiguration",
+            ))?;
         tracing::info!(webhook = %name, "caBundle injected");
         Ok(())
     }

@@ -411,18 +411,10 @@ impl ControlPlane {
     /// `start_guard` with more flags.
     pub fn start_guard_with(&self, bin: &str, extra: &[&str]) -> (Child, u16, u16, String) {
         let d = self.dir.path();
-        let token = self.ok(&[
-            "create",
-            "token",
-            "mtls-guard",
-            "-n",
-            "mtls-guard",
-            "--duration=1h",
-        ]);
         let kubeconfig = d.join("guard.kubeconfig");
         write(
             &kubeconfig,
-            &self.kubeconfig_with(&format!("token: {}", token.trim())),
+            &self.token_kubeconfig("mtls-guard", "mtls-guard"),
         );
         let pair = mtls_guard::tls::generate(&["127.0.0.1".to_string()]).unwrap();
         let tls = d.join("guard-tls");
@@ -469,6 +461,24 @@ impl ControlPlane {
             "{}",
             String::from_utf8_lossy(&out.stderr)
         );
+    }
+
+    /// The seed's policies: the PERMISSIVE MeshPolicy and the ISTIO_MUTUAL DestinationRule.
+    pub fn apply_seed_policies(&self) {
+        for kinds in [&["MeshPolicy"][..], &["DestinationRule"]] {
+            let out = self.kubectl_stdin(&["apply", "-f", "-"], &demo_objects(kinds));
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    }
+
+    /// A kubeconfig for this API server with a fresh token of a ServiceAccount.
+    pub fn token_kubeconfig(&self, namespace: &str, account: &str) -> String {
+        let token = self.ok(&["create", "token", account, "-n", namespace, "--duration=1h"]);
+        self.kubeconfig_with(&format!("token: {}", token.trim()))
     }
 
     /// The seed's cluster before any policy: namespaces, mesh config, pods and services.
