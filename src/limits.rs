@@ -77,6 +77,29 @@ fn refuse(status: StatusCode, message: String) -> Response {
     res
 }
 
+/// How long a refused body is read and thrown away after the answer.
+const LINGER: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Reads and discards up to `bytes` of a refused body for a moment, holding none of it: closing
+/// a connection with unread data resets it, and the reset can destroy the answer on its way
+/// to a client that is still sending.
+fn linger(body: axum::body::Body, bytes: usize) {
+    use futures::StreamExt;
+    tokio::spawn(async move {
+        let mut data = body.into_data_stream();
+        let mut read = 0;
+        let drain = async {
+            while let Some(Ok(chunk)) = data.next().await {
+                read += chunk.len();
+                if read > bytes {
+                    break;
+                }
+            }
+        };
+        let _ = tokio::time::timeout(LINGER, drain).await;
+    });
+}
+
 /// Middleware: a declared body over the limit gets 413 at once; otherwise the declared size (or,
 /// undeclared, the limit) is reserved for the whole request, or the request gets 503.
 pub async fn reserve_body(
@@ -90,6 +113,7 @@ pub async fn reserve_body(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<usize>().ok());
     if let Some(len) = declared.filter(|&len| len > budget.max_body) {
+        linger(req.into_body(), budget.max_body);
         return refuse(
             StatusCode::PAYLOAD_TOO_LARGE,
             format!(

@@ -22,6 +22,9 @@ pub fn client_name(c: &Client) -> String {
             "external clients (Service {namespace}/{service}, {})",
             exposure.as_str()
         ),
+        Client::ApiServer { caller, name } => {
+            format!("kube-apiserver ({} {name})", caller.as_str())
+        }
         Client::Unknown => "unknown sender".into(),
     }
 }
@@ -89,6 +92,9 @@ pub fn reason_text(r: &Reason) -> String {
         ),
         Reason::ExposedOutsideMesh { port } => {
             format!("exposed outside the mesh on Service port {port}")
+        }
+        Reason::ApiServerCalls { port } => {
+            format!("the API server calls it on Service port {port} without Istio mTLS")
         }
         Reason::ObservedPlaintext { requests, connections, window_secs } => format!(
             "seen sending plaintext: {requests} req, {connections} TCP conn in the last {}",
@@ -223,6 +229,7 @@ fn short_reason(r: &Reason) -> &'static str {
         Reason::OutboundBypass { .. } => "outbound capture excluded",
         Reason::KubeletProbe { .. } => "kubelet probe",
         Reason::ExposedOutsideMesh { .. } => "exposed outside the mesh",
+        Reason::ApiServerCalls { .. } => "called by the API server",
         Reason::ObservedPlaintext { .. } => "seen in traffic",
     }
 }

@@ -441,3 +441,37 @@ fn break_glass_and_namespace_modes_are_for_whom_rbac_grants_them() {
     assert!(text(&out).contains("break-glass"), "{}", text(&out));
     assert_allowed(&as_alice(&cp, &label, None), "mode label with the grant");
 }
+
+#[test]
+fn a_webhook_served_by_a_sidecar_names_the_api_server_as_its_client() {
+    let cp = ControlPlane::start();
+    cp.install_guard_prerequisites();
+    cp.apply_seed_workloads();
+    let _guard = start_guard(&cp);
+    cp.apply_seed_policies();
+    // A webhook the API server would call on foo/httpbin's Service port 8000 (container port 80).
+    // It matches no namespace, so this test's own requests never wait on it.
+    let hook = json!({"apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingWebhookConfiguration",
+        "metadata": {"name": "httpbin-hook"},
+        "webhooks": [{"name": "httpbin.example.com", "admissionReviewVersions": ["v1"], "sideEffects": "None",
+            "failurePolicy": "Fail", "namespaceSelector": {"matchLabels": {"never": "matches"}},
+            "rules": [{"apiGroups": [""], "apiVersions": ["v1"], "operations": ["CREATE"], "resources": ["configmaps"]}],
+            "clientConfig": {"service": {"namespace": "foo", "name": "httpbin", "port": 8000, "path": "/validate"}}}]});
+    assert_allowed(
+        &apply(&cp, &hook.to_string()),
+        "a webhook backed by foo/httpbin",
+    );
+    cp.wait_until("the guard to name the API server", WATCH, || {
+        let out = cp.kubectl_stdin(&["apply", "--dry-run=server", "-f", "-"], STRICT_POLICY);
+        text(&out).contains("kube-apiserver (ValidatingWebhookConfiguration httpbin-hook)")
+    });
+    let out = apply(&cp, STRICT_POLICY);
+    assert_denied(
+        &out,
+        "STRICT Policy on a webhook's backend",
+        &[
+            "kube-apiserver (ValidatingWebhookConfiguration httpbin-hook) -> foo/httpbin",
+            "legacy/sleep",
+        ],
+    );
+}

@@ -88,6 +88,14 @@ fn roles_grant_reads_of_the_inventory_and_writes_of_the_own_certificate_only() {
     ] {
         want.insert((kind.to_string(), read.clone(), none.clone()));
     }
+    for kind in [
+        "admissionregistration.k8s.io/validatingwebhookconfigurations",
+        "admissionregistration.k8s.io/mutatingwebhookconfigurations",
+        "apiregistration.k8s.io/apiservices",
+        "apiextensions.k8s.io/customresourcedefinitions",
+    ] {
+        want.insert((kind.to_string(), read.clone(), none.clone()));
+    }
     want.insert(("/configmaps".into(), read, set(&["istio"])));
     want.insert((
         "/secrets".into(),

@@ -74,7 +74,13 @@ impl Unmeshed {
     /// A port `hit` locks down on server `w`: a server of every client without a proxy, of
     /// every ambient client if it does not accept HBONE, and of the kubelet if it probes
     /// the port in plaintext.
-    pub(super) fn lock<'a>(&mut self, hit: &Hit<'a>, w: &Workload, out: &mut VerdictBuilder<'a>) {
+    pub(super) fn lock<'a>(
+        &mut self,
+        index: &Index,
+        hit: &Hit<'a>,
+        w: &Workload,
+        out: &mut VerdictBuilder<'a>,
+    ) {
         let without_hbone = w.shape.proxy == Proxy::Sidecar && !w.accepts_hbone();
         self.locks = true;
         self.locks_without_hbone |= without_hbone;
@@ -92,6 +98,14 @@ impl Unmeshed {
         if let Some(port) = hit.port {
             for route in w.routes_to(port) {
                 let svc = &route.service;
+                for (kind, name) in index.api_callers_of(&svc.namespace, &svc.name, route.port) {
+                    let server = out.server(hit, w);
+                    let caller = Client::ApiServer {
+                        caller: kind,
+                        name: std::sync::Arc::clone(name),
+                    };
+                    out.add(caller, Reason::ApiServerCalls { port: route.port }, server);
+                }
                 let Some(exposure) = svc.exposure else {
                     continue;
                 };

@@ -64,6 +64,11 @@ pub enum Client {
         service: Arc<str>,
         exposure: crate::model::service::Exposure,
     },
+    /// kube-apiserver, calling a webhook, an aggregated API or a conversion webhook.
+    ApiServer {
+        caller: crate::model::CallerKind,
+        name: Arc<str>,
+    },
     /// A sender Istio's telemetry could not name: no sidecar, or outside the mesh.
     Unknown,
 }
@@ -112,6 +117,10 @@ pub enum Reason {
     ExposedOutsideMesh {
         port: u16,
     },
+    /// The API server calls this Service port, over TLS that is not Istio mTLS.
+    ApiServerCalls {
+        port: u16,
+    },
     /// Plaintext requests and TCP connections seen arriving within the window.
     ObservedPlaintext {
         requests: u64,
@@ -126,7 +135,8 @@ impl Reason {
             Reason::NoProxy
             | Reason::HostNetwork
             | Reason::AmbientNotEnrolled
-            | Reason::ExposedOutsideMesh { .. } => Tier::Inventory,
+            | Reason::ExposedOutsideMesh { .. }
+            | Reason::ApiServerCalls { .. } => Tier::Inventory,
             Reason::ObservedPlaintext { .. } => Tier::Traffic,
             _ => Tier::ClientConfig,
         }
@@ -402,7 +412,7 @@ pub fn evaluate_with(index: &Index, change: &Change, evidence: &Evidence) -> Ver
                 after: a,
             };
             if hit.locks_down() {
-                unmeshed.lock(&hit, w, &mut out);
+                unmeshed.lock(index, &hit, w, &mut out);
             }
             clients::with_sidecar(&mut before, &mut after, &hit, w, &rules, &mut out);
             hits.push(hit);

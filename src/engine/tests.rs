@@ -173,6 +173,7 @@ fn broken(v: &Verdict) -> Vec<String> {
                 Client::External {
                     namespace, service, ..
                 } => (&**namespace, format!("external:{service}")),
+                Client::ApiServer { name, .. } => ("kube-apiserver", name.to_string()),
                 Client::Unknown => ("unknown", "unknown".to_string()),
             };
             let reason = serde_json::to_value(&b.reason).unwrap()["kind"]
@@ -1211,4 +1212,54 @@ fn gateways_and_waypoints_are_clients_never_servers() {
             broken(&v)
         );
     }
+}
+
+fn caller(kind: crate::model::CallerKind, value: Value) -> crate::model::ApiCaller {
+    crate::model::ApiCaller::from_json(kind, &value, "cluster.local").unwrap()
+}
+
+#[test]
+fn the_api_server_is_a_client_of_the_webhooks_it_calls() {
+    use crate::model::CallerKind;
+    // foo/httpbin's Service port 8000 lands on container port 80, which the lock-down covers.
+    let hooks = [
+        (
+            CallerKind::ValidatingWebhookConfiguration,
+            json!({"metadata": {"name": "policy-hook"},
+            "webhooks": [{"name": "a.example.com", "clientConfig": {"service": {"namespace": "foo", "name": "httpbin", "port": 8000}}}]}),
+        ),
+        (
+            CallerKind::MutatingWebhookConfiguration,
+            json!({"metadata": {"name": "injector"},
+            "webhooks": [{"name": "b.example.com", "clientConfig": {"url": "https://httpbin.foo.svc:8000/mutate"}}]}),
+        ),
+        (
+            CallerKind::ApiService,
+            json!({"metadata": {"name": "v1.example.com"},
+            "spec": {"service": {"namespace": "foo", "name": "httpbin", "port": 8000}}}),
+        ),
+        (
+            CallerKind::CustomResourceDefinition,
+            json!({"metadata": {"name": "widgets.example.com"},
+            "spec": {"conversion": {"webhook": {"clientConfig": {"service": {"namespace": "foo", "name": "httpbin", "port": 8000}}}}}}),
+        ),
+    ];
+    for (kind, value) in hooks {
+        let mut index = seed();
+        index.upsert_api_caller(caller(kind, value));
+        let b = broken(&create(&index, &seed_lockdown()));
+        assert!(
+            b.iter()
+                .any(|c| c.starts_with("kube-apiserver/") && c.ends_with(": api-server-calls")),
+            "{kind:?}: {b:?}"
+        );
+    }
+    // Another port of the Service, or the default 443 it lacks, is no call to the server.
+    let mut index = seed();
+    index.upsert_api_caller(caller(
+        CallerKind::ValidatingWebhookConfiguration,
+        json!({"metadata": {"name": "elsewhere"}, "webhooks": [{"name": "c", "clientConfig": {"service": {"namespace": "foo", "name": "httpbin"}}}]}),
+    ));
+    let b = broken(&create(&index, &seed_lockdown()));
+    assert!(!b.iter().any(|c| c.starts_with("kube-apiserver/")), "{b:?}");
 }

@@ -9,7 +9,9 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use super::{Filters, Index};
-use crate::model::{self, MeshConfig, ModelError, Namespace, Pod, Rule, RuleKind, Service};
+use crate::model::{
+    self, ApiCaller, CallerKind, MeshConfig, ModelError, Namespace, Pod, Rule, RuleKind, Service,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum InventoryError {
@@ -125,6 +127,12 @@ impl Loader {
         if let Some(rule_kind) = RuleKind::from_group_kind(group, kind) {
             let rule = Rule::from_json(rule_kind, &value).map_err(object_err)?;
             self.index.upsert_rule(rule);
+            return Ok(());
+        }
+        if let Some(caller_kind) = CallerKind::from_group_kind(group, kind) {
+            let domain = &self.index.filters().cluster_domain;
+            let caller = ApiCaller::from_json(caller_kind, &value, domain).map_err(object_err)?;
+            self.index.upsert_api_caller(caller);
             return Ok(());
         }
         match (group, kind) {

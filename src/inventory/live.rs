@@ -16,7 +16,9 @@ use kube::{Client, Resource};
 use serde::de::DeserializeOwned;
 
 use super::{file::is_mesh_config, Item, Set, SharedIndex, WatchedKind};
-use crate::model::{MeshConfig, ModelError, Namespace, Pod, Rule, RuleKind, Service};
+use crate::model::{
+    ApiCaller, CallerKind, MeshConfig, ModelError, Namespace, Pod, Rule, RuleKind, Service,
+};
 
 pub const CRD_RECHECK: Duration = Duration::from_secs(60);
 /// Objects of an initial list applied to the index under one write lock.
@@ -93,6 +95,7 @@ pub fn spawn(client: Client, shared: Arc<SharedIndex>, istio_namespace: &str) {
             }
         },
     );
+    spawn_callers(&client, &shared, &domain_of(&shared));
     for (rule_kind, group, versions, kind) in CRDS {
         tokio::spawn(watch_crd(
             client.clone(),
@@ -103,6 +106,61 @@ pub fn spawn(client: Client, shared: Arc<SharedIndex>, istio_namespace: &str) {
             kind,
         ));
     }
+}
+
+fn domain_of(shared: &SharedIndex) -> String {
+    shared.read(|index| index.filters().cluster_domain.clone())
+}
+
+/// One watch per kind whose objects make the API server call Services.
+fn spawn_callers(client: &Client, shared: &Arc<SharedIndex>, domain: &str) {
+    use k8s_openapi::api::admissionregistration::v1 as admission;
+    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+    use k8s_openapi::kube_aggregator::pkg::apis::apiregistration::v1::APIService;
+    fn caller<K: serde::Serialize>(
+        kind: CallerKind,
+        domain: String,
+    ) -> impl Fn(&K) -> Result<Item, ModelError> + Send + Sync + 'static {
+        move |obj| {
+            let value =
+                serde_json::to_value(obj).map_err(|e| ModelError::decode(kind.as_str(), e))?;
+            ApiCaller::from_json(kind, &value, &domain).map(Item::ApiCaller)
+        }
+    }
+    let cfg = watcher::Config::default;
+    let d = || domain.to_string();
+    let kind = CallerKind::ValidatingWebhookConfiguration;
+    spawn_watch(
+        Api::<admission::ValidatingWebhookConfiguration>::all(client.clone()),
+        cfg(),
+        shared,
+        WatchedKind::ApiCaller(kind),
+        caller(kind, d()),
+    );
+    let kind = CallerKind::MutatingWebhookConfiguration;
+    spawn_watch(
+        Api::<admission::MutatingWebhookConfiguration>::all(client.clone()),
+        cfg(),
+        shared,
+        WatchedKind::ApiCaller(kind),
+        caller(kind, d()),
+    );
+    let kind = CallerKind::ApiService;
+    spawn_watch(
+        Api::<APIService>::all(client.clone()),
+        cfg(),
+        shared,
+        WatchedKind::ApiCaller(kind),
+        caller(kind, d()),
+    );
+    let kind = CallerKind::CustomResourceDefinition;
+    spawn_watch(
+        Api::<CustomResourceDefinition>::all(client.clone()),
+        cfg(),
+        shared,
+        WatchedKind::ApiCaller(kind),
+        caller(kind, d()),
+    );
 }
 
 /// Whether discovery says the kind is not served (as opposed to failing to say anything).

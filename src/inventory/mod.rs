@@ -18,8 +18,8 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use crate::model::{
-    DestinationRule, Labels, LegacyPolicy, MeshConfig, Namespace, PeerAuthentication, Pod, Proxy,
-    Rule, Service,
+    ApiCaller, CallerKind, DestinationRule, Labels, LegacyPolicy, MeshConfig, Namespace,
+    PeerAuthentication, Pod, Proxy, Rule, Service,
 };
 
 /// The index's hash maps: foldhash, several times faster than SipHash on the short strings
@@ -76,6 +76,17 @@ pub struct Index {
     legacy: Map<String, Vec<LegacyPolicy>>,
     dest_rules: Map<String, Vec<DestinationRule>>,
     dr_hosts: DrHosts,
+    api_callers: Map<(CallerKind, String), ApiCaller>,
+    /// namespace -> Service -> who calls which port, derived from `api_callers`.
+    called: Map<String, Map<String, Vec<Call>>>,
+}
+
+/// A Service port the API server calls, and the object that makes it.
+#[derive(Debug)]
+struct Call {
+    port: u16,
+    kind: CallerKind,
+    name: Arc<str>,
 }
 
 /// Which namespaces hold DestinationRules that may match a host, kept per namespace so a
@@ -112,6 +123,7 @@ pub enum Item {
     Namespace(Namespace),
     Mesh(MeshConfig),
     Rule(Rule),
+    ApiCaller(ApiCaller),
 }
 
 impl Item {
@@ -123,6 +135,7 @@ impl Item {
             Item::Namespace(n) => (String::new(), n.name.clone()),
             Item::Mesh(_) => (String::new(), String::new()),
             Item::Rule(r) => (r.origin().namespace.clone(), r.origin().name.clone()),
+            Item::ApiCaller(c) => (String::new(), c.name.clone()),
         }
     }
 }
@@ -152,6 +165,55 @@ impl Index {
 
     pub fn set_mesh(&mut self, mesh: MeshConfig) {
         self.mesh = mesh;
+    }
+
+    pub fn upsert_api_caller(&mut self, caller: ApiCaller) {
+        self.api_callers
+            .insert((caller.kind, caller.name.clone()), caller);
+        self.recount_callers();
+    }
+
+    pub fn remove_api_caller(&mut self, kind: CallerKind, name: &str) {
+        if self.api_callers.remove(&(kind, name.to_string())).is_some() {
+            self.recount_callers();
+        }
+    }
+
+    /// Callers are few (webhooks, APIServices, CRDs with conversion): rebuilding the lookup
+    /// on each change costs less than keeping it in step.
+    fn recount_callers(&mut self) {
+        self.called.clear();
+        for c in self.api_callers.values() {
+            let name: Arc<str> = c.name.as_str().into();
+            for s in &c.services {
+                self.called
+                    .entry(s.namespace.clone())
+                    .or_default()
+                    .entry(s.name.clone())
+                    .or_default()
+                    .push(Call {
+                        port: s.port,
+                        kind: c.kind,
+                        name: Arc::clone(&name),
+                    });
+            }
+        }
+    }
+
+    /// Who in the API server calls this Service port.
+    pub fn api_callers_of<'a>(
+        &'a self,
+        namespace: &str,
+        service: &str,
+        port: u16,
+    ) -> impl Iterator<Item = (CallerKind, &'a Arc<str>)> + 'a {
+        self.called
+            .get(namespace)
+            .and_then(|services| services.get(service))
+            .into_iter()
+            .flatten()
+            .filter(move |c| c.port == port)
+            .map(|c| (c.kind, &c.name))
     }
 
     pub fn namespace(&self, name: &str) -> Option<&Namespace> {
@@ -419,6 +481,7 @@ impl Index {
             Item::Namespace(n) => self.upsert_namespace(n),
             Item::Mesh(m) => self.set_mesh(m),
             Item::Rule(r) => self.upsert_rule(r),
+            Item::ApiCaller(c) => self.upsert_api_caller(c),
         }
     }
 
@@ -429,6 +492,7 @@ impl Index {
             WatchedKind::Service => self.remove_service(namespace, name),
             WatchedKind::Namespace => self.remove_namespace(name),
             WatchedKind::MeshConfig => self.set_mesh(MeshConfig::default()),
+            WatchedKind::ApiCaller(k) => self.remove_api_caller(k, name),
             WatchedKind::Rule(rule_kind) => self.remove_rule(&crate::model::Origin {
                 kind: rule_kind,
                 namespace: namespace.to_string(),
@@ -460,6 +524,12 @@ impl Index {
                 .map(|n| (String::new(), n.clone()))
                 .collect(),
             WatchedKind::MeshConfig => Vec::new(),
+            WatchedKind::ApiCaller(k) => self
+                .api_callers
+                .keys()
+                .filter(|(kind, _)| *kind == k)
+                .map(|(_, name)| (String::new(), name.clone()))
+                .collect(),
             WatchedKind::Rule(crate::model::RuleKind::PeerAuthentication) => rules(
                 self.peer_authns
                     .values()

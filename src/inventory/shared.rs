@@ -7,7 +7,7 @@ use std::sync::{Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use super::Index;
-use crate::model::RuleKind;
+use crate::model::{CallerKind, RuleKind};
 
 /// The kinds the inventory is built from; also a bounded metric label.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -17,10 +17,11 @@ pub enum WatchedKind {
     Service,
     MeshConfig,
     Rule(RuleKind),
+    ApiCaller(CallerKind),
 }
 
 impl WatchedKind {
-    pub const ALL: [WatchedKind; 8] = [
+    pub const ALL: [WatchedKind; 12] = [
         WatchedKind::Pod,
         WatchedKind::Namespace,
         WatchedKind::Service,
@@ -29,6 +30,10 @@ impl WatchedKind {
         WatchedKind::Rule(RuleKind::Policy),
         WatchedKind::Rule(RuleKind::MeshPolicy),
         WatchedKind::Rule(RuleKind::DestinationRule),
+        WatchedKind::ApiCaller(CallerKind::ValidatingWebhookConfiguration),
+        WatchedKind::ApiCaller(CallerKind::MutatingWebhookConfiguration),
+        WatchedKind::ApiCaller(CallerKind::ApiService),
+        WatchedKind::ApiCaller(CallerKind::CustomResourceDefinition),
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -38,6 +43,7 @@ impl WatchedKind {
             WatchedKind::Service => "Service",
             WatchedKind::MeshConfig => "MeshConfig",
             WatchedKind::Rule(k) => k.as_str(),
+            WatchedKind::ApiCaller(k) => k.as_str(),
         }
     }
 

@@ -5,6 +5,7 @@
 //! admission request, so what the webhook reads from a request is read exactly as the index
 //! reads it from the cluster.
 
+pub mod api_caller;
 pub mod destination_rule;
 pub mod legacy;
 pub mod mesh_config;
@@ -19,6 +20,7 @@ use std::fmt;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde::Serialize;
 
+pub use api_caller::{ApiCaller, CallerKind};
 pub use destination_rule::{DestinationRule, TlsMode};
 pub use legacy::{LegacyPolicy, LegacyScope};
 pub use mesh_config::MeshConfig;
