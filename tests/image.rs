@@ -233,7 +233,9 @@ fn the_api_server_calls_the_containerised_guard() {
     let kube = tempfile::tempdir().unwrap();
     std::fs::write(
         kube.path().join("config"),
-        cp.token_kubeconfig("mtls-guard", "mtls-guard"),
+        // By name, so the static binary's resolver is exercised, not only its TLS.
+        cp.token_kubeconfig("mtls-guard", "mtls-guard")
+            .replace("https://127.0.0.1:", "https://localhost:"),
     )
     .unwrap();
     readable_by_the_image(kube.path());
