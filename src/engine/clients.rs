@@ -95,7 +95,7 @@ impl Unmeshed {
             };
             out.add(kubelet, Reason::KubeletProbe { port }, server);
         }
-        if let Some(port) = hit.port {
+        if let Some(port) = hit.port.filter(|_| index.has_outside_callers()) {
             for route in w.routes_to(port) {
                 let svc = &route.service;
                 for (kind, name) in index.api_callers_of(&svc.namespace, &svc.name, route.port) {

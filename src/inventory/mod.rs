@@ -79,6 +79,8 @@ pub struct Index {
     api_callers: Map<(CallerKind, String), ApiCaller>,
     /// namespace -> Service -> who calls which port, derived from `api_callers`.
     called: Map<String, Map<String, Vec<Call>>>,
+    /// Services open outside the cluster (NodePort, LoadBalancer, externalIPs).
+    exposed_services: usize,
 }
 
 /// A Service port the API server calls, and the object that makes it.
@@ -318,6 +320,7 @@ impl Index {
     pub fn upsert_service(&mut self, svc: Service) {
         let namespace = svc.namespace.clone();
         let old = self.take_service(&namespace, &svc.name);
+        self.exposed_services += usize::from(svc.exposure.is_some());
         let svc = Arc::new(svc);
         self.services
             .entry(namespace.clone())
@@ -336,7 +339,15 @@ impl Index {
     fn take_service(&mut self, namespace: &str, name: &str) -> Option<Arc<Service>> {
         let list = self.services.get_mut(namespace)?;
         let at = list.iter().position(|s| s.name == name)?;
-        Some(list.remove(at))
+        let svc = list.remove(at);
+        self.exposed_services -= usize::from(svc.exposure.is_some());
+        Some(svc)
+    }
+
+    /// Whether anything outside the mesh pods calls Services: the API server or external
+    /// clients. Most meshes have neither, and a lock-down then skips reading its Services.
+    pub fn has_outside_callers(&self) -> bool {
+        self.exposed_services > 0 || !self.called.is_empty()
     }
 
     pub fn peer_authns(&self, namespace: &str) -> &[PeerAuthentication] {
