@@ -96,8 +96,7 @@ impl ReloadingResolver {
     pub fn not_after(&self) -> Option<SystemTime> {
         let current = self.current.read().ok()?.clone();
         let der = current.cert.first()?;
-        let pem = crate::certs::issue::pem_text(der);
-        crate::certs::issue::facts(&pem, "serving certificate")
+        crate::certs::issue::der_facts(der, "serving certificate")
             .ok()
             .map(|f| f.not_after)
     }

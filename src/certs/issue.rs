@@ -83,8 +83,12 @@ fn x509<'a>(
 
 /// The validity and names of the first certificate in `pem`.
 pub fn facts(pem: &str, what: &'static str) -> Result<Facts, CertError> {
-    let der = first_cert(pem, what)?;
-    let cert = x509(&der, what)?;
+    der_facts(&first_cert(pem, what)?, what)
+}
+
+/// The validity and names of one certificate.
+pub fn der_facts(der: &CertificateDer<'_>, what: &'static str) -> Result<Facts, CertError> {
+    let cert = x509(der, what)?;
     let mut names = Vec::new();
     if let Ok(Some(san)) = cert.subject_alternative_name() {
         for name in &san.value.general_names {
@@ -201,10 +205,15 @@ impl Ca {
 
 /// Whether the first certificate in `leaf` carries the signature of the one in `ca`.
 pub fn signed_by(ca: &str, leaf: &str) -> bool {
-    let (Ok(ca), Ok(leaf)) = (first_cert(ca, "ca.crt"), first_cert(leaf, "tls.crt")) else {
-        return false;
-    };
-    let (Ok(ca), Ok(leaf)) = (x509(&ca, "ca.crt"), x509(&leaf, "tls.crt")) else {
+    match (first_cert(ca, "ca.crt"), first_cert(leaf, "tls.crt")) {
+        (Ok(ca), Ok(leaf)) => der_signed_by(&ca, &leaf),
+        _ => false,
+    }
+}
+
+/// Whether `leaf` carries the signature of `ca`.
+pub fn der_signed_by(ca: &CertificateDer<'_>, leaf: &CertificateDer<'_>) -> bool {
+    let (Ok(ca), Ok(leaf)) = (x509(ca, "ca.crt"), x509(leaf, "tls.crt")) else {
         return false;
     };
     leaf.verify_signature(Some(ca.public_key())).is_ok()
@@ -212,16 +221,7 @@ pub fn signed_by(ca: &str, leaf: &str) -> bool {
 
 /// Whether the key belongs to the certificate, as rustls would check before serving them.
 pub fn pair_matches(pair: &Pair) -> bool {
-    use rustls::pki_types::PrivateKeyDer;
-    let Ok(key) = PrivateKeyDer::from_pem_slice(pair.key.as_bytes()) else {
-        return false;
-    };
-    rustls::sign::CertifiedKey::from_der(
-        certs_in(&pair.cert),
-        key,
-        &rustls::crypto::ring::default_provider(),
-    )
-    .is_ok()
+    crate::tls::certified_key(pair.cert.as_bytes(), pair.key.as_bytes()).is_ok()
 }
 
 /// One certificate as PEM text, 64 columns, LF line ends.

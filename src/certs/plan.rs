@@ -11,7 +11,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};
 
-use super::issue::{certs_in, facts, pair_matches, pem_text, signed_by, Ca, Pair};
+use super::issue::{certs_in, der_facts, der_signed_by, facts, pair_matches, pem_text, Ca, Pair};
 use super::CertError;
 
 /// Secret keys: the signing CA, the serving pair, and every CA the webhook must trust.
@@ -80,7 +80,7 @@ fn with(data: &Data, entries: &[(&str, &str)]) -> Data {
 fn bundle(data: &Data, ca: &Ca, now: SystemTime) -> String {
     let mut ders = certs_in(&ca.pair().cert);
     for der in certs_in(text(data, BUNDLE)) {
-        let live = facts(&pem_text(&der), BUNDLE).is_ok_and(|f| !f.expired(now));
+        let live = der_facts(&der, BUNDLE).is_ok_and(|f| !f.expired(now));
         if live && !ders.contains(&der) {
             ders.push(der);
         }
@@ -146,11 +146,13 @@ fn leaf_due(data: &Data, ca: &Ca, policy: &Policy, now: SystemTime) -> bool {
 /// Whether the stored serving certificate still serves: it chains to a CA in the bundle and
 /// has not expired. Then a new one can wait for the bundle to propagate.
 fn leaf_serves(data: &Data, now: SystemTime) -> bool {
-    let cert = text(data, TLS_CRT);
-    let live = facts(cert, TLS_CRT).is_ok_and(|f| !f.expired(now));
+    let Some(leaf) = certs_in(text(data, TLS_CRT)).into_iter().next() else {
+        return false;
+    };
+    let live = der_facts(&leaf, TLS_CRT).is_ok_and(|f| !f.expired(now));
     live && certs_in(text(data, BUNDLE))
         .iter()
-        .any(|der| signed_by(&pem_text(der), cert))
+        .any(|ca| der_signed_by(ca, &leaf))
 }
 
 /// The next step towards: a live CA in the Secret, the caBundle in the webhook equal to the
@@ -221,6 +223,7 @@ pub fn next(
 
 #[cfg(test)]
 mod tests {
+    use super::super::issue::signed_by;
     use super::*;
 
     const T0: Duration = Duration::from_secs(1_800_000_000);
