@@ -8,7 +8,9 @@ use std::sync::Arc;
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
+
+use crate::server::error;
 
 /// Requests up to this size may use the budget's last [`SMALL_HEADROOM`] bytes: real reviews are
 /// a few kilobytes, so large uploads cannot crowd them out.
@@ -68,15 +70,6 @@ impl BodyBudget {
     }
 }
 
-fn refuse(status: StatusCode, message: String) -> Response {
-    let mut res = (status, axum::Json(serde_json::json!({ "error": message }))).into_response();
-    if status == StatusCode::SERVICE_UNAVAILABLE {
-        res.headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-    }
-    res
-}
-
 /// How long a refused body is read and thrown away after the answer.
 const LINGER: std::time::Duration = std::time::Duration::from_secs(2);
 
@@ -114,7 +107,7 @@ pub async fn reserve_body(
         .and_then(|v| v.parse::<usize>().ok());
     if let Some(len) = declared.filter(|&len| len > budget.max_body) {
         linger(req.into_body(), budget.max_body);
-        return refuse(
+        return error(
             StatusCode::PAYLOAD_TOO_LARGE,
             format!(
                 "a body of {len} bytes is over --max-body-bytes {}",
@@ -123,11 +116,14 @@ pub async fn reserve_body(
         );
     }
     let Some(reservation) = budget.reserve(declared.unwrap_or(budget.max_body)) else {
-        return refuse(
+        let mut res = error(
             StatusCode::SERVICE_UNAVAILABLE,
             "mtls-guard is holding as many request bodies as it may (--max-buffered-bytes); retry"
                 .into(),
         );
+        res.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        return res;
     };
     let res = next.run(req).await;
     drop(reservation);

@@ -182,7 +182,8 @@ async fn close_while_draining(
     res
 }
 
-fn error(status: StatusCode, message: String) -> Response {
+/// An error answer: `{"error": message}` with the status.
+pub(crate) fn error(status: StatusCode, message: String) -> Response {
     (status, Json(json!({ "error": message }))).into_response()
 }
 

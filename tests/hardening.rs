@@ -896,7 +896,12 @@ async fn sixty_slow_uploads_on_one_http2_connection_hold_bounded_memory() {
                     })
                     .unwrap();
                 sender.ready().await.unwrap();
-                sender.send_request(req).await.map(|r| r.status().as_u16())
+                sender.send_request(req).await.map(|r| {
+                    // A shed upload is told when to come back.
+                    let status = r.status().as_u16();
+                    assert!(status != 503 || r.headers().contains_key("retry-after"));
+                    status
+                })
             })
         })
         .collect();
