@@ -71,6 +71,7 @@ pub fn spawn(client: Client, shared: Arc<SharedIndex>, istio_namespace: &str) {
         |n| Namespace::from_api(n).map(Item::Namespace),
     );
     let domain = shared.read(|index| index.filters().cluster_domain.clone());
+    spawn_callers(&client, &shared, &domain);
     spawn_watch(
         Api::<core::Service>::all(client.clone()),
         cfg(),
@@ -95,7 +96,6 @@ pub fn spawn(client: Client, shared: Arc<SharedIndex>, istio_namespace: &str) {
             }
         },
     );
-    spawn_callers(&client, &shared, &domain_of(&shared));
     for (rule_kind, group, versions, kind) in CRDS {
         tokio::spawn(watch_crd(
             client.clone(),
@@ -108,58 +108,50 @@ pub fn spawn(client: Client, shared: Arc<SharedIndex>, istio_namespace: &str) {
     }
 }
 
-fn domain_of(shared: &SharedIndex) -> String {
-    shared.read(|index| index.filters().cluster_domain.clone())
-}
-
 /// One watch per kind whose objects make the API server call Services.
 fn spawn_callers(client: &Client, shared: &Arc<SharedIndex>, domain: &str) {
     use k8s_openapi::api::admissionregistration::v1 as admission;
     use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
     use k8s_openapi::kube_aggregator::pkg::apis::apiregistration::v1::APIService;
-    fn caller<K: serde::Serialize>(
-        kind: CallerKind,
-        domain: String,
-    ) -> impl Fn(&K) -> Result<Item, ModelError> + Send + Sync + 'static {
-        move |obj| {
+    use CallerKind::*;
+    spawn_caller::<admission::ValidatingWebhookConfiguration>(
+        client,
+        shared,
+        ValidatingWebhookConfiguration,
+        domain,
+    );
+    spawn_caller::<admission::MutatingWebhookConfiguration>(
+        client,
+        shared,
+        MutatingWebhookConfiguration,
+        domain,
+    );
+    spawn_caller::<APIService>(client, shared, ApiService, domain);
+    spawn_caller::<CustomResourceDefinition>(client, shared, CustomResourceDefinition, domain);
+}
+
+/// The watch of one caller kind, trimmed to the Service ports its objects name.
+fn spawn_caller<K>(client: &Client, shared: &Arc<SharedIndex>, kind: CallerKind, domain: &str)
+where
+    K: Resource<DynamicType = ()>
+        + Clone
+        + DeserializeOwned
+        + serde::Serialize
+        + Debug
+        + Send
+        + 'static,
+{
+    let domain = domain.to_string();
+    spawn_watch(
+        Api::<K>::all(client.clone()),
+        watcher::Config::default(),
+        shared,
+        WatchedKind::ApiCaller(kind),
+        move |obj: &K| {
             let value =
                 serde_json::to_value(obj).map_err(|e| ModelError::decode(kind.as_str(), e))?;
             ApiCaller::from_json(kind, &value, &domain).map(Item::ApiCaller)
-        }
-    }
-    let cfg = watcher::Config::default;
-    let d = || domain.to_string();
-    let kind = CallerKind::ValidatingWebhookConfiguration;
-    spawn_watch(
-        Api::<admission::ValidatingWebhookConfiguration>::all(client.clone()),
-        cfg(),
-        shared,
-        WatchedKind::ApiCaller(kind),
-        caller(kind, d()),
-    );
-    let kind = CallerKind::MutatingWebhookConfiguration;
-    spawn_watch(
-        Api::<admission::MutatingWebhookConfiguration>::all(client.clone()),
-        cfg(),
-        shared,
-        WatchedKind::ApiCaller(kind),
-        caller(kind, d()),
-    );
-    let kind = CallerKind::ApiService;
-    spawn_watch(
-        Api::<APIService>::all(client.clone()),
-        cfg(),
-        shared,
-        WatchedKind::ApiCaller(kind),
-        caller(kind, d()),
-    );
-    let kind = CallerKind::CustomResourceDefinition;
-    spawn_watch(
-        Api::<CustomResourceDefinition>::all(client.clone()),
-        cfg(),
-        shared,
-        WatchedKind::ApiCaller(kind),
-        caller(kind, d()),
+        },
     );
 }
 
