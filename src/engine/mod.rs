@@ -471,14 +471,15 @@ fn scope(index: &Index, rule: &Rule, ids: &mut Vec<WorkloadId>) -> Reach {
         },
         Rule::DestinationRule(dr) => {
             let domain = &index.filters().cluster_domain;
-            let services = match strict_namespaces(index, root) {
-                // A DestinationRule changes no mode: only servers that can be STRICT matter, so
-                // a wildcard host looks only where a STRICT policy is, whatever the cluster size.
-                Some(strict) if dr.host.starts_with('*') => strict
+            // A DestinationRule changes no mode: only servers that can be STRICT matter, so a
+            // wildcard host looks only where a STRICT policy is, whatever the cluster size.
+            let wildcard = dr.host.starts_with('*');
+            let services = match wildcard.then(|| strict_namespaces(index, root)).flatten() {
+                Some(strict) => strict
                     .into_iter()
                     .flat_map(|n| index.services_in(n).iter().map(|s| &**s))
                     .collect(),
-                _ => index.services_for_host(&dr.host, ns, domain),
+                None => index.services_for_host(&dr.host, ns, domain),
             };
             for svc in services
                 .into_iter()
