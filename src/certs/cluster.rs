@@ -63,14 +63,6 @@ fn bundles_of(config: &ValidatingWebhookConfiguration) -> Vec<String> {
         .collect()
 }
 
-fn serving_pair(data: &Data) -> Pair {
-    let text = |k| String::from_utf8_lossy(data.get(k).map_or(&[][..], Vec::as_slice)).into_owned();
-    Pair {
-        cert: text(plan::TLS_CRT),
-        key: text(plan::TLS_KEY),
-    }
-}
-
 impl SelfManaged {
     pub fn new(
         client: kube::Client,
@@ -109,7 +101,7 @@ impl SelfManaged {
             let bundles = config.as_ref().map(bundles_of);
             let step = plan::next(&data, bundles.as_deref(), &self.policy, SystemTime::now())?;
             let done = match step {
-                Step::Done => return Ok(serving_pair(&data)),
+                Step::Done => return Ok(plan::serving_pair(&data)),
                 Step::Write(next) => self.write(stored, next).await,
                 Step::Inject(bundle) => match config {
                     Some(config) => self.inject(config, &bundle).await,

@@ -68,6 +68,19 @@ fn text<'a>(data: &'a Data, key: &str) -> &'a str {
         .unwrap_or("")
 }
 
+/// A certificate and its key as the Secret stores them under `cert` and `key`.
+fn stored_pair(data: &Data, cert: &str, key: &str) -> Pair {
+    Pair {
+        cert: text(data, cert).to_string(),
+        key: text(data, key).to_string(),
+    }
+}
+
+/// The serving certificate and key the Secret holds.
+pub fn serving_pair(data: &Data) -> Pair {
+    stored_pair(data, TLS_CRT, TLS_KEY)
+}
+
 fn with(data: &Data, entries: &[(&str, &str)]) -> Data {
     let mut out = data.clone();
     for (k, v) in entries {
@@ -124,10 +137,7 @@ fn canonical(name: &str) -> String {
 
 /// Whether the stored serving certificate must be replaced.
 fn leaf_due(data: &Data, ca: &Ca, policy: &Policy, now: SystemTime) -> bool {
-    let pair = Pair {
-        cert: text(data, TLS_CRT).to_string(),
-        key: text(data, TLS_KEY).to_string(),
-    };
+    let pair = serving_pair(data);
     let Ok(leaf) = facts(&pair.cert, TLS_CRT) else {
         return true;
     };
@@ -164,10 +174,7 @@ pub fn next(
     policy: &Policy,
     now: SystemTime,
 ) -> Result<Step, CertError> {
-    let ca = Ca::from_pair(Pair {
-        cert: text(data, CA_CRT).to_string(),
-        key: text(data, CA_KEY).to_string(),
-    });
+    let ca = Ca::from_pair(stored_pair(data, CA_CRT, CA_KEY));
     let ca = match ca {
         Ok(ca) if !ca.facts().expired(now) => ca,
         _ => return Ok(Step::Write(fresh(policy, now)?)),
@@ -258,11 +265,7 @@ mod tests {
     #[test]
     fn an_empty_secret_gets_a_ca_and_a_certificate_it_signed_for_the_names() {
         let data = fresh_at(0);
-        let ca = Ca::from_pair(Pair {
-            cert: text(&data, CA_CRT).into(),
-            key: text(&data, CA_KEY).into(),
-        })
-        .unwrap();
+        let ca = Ca::from_pair(stored_pair(&data, CA_CRT, CA_KEY)).unwrap();
         assert!(ca.signed(text(&data, TLS_CRT)));
         let leaf = facts(text(&data, TLS_CRT), TLS_CRT).unwrap();
         assert_eq!(leaf.names, policy().names);
