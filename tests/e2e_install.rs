@@ -277,7 +277,12 @@ fn two_replicas_started_together_converge_on_one_ca() {
             &root().join("manifests").display().to_string(),
         ]);
     });
-    let (a, b) = (inst.replica("guard-a", &[]), inst.replica("guard-b", &[]));
+    // --cert-name adds a name to the generated certificate; both replicas ask for the same.
+    let extra = ["--cert-name", "guard.example.test"];
+    let (a, b) = (
+        inst.replica("guard-a", &extra),
+        inst.replica("guard-b", &extra),
+    );
     inst.wait_ready(&a);
     inst.wait_ready(&b);
     let ca = inst.secret_file("ca.crt");
@@ -304,6 +309,25 @@ fn two_replicas_started_together_converge_on_one_ca() {
                 .await
                 .map(|r| r.status())
         });
+        let by_extra_name = rt.block_on(async {
+            let url = format!("https://guard.example.test:{}/validate", replica.port);
+            reqwest::Client::builder()
+                .no_proxy()
+                .tls_built_in_root_certs(false)
+                .add_root_certificate(reqwest::Certificate::from_pem(ca.as_bytes()).unwrap())
+                .resolve("guard.example.test", ([127, 0, 0, 1], replica.port).into())
+                .build()
+                .unwrap()
+                .get(url)
+                .send()
+                .await
+                .map(|r| r.status())
+        });
+        assert_eq!(
+            by_extra_name.unwrap(),
+            405,
+            "the --cert-name is in the certificate"
+        );
         assert_eq!(
             status.unwrap(),
             405,

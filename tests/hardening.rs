@@ -986,3 +986,15 @@ async fn a_rotated_client_ca_is_reloaded_without_a_restart() {
         .expect("the new client CA is trusted");
     assert!(old.get(guard.url("/validate")).send().await.is_err());
 }
+
+#[tokio::test]
+async fn past_the_body_budget_large_bodies_are_shed_and_small_reviews_still_pass() {
+    // A budget below the 1 MiB kept for small requests: no large body fits at all.
+    let guard = Guard::start(&["--max-buffered-bytes", "1000000"]).await;
+    let r = guard.validate(vec![b' '; 70_000]).await;
+    assert_eq!(r.status(), 503);
+    assert_eq!(r.headers()["retry-after"], "1");
+    assert!(error_of(r).await.contains("--max-buffered-bytes"));
+    let review = guard.validate_fixture("seed-strict-policy.json").await;
+    assert_eq!(review["response"]["allowed"], false);
+}
