@@ -116,6 +116,7 @@ pub async fn reserve_body(
         );
     }
     let Some(reservation) = budget.reserve(declared.unwrap_or(budget.max_body)) else {
+        linger(req.into_body(), budget.max_body);
         let mut res = error(
             StatusCode::SERVICE_UNAVAILABLE,
             "mtls-guard is holding as many request bodies as it may (--max-buffered-bytes); retry"
