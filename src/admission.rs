@@ -64,7 +64,12 @@ pub fn permission_needed(req: &AdmissionRequest<DynamicObject>) -> Option<Permis
             },
         );
     }
-    RuleKind::from_group_kind(&req.kind.group, &req.kind.kind)?;
+    let mesh_config = req.kind.group.is_empty()
+        && req.kind.kind == "ConfigMap"
+        && req.name == crate::model::mesh_config::CONFIGMAP_NAME;
+    if !mesh_config {
+        RuleKind::from_group_kind(&req.kind.group, &req.kind.kind)?;
+    }
     break_glass(req).ok().flatten()?;
     Some(Permission {
         verb: "use",
@@ -289,16 +294,21 @@ pub fn mode_for(index: &Index, default: GuardMode, namespace: Option<&str>) -> G
         .unwrap_or(default)
 }
 
+/// `namespace/name`, or `name` for a cluster-scoped object.
+fn object_name(req: &AdmissionRequest<DynamicObject>) -> String {
+    match &req.namespace {
+        Some(ns) => format!("{ns}/{}", req.name),
+        None => req.name.clone(),
+    }
+}
+
 fn record(req: &AdmissionRequest<DynamicObject>, mode: GuardMode) -> Record {
     Record {
         uid: req.uid.clone(),
         user: req.user_info.username.clone().unwrap_or_default(),
         operation: operation_name(&req.operation),
         kind: format!("{}/{}", req.kind.group, req.kind.kind),
-        object: match &req.namespace {
-            Some(ns) => format!("{ns}/{}", req.name),
-            None => req.name.clone(),
-        },
+        object: object_name(req),
         decision: Decision::Allowed,
         mode,
         clients: 0,
@@ -423,6 +433,154 @@ fn namespace_review(
     }
 }
 
+/// What a request asks the guard to judge.
+enum Subject {
+    Rule(RuleKind),
+    /// The mesh config ConfigMap in the Istio namespace.
+    MeshConfig,
+    /// Any other ConfigMap of the Istio namespace: the webhook's ConfigMap rule cannot select
+    /// one by name, and these are allowed without a word.
+    OtherConfigMap,
+    Other,
+}
+
+impl Subject {
+    fn of(index: &Index, req: &AdmissionRequest<DynamicObject>) -> Subject {
+        if let Some(kind) = RuleKind::from_group_kind(&req.kind.group, &req.kind.kind) {
+            return Subject::Rule(kind);
+        }
+        if !(req.kind.group.is_empty() && req.kind.kind == "ConfigMap") {
+            return Subject::Other;
+        }
+        let mesh = req.name == crate::model::mesh_config::CONFIGMAP_NAME
+            && req.namespace.as_deref() == Some(index.filters().istio_namespace.as_str());
+        if mesh {
+            Subject::MeshConfig
+        } else {
+            Subject::OtherConfigMap
+        }
+    }
+}
+
+/// The answer to a request of a kind the guard does not judge, or `None` when it judges it:
+/// decided without the inventory, so an unsynced guard never holds up the Istio namespace's
+/// other ConfigMaps.
+pub fn unjudged(
+    index: &Index,
+    default_mode: GuardMode,
+    req: &AdmissionRequest<DynamicObject>,
+) -> Option<Outcome> {
+    match Subject::of(index, req) {
+        Subject::OtherConfigMap | Subject::Other => Some(not_reviewed(req, default_mode)),
+        _ => None,
+    }
+}
+
+fn not_reviewed(req: &AdmissionRequest<DynamicObject>, mode: GuardMode) -> Outcome {
+    let mut record = record(req, mode);
+    record.decision = Decision::NotReviewed;
+    let mut response = AdmissionResponse::from(req);
+    if !(req.kind.group.is_empty() && req.kind.kind == "ConfigMap") {
+        response.warnings = Some(vec![format!(
+            "mtls-guard does not review {}; allowed",
+            record.kind
+        )]);
+    }
+    Outcome {
+        response,
+        record,
+        verdict: Verdict::default(),
+    }
+}
+
+/// A judged change: the verdict, the object's name in messages, and what changed.
+struct Reviewed {
+    verdict: Verdict,
+    object: Option<String>,
+    change: Option<report::SpecChange>,
+}
+
+fn review_rule(
+    index: &Index,
+    evidence: &Evidence,
+    kind: RuleKind,
+    req: &AdmissionRequest<DynamicObject>,
+) -> Result<Reviewed, String> {
+    let unreadable = |e| format!("{kind} {}: {e}", object_name(req));
+    let old = read(kind, req.old_object.as_ref()).map_err(unreadable)?;
+    let new = read(kind, req.object.as_ref()).map_err(unreadable)?;
+    let change = match (&old, &new) {
+        (Some((_, o)), Some((_, n))) => report::spec_diff(o, n),
+        _ => None,
+    };
+    let rules = Change {
+        old: old.as_ref().map(|(r, _)| r),
+        new: new.as_ref().map(|(r, _)| r),
+    };
+    Ok(Reviewed {
+        verdict: engine::evaluate_with(index, &rules, evidence),
+        object: rules.key().map(ToString::to_string),
+        change,
+    })
+}
+
+/// The mesh config one side of a request holds; a side that does not exist has Istio's
+/// defaults, as istiod reads a missing ConfigMap.
+fn mesh_of(obj: Option<&DynamicObject>) -> Result<crate::model::MeshConfig, String> {
+    let mesh = match obj
+        .and_then(|o| o.data.get("data"))
+        .and_then(|d| d.get("mesh"))
+    {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => Some(s.as_str()),
+        Some(_) => return Err("data.mesh is not a string".into()),
+    };
+    crate::model::MeshConfig::from_yaml(mesh).map_err(|e| e.to_string())
+}
+
+fn review_mesh_config(
+    index: &Index,
+    evidence: &Evidence,
+    req: &AdmissionRequest<DynamicObject>,
+) -> Result<Reviewed, String> {
+    let object = format!("ConfigMap {}", object_name(req));
+    let unreadable = |e| format!("{object}: {e}");
+    let old = mesh_of(req.old_object.as_ref()).map_err(unreadable)?;
+    let new = mesh_of(req.object.as_ref()).map_err(unreadable)?;
+    let mut changed = Vec::new();
+    if old.enable_auto_mtls != new.enable_auto_mtls {
+        changed.push((
+            "enableAutoMtls",
+            old.enable_auto_mtls.to_string(),
+            new.enable_auto_mtls.to_string(),
+        ));
+    }
+    if old.root_namespace != new.root_namespace {
+        changed.push((
+            "rootNamespace",
+            old.root_namespace.clone(),
+            new.root_namespace.clone(),
+        ));
+    }
+    let change = (!changed.is_empty()).then(|| report::SpecChange {
+        paths: changed
+            .iter()
+            .map(|(k, ..)| format!("mesh.{k}"))
+            .collect::<Vec<_>>()
+            .join("; "),
+        detail: changed
+            .iter()
+            .map(|(k, o, n)| format!("mesh {k}: {o} -> {n}"))
+            .collect::<Vec<_>>()
+            .join("; "),
+    });
+    Ok(Reviewed {
+        verdict: engine::evaluate_mesh_change(index, &old, &new, evidence),
+        object: Some(object),
+        change,
+    })
+}
+
 /// Decides one admission request against an inventory snapshot and traffic evidence.
 pub fn decide_with(
     index: &Index,
@@ -443,25 +601,20 @@ pub fn decide_with(
     let mode = mode_for(index, default_mode, req.namespace.as_deref());
     let mut record = record(req, mode);
     let mut response = AdmissionResponse::from(req);
-    let Some(kind) = RuleKind::from_group_kind(&req.kind.group, &req.kind.kind) else {
-        record.decision = Decision::NotReviewed;
-        response.warnings = Some(vec![format!(
-            "mtls-guard does not review {}; allowed",
-            record.kind
-        )]);
-        return Outcome {
-            response,
-            record,
-            verdict: Verdict::default(),
-        };
+    let reviewed = match Subject::of(index, req) {
+        Subject::Rule(kind) => review_rule(index, evidence, kind, req),
+        Subject::MeshConfig => review_mesh_config(index, evidence, req),
+        Subject::OtherConfigMap | Subject::Other => return not_reviewed(req, mode),
     };
-    let sides = read(kind, req.old_object.as_ref())
-        .and_then(|old| Ok((old, read(kind, req.object.as_ref())?)));
-    let (old, new) = match sides {
-        Ok(sides) => sides,
+    let Reviewed {
+        verdict,
+        object,
+        change,
+    } = match reviewed {
+        Ok(reviewed) => reviewed,
         Err(e) => {
             record.decision = Decision::Invalid;
-            let why = format!("mtls-guard cannot read {kind} {}: {e}", record.object);
+            let why = format!("mtls-guard cannot read {e}");
             // Audit mode promises never to block: it says what it could not check instead.
             if mode == GuardMode::Audit {
                 response.warnings = Some(vec![format!("{why}; allowed unreviewed (audit mode)")]);
@@ -476,18 +629,10 @@ pub fn decide_with(
             };
         }
     };
-    let mut change_detail = None;
-    if let (Some((_, o)), Some((_, n))) = (&old, &new) {
-        if let Some(diff) = report::spec_diff(o, n) {
-            record.change = Some(diff.paths);
-            change_detail = Some(diff.detail);
-        }
-    }
-    let change = Change {
-        old: old.as_ref().map(|(r, _)| r),
-        new: new.as_ref().map(|(r, _)| r),
-    };
-    let verdict = engine::evaluate_with(index, &change, evidence);
+    let change_detail = change.map(|c| {
+        record.change = Some(c.paths);
+        c.detail
+    });
     record.clients = verdict.client_count();
     record.servers = verdict.servers.len();
     if !verdict.denies() {
@@ -500,9 +645,7 @@ pub fn decide_with(
             verdict,
         };
     }
-    let object = change
-        .key()
-        .map_or_else(|| record.object.clone(), ToString::to_string);
+    let object = object.unwrap_or_else(|| record.object.clone());
     let (glass, ignored) = match (break_glass(req), auth) {
         (Ok(Some(_)), Authorization::Refused(why)) => (None, Some(why.clone())),
         (Ok(glass), _) => (glass, None),

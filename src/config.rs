@@ -128,6 +128,7 @@ impl InventoryArgs {
                 .map(|l| (l.0.clone(), l.1.clone()))
                 .collect(),
             cluster_domain: self.cluster_domain.clone(),
+            istio_namespace: self.istio_namespace.clone(),
         }
     }
 }

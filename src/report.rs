@@ -139,6 +139,9 @@ pub fn deny_message(object: &str, v: &Verdict, change: Option<&str>) -> String {
         "mtls-guard: {object} would cut off {} plaintext client(s).",
         v.client_count()
     );
+    if let Some(root) = &v.ignored_root {
+        let _ = write!(m, "\n{}", ignored_root_text(root));
+    }
     for s in &v.servers {
         let verb = if s.locked_down() {
             "becomes STRICT"
@@ -185,6 +188,13 @@ pub fn deny_message(object: &str, v: &Verdict, change: Option<&str>) -> String {
     m
 }
 
+fn ignored_root_text(root: &str) -> String {
+    format!(
+        "rootNamespace becomes {root}, a namespace mtls-guard ignores (--ignore-namespace): \
+         its policies would apply mesh-wide without review. Choose a root namespace the guard reviews."
+    )
+}
+
 /// Short lines for `kubectl`'s `Warning:` output (audit mode and break-glass).
 pub fn warnings(v: &Verdict) -> Vec<String> {
     let mut w: Vec<String> = v
@@ -209,6 +219,12 @@ pub fn warnings(v: &Verdict) -> Vec<String> {
         w.push(format!(
             "mtls-guard would deny: +{} more clients",
             v.client_count() - LISTED_CLIENTS
+        ));
+    }
+    if let Some(root) = &v.ignored_root {
+        w.push(format!(
+            "mtls-guard would deny: {}",
+            ignored_root_text(root)
         ));
     }
     w
@@ -258,6 +274,9 @@ pub fn would_deny_json(v: &Verdict) -> String {
         .collect();
     if v.unlisted > 0 {
         entries.push(serde_json::json!({ "more": v.unlisted }));
+    }
+    if let Some(root) = &v.ignored_root {
+        entries.push(serde_json::json!({ "ignored-root-namespace": root }));
     }
     serde_json::to_string(&entries).unwrap_or_else(|_| "[]".into())
 }
@@ -359,6 +378,7 @@ mod tests {
                 .collect(),
             unlisted: 0,
             traffic_unavailable: None,
+            ignored_root: None,
         }
     }
 

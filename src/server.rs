@@ -225,14 +225,18 @@ async fn validate(State(state): State<Arc<AppState>>, headers: HeaderMap, body: 
         }
     };
     let kind = req.kind.kind.clone();
+    let unjudged = state
+        .inventory
+        .read(|index| admission::unjudged(index, state.mode, &req));
     let synced = match state.inventory.readiness(Instant::now()) {
         // A namespace's mode label is decided without the inventory.
         Err(_) if admission::is_namespace(&req) => Ok(()),
         other => other,
     };
-    let outcome = match synced {
-        Ok(()) => decide(&state, req, started).await,
-        Err(why) => admission::unsynced(&req, state.mode, state.allow_unsynced, &why),
+    let outcome = match (unjudged, synced) {
+        (Some(outcome), _) => outcome,
+        (None, Ok(())) => decide(&state, req, started).await,
+        (None, Err(why)) => admission::unsynced(&req, state.mode, state.allow_unsynced, &why),
     };
     let r = &outcome.record;
     state

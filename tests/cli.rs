@@ -203,3 +203,22 @@ fn a_load_balancer_names_external_clients_and_the_ingress_gateway_is_no_server()
         "{message}"
     );
 }
+
+#[test]
+fn turning_auto_mtls_off_in_the_mesh_config_is_denied() {
+    let inv = data("strict-mesh-auto-mtls.yaml");
+    let r = response(&review(
+        &["--inventory", inv.to_str().unwrap()],
+        "mesh-config-auto-mtls-off.json",
+    ));
+    assert_eq!(r["allowed"], false);
+    let msg = r["status"]["message"].as_str().unwrap();
+    for want in [
+        "ConfigMap istio-system/istio would cut off 1 plaintext client(s)",
+        "bar/httpbin is STRICT and hit",
+        "foo/sleep -> bar/httpbin: auto mTLS is off",
+        "Change: mesh enableAutoMtls: true -> false",
+    ] {
+        assert!(msg.contains(want), "{want:?} missing from {msg}");
+    }
+}

@@ -475,3 +475,46 @@ fn a_webhook_served_by_a_sidecar_names_the_api_server_as_its_client() {
         ],
     );
 }
+
+fn mesh_config(mesh: &str) -> String {
+    json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "istio", "namespace": "istio-system"},
+           "data": {"mesh": mesh}})
+    .to_string()
+}
+
+#[test]
+fn turning_auto_mtls_off_under_a_strict_mesh_is_denied_through_kubectl() {
+    let cp = ControlPlane::start();
+    cp.install_guard_prerequisites();
+    cp.apply_seed_workloads();
+    cp.ok(&["delete", "pod", "-n", "legacy", "--all", "--wait=false"]);
+    let _guard = start_guard(&cp);
+    cp.apply_seed_policies();
+    assert_allowed(
+        &apply(&cp, &mesh_config("enableAutoMtls: true\n")),
+        "turning auto mTLS on relaxes",
+    );
+    let strict_mesh = json!({"apiVersion": "security.istio.io/v1", "kind": "PeerAuthentication",
+        "metadata": {"name": "default", "namespace": "istio-system"}, "spec": {"mtls": {"mode": "STRICT"}}});
+    cp.wait_until(
+        "the guard to see auto mTLS on and legacy empty",
+        WATCH,
+        || apply(&cp, &strict_mesh.to_string()).status.success(),
+    );
+    let out = apply(&cp, &mesh_config("enableAutoMtls: false\n"));
+    assert_denied(
+        &out,
+        "auto mTLS off under a STRICT mesh",
+        &[
+            "ConfigMap istio-system/istio",
+            "foo/sleep -> bar/httpbin",
+            "auto mTLS is off",
+            "mesh enableAutoMtls: true -> false",
+        ],
+    );
+    let other = json!({"apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "istio-ca-root-cert", "namespace": "istio-system"}, "data": {"root-cert.pem": "x"}});
+    let out = apply(&cp, &other.to_string());
+    assert_allowed(&out, "another ConfigMap of the Istio namespace");
+    assert!(!text(&out).contains("mtls-guard"), "{}", text(&out));
+}

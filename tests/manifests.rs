@@ -212,6 +212,23 @@ fn namespace_mode_labels_are_reviewed_only_where_a_namespace_carries_one() {
 }
 
 #[test]
+fn the_mesh_config_rule_sees_only_the_istio_namespace_and_never_blocks_istiod() {
+    let w = &find("ValidatingWebhookConfiguration")[0]["webhooks"][2];
+    assert_eq!(w["name"], "meshconfig.mtls-guard.io");
+    assert_eq!(w["failurePolicy"], "Ignore");
+    assert_eq!(
+        w["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"],
+        "istio-system"
+    );
+    let rule = &w["rules"][0];
+    assert_eq!(strings(&rule["resources"]), set(&["configmaps"]));
+    assert_eq!(
+        strings(&rule["operations"]),
+        set(&["CREATE", "UPDATE", "DELETE"])
+    );
+}
+
+#[test]
 fn webhook_has_no_ca_bundle_for_the_guard_injects_it() {
     let w = &find("ValidatingWebhookConfiguration")[0];
     assert_eq!(w["metadata"]["name"], "mtls-guard");

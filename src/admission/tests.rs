@@ -439,3 +439,87 @@ fn a_namespace_that_opted_in_to_enforce_stays_governed_under_audit() {
     let out = decide_as(GuardMode::Audit, &to_audit, &refused);
     assert_eq!(out.record.decision, Decision::WouldDeny);
 }
+
+/// A review of ConfigMap `name` in istio-system, from mesh `old` to mesh `new`.
+fn configmap_review(
+    name: &str,
+    old: Option<&str>,
+    new: Option<&str>,
+) -> AdmissionRequest<DynamicObject> {
+    let cm = |mesh: &str| {
+        json!({"apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": name, "namespace": "istio-system"}, "data": {"mesh": mesh}})
+    };
+    let operation = match (old, new) {
+        (None, _) => "CREATE",
+        (_, None) => "DELETE",
+        _ => "UPDATE",
+    };
+    let mut req = json!({"uid": "u-cm", "kind": {"group": "", "version": "v1", "kind": "ConfigMap"},
+        "resource": {"group": "", "version": "v1", "resource": "configmaps"},
+        "name": name, "namespace": "istio-system", "operation": operation,
+        "userInfo": {"username": "alice"}});
+    if let Some(o) = old {
+        req["oldObject"] = cm(o);
+    }
+    if let Some(n) = new {
+        req["object"] = cm(n);
+    }
+    let review =
+        json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": req});
+    parse_review(review.to_string().as_bytes()).unwrap()
+}
+
+#[test]
+fn a_mesh_config_moving_the_root_to_an_ignored_namespace_is_denied() {
+    let req = configmap_review(
+        "istio",
+        Some("rootNamespace: istio-system"),
+        Some("rootNamespace: kube-system"),
+    );
+    let out = decide(&seed(), GuardMode::Enforce, &req);
+    assert_eq!(out.record.decision, Decision::Denied);
+    let msg = out.response.result.message.clone();
+    assert!(msg.contains("ConfigMap istio-system/istio"), "{msg}");
+    assert!(msg.contains("rootNamespace becomes kube-system"), "{msg}");
+    assert_eq!(out.record.change.as_deref(), Some("mesh.rootNamespace"));
+    let audit = decide(&seed(), GuardMode::Audit, &req);
+    let would = &audit.response.audit_annotations["would-deny"];
+    assert!(
+        would.contains("\"ignored-root-namespace\":\"kube-system\""),
+        "{would}"
+    );
+}
+
+#[test]
+fn a_mesh_config_that_is_not_yaml_is_a_bad_request_and_delete_means_the_defaults() {
+    let bad = configmap_review(
+        "istio",
+        Some("enableAutoMtls: false"),
+        Some("enableAutoMtls: [oops"),
+    );
+    let out = decide(&seed(), GuardMode::Enforce, &bad);
+    assert_eq!(out.record.decision, Decision::Invalid);
+    assert_eq!(out.response.result.code, 400);
+    assert!(out
+        .response
+        .result
+        .message
+        .contains("ConfigMap istio-system/istio"));
+    // The seed runs with auto mTLS off; deleting the ConfigMap turns it on, which relaxes.
+    let delete = configmap_review("istio", Some("enableAutoMtls: false"), None);
+    let out = decide(&seed(), GuardMode::Enforce, &delete);
+    assert_eq!(out.record.decision, Decision::Allowed);
+    assert_eq!(out.record.change.as_deref(), Some("mesh.enableAutoMtls"));
+}
+
+#[test]
+fn other_configmaps_are_allowed_silently_without_the_inventory() {
+    let req = configmap_review("istio-ca-root-cert", None, Some("anything"));
+    let out = unjudged(&Index::default(), GuardMode::Enforce, &req).expect("not judged");
+    assert!(out.response.allowed);
+    assert_eq!(out.response.warnings, None);
+    assert_eq!(out.record.decision, Decision::NotReviewed);
+    let mesh = configmap_review("istio", None, Some("enableAutoMtls: true"));
+    assert!(unjudged(&Index::default(), GuardMode::Enforce, &mesh).is_none());
+}

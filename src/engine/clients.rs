@@ -161,7 +161,7 @@ fn probed_without_rewrite(w: &Workload, port: u16) -> bool {
 /// Why auto mTLS would send plaintext to this server through this Service, if it would.
 fn auto_mtls_plaintext(modes: &mut Modes, w: &Workload, route: &Route) -> Option<Reason> {
     let index = modes.view.index;
-    if !index.mesh().enable_auto_mtls {
+    if !modes.view.mesh.enable_auto_mtls {
         return Some(Reason::AutoMtlsOff);
     }
     if w.shape.proxy == Proxy::Sidecar && !w.has_istio_tls_label() {
@@ -364,13 +364,14 @@ impl Judge<'_, '_> {
         }
         // The Service's namespace: a Service selects pods of its own namespace.
         let svc_ns = &*w.namespace;
-        let root = index.mesh().root_namespace.as_str();
+        let roots = [&self.before, &self.after].map(|v| v.mesh.root_namespace.as_str());
         let mut own: BTreeSet<&str> = index.dr_namespaces_for(self.now.route).collect();
         own.extend(rules.changed_ns.iter().copied());
-        // Without a rule for this host in the Service's or the root namespace, clients of the
+        // Without a rule for this host in the Service's or a root namespace, clients of the
         // shared class have no rule at all: auto mTLS decides, no lookup needed.
         // (A rule without a namespace, possible in a file inventory, is every client's own.)
-        let rules_in_reach = own.contains(svc_ns) || own.contains(root) || own.contains("");
+        let rules_in_reach =
+            own.contains(svc_ns) || roots.iter().any(|r| own.contains(r)) || own.contains("");
         let uniform = !rules_in_reach
             || (destination::uniform_exports(&self.after, svc_ns)
                 && destination::uniform_exports(&self.before, svc_ns));

@@ -55,7 +55,7 @@ pub fn find<'a>(
     service_ns: &str,
 ) -> Option<&'a DestinationRule> {
     let domain = view.index.filters().cluster_domain.as_str();
-    let root = view.index.mesh().root_namespace.as_str();
+    let root = view.mesh.root_namespace.as_str();
     let own = asker.namespace;
     if let Some(w) = asker.workload {
         let selected = view.dest_rules(own).filter(|d| {
@@ -89,7 +89,7 @@ pub fn find<'a>(
 /// Whether every client namespace without rules of its own resolves `service_ns` and the
 /// root namespace alike: true unless a rule there exports to a list of named namespaces.
 pub fn uniform_exports(view: &View, service_ns: &str) -> bool {
-    let root = view.index.mesh().root_namespace.as_str();
+    let root = view.mesh.root_namespace.as_str();
     [service_ns, root]
         .iter()
         .all(|ns| view.dest_rules(ns).all(|d| !d.exports.names_namespaces()))

@@ -17,7 +17,7 @@ use serde::Serialize;
 use smallvec::SmallVec;
 
 use crate::inventory::{Index, Map, Set, Workload, WorkloadId};
-use crate::model::{LegacyScope, Mode, Origin, Rule, TlsMode};
+use crate::model::{LegacyScope, MeshConfig, Mode, Origin, Rule, TlsMode};
 
 pub use crate::evidence::{Evidence, EvidenceMode};
 pub use destination::host_matches;
@@ -208,16 +208,19 @@ pub struct Verdict {
     pub unlisted: usize,
     /// Why traffic evidence was asked for but not used: the decision rests on the inventory.
     pub traffic_unavailable: Option<String>,
+    /// A mesh config change moves the root namespace to this namespace, one the guard ignores:
+    /// policies there would be mesh-wide and, where the webhook does not watch it, unreviewed.
+    pub ignored_root: Option<String>,
 }
 
 impl Verdict {
     pub fn breaks_clients(&self) -> bool {
-        !self.breaks.is_empty()
+        !self.breaks.is_empty() || self.ignored_root.is_some()
     }
 
     /// Whether any finding is strong enough to deny (the rest only warn).
     pub fn denies(&self) -> bool {
-        self.breaks.iter().any(|b| b.denies)
+        self.breaks.iter().any(|b| b.denies) || self.ignored_root.is_some()
     }
 
     /// Every client cut off, listed or not.
@@ -387,11 +390,55 @@ pub fn evaluate_with(index: &Index, change: &Change, evidence: &Evidence) -> Ver
     let Some(key) = change.key() else {
         return Verdict::default();
     };
-    let mut before = Modes::new(View::new(index, key, change.old));
-    let mut after = Modes::new(View::new(index, key, change.new));
+    let views = [
+        View::new(index, key, change.old),
+        View::new(index, key, change.new),
+    ];
     let rules = clients::DestRules::new(index, change);
+    judge(views, candidates(index, change), &rules, evidence)
+}
+
+/// Which clients does replacing mesh config `old` by `new` cut off (design §4.5)? Every
+/// workload may change mode, and sidecar clients may stop using auto mTLS.
+pub fn evaluate_mesh_change(
+    index: &Index,
+    old: &MeshConfig,
+    new: &MeshConfig,
+    evidence: &Evidence,
+) -> Verdict {
+    if old == new {
+        return Verdict::default();
+    }
+    let views = [View::with_mesh(index, old), View::with_mesh(index, new)];
+    let unchanged = Change {
+        old: None,
+        new: None,
+    };
+    let rules = clients::DestRules::new(index, &unchanged);
+    let all = index.workloads().iter().map(|(id, _)| id).collect();
+    let mut verdict = judge(views, all, &rules, evidence);
+    if old.root_namespace != new.root_namespace
+        && index
+            .filters()
+            .ignored_namespaces
+            .contains(&new.root_namespace)
+    {
+        verdict.ignored_root = Some(new.root_namespace.clone());
+    }
+    verdict
+}
+
+/// Judges the servers `candidates` in the views before and after a change.
+fn judge(
+    [before, after]: [View; 2],
+    candidates: Vec<WorkloadId>,
+    rules: &clients::DestRules,
+    evidence: &Evidence,
+) -> Verdict {
+    let index = after.index;
+    let mut before = Modes::new(before);
+    let mut after = Modes::new(after);
     let mut unmeshed = clients::Unmeshed::new(index);
-    let candidates = candidates(index, change);
     let mut out = VerdictBuilder::with_capacity(candidates.len());
     let mut hits = Vec::with_capacity(candidates.len());
     // One pass over the servers, each judged while its workload is in cache.
@@ -414,7 +461,7 @@ pub fn evaluate_with(index: &Index, change: &Change, evidence: &Evidence) -> Ver
             if hit.locks_down() {
                 unmeshed.lock(index, &hit, w, &mut out);
             }
-            clients::with_sidecar(&mut before, &mut after, &hit, w, &rules, &mut out);
+            clients::with_sidecar(&mut before, &mut after, &hit, w, rules, &mut out);
             hits.push(hit);
         }
     }

@@ -44,7 +44,7 @@ fn namespace_wide<'a>(view: &View<'a>, namespace: &str) -> Option<&'a PeerAuthen
 }
 
 fn mesh_level<'a>(view: &View<'a>) -> Resolved<'a> {
-    let root = view.index.mesh().root_namespace.as_str();
+    let root = view.mesh.root_namespace.as_str();
     if let Some(pa) = namespace_wide(view, root) {
         return Resolved::DEFAULT.inherit(pa.mode, &pa.origin);
     }
@@ -68,7 +68,7 @@ enum OwnRule<'a> {
 
 impl<'a> OwnRule<'a> {
     fn of(view: &View<'a>, namespace: &str) -> OwnRule<'a> {
-        let root = view.index.mesh().root_namespace.as_str();
+        let root = view.mesh.root_namespace.as_str();
         if namespace != root {
             if let Some(pa) = namespace_wide(view, namespace) {
                 return OwnRule::PeerAuthn(pa);
@@ -167,7 +167,7 @@ impl<'a> Modes<'a> {
     fn compute_level(&self, namespace: &str) -> Level<'a> {
         let view = self.view;
         let mut selected = Vec::new();
-        if namespace != view.index.mesh().root_namespace {
+        if namespace != view.mesh.root_namespace {
             for pa in view.peer_authns(namespace) {
                 let Some(selector) = &pa.selector else {
                     continue;
@@ -229,7 +229,7 @@ impl<'a> Modes<'a> {
                 None => resolved,
             };
         }
-        if !level.legacy_targets || *w.namespace == *view.index.mesh().root_namespace {
+        if !level.legacy_targets || *w.namespace == *view.mesh.root_namespace {
             return base;
         }
         legacy_target(&view, w, port).unwrap_or(base)

@@ -1,28 +1,47 @@
-//! The index as it is before or after a change: one object replaced, added or removed.
+//! The index as it is before or after a change: one object replaced, added or removed, or
+//! the mesh config replaced.
 
 use crate::inventory::Index;
-use crate::model::{DestinationRule, LegacyPolicy, Origin, PeerAuthentication, Rule};
+use crate::model::{DestinationRule, LegacyPolicy, MeshConfig, Origin, PeerAuthentication, Rule};
 
-/// The index with the reviewed object set to `rule` (or absent).
+/// The index with the reviewed object set to `rule` (or absent), under mesh config `mesh`.
 #[derive(Clone, Copy)]
 pub struct View<'a> {
     pub index: &'a Index,
-    key: &'a Origin,
+    pub mesh: &'a MeshConfig,
+    /// The reviewed object; `None` when the change is to the mesh config.
+    key: Option<&'a Origin>,
     rule: Option<&'a Rule>,
 }
 
 impl<'a> View<'a> {
     pub fn new(index: &'a Index, key: &'a Origin, rule: Option<&'a Rule>) -> View<'a> {
-        View { index, key, rule }
+        View {
+            index,
+            mesh: index.mesh(),
+            key: Some(key),
+            rule,
+        }
     }
 
-    /// Whether the reviewed object is in `namespace`: only there do views of a change differ.
+    /// The index's objects under another mesh config.
+    pub fn with_mesh(index: &'a Index, mesh: &'a MeshConfig) -> View<'a> {
+        View {
+            index,
+            mesh,
+            key: None,
+            rule: None,
+        }
+    }
+
+    /// Whether views of this change may differ in `namespace`: where the reviewed object is,
+    /// or anywhere when the mesh config changes.
     pub fn touches(&self, namespace: &str) -> bool {
-        self.key.namespace == namespace
+        self.key.is_none_or(|k| k.namespace == namespace)
     }
 
     fn keep(&self, origin: &Origin) -> bool {
-        !origin.same_object(self.key)
+        self.key.is_none_or(|k| !origin.same_object(k))
     }
 
     fn extra<T>(&self, namespace: &str, pick: fn(&'a Rule) -> Option<&'a T>) -> Option<&'a T> {

@@ -35,6 +35,8 @@ pub struct Filters {
     /// `key=value` labels of Istio's own control-plane pods.
     pub ignored_pod_labels: Vec<(String, String)>,
     pub cluster_domain: String,
+    /// Where the mesh config ConfigMap lives.
+    pub istio_namespace: String,
 }
 
 impl Default for Filters {
@@ -51,6 +53,7 @@ impl Default for Filters {
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .into(),
             cluster_domain: "cluster.local".into(),
+            istio_namespace: "istio-system".into(),
         }
     }
 }

@@ -32,7 +32,17 @@ struct Raw {
 
 impl MeshConfig {
     pub fn from_configmap(cm: &core::ConfigMap) -> Result<MeshConfig, ModelError> {
-        let Some(mesh) = cm.data.as_ref().and_then(|d| d.get("mesh")) else {
+        MeshConfig::from_yaml(
+            cm.data
+                .as_ref()
+                .and_then(|d| d.get("mesh"))
+                .map(String::as_str),
+        )
+    }
+
+    /// The ConfigMap's `mesh` key; absent, Istio's defaults.
+    pub fn from_yaml(mesh: Option<&str>) -> Result<MeshConfig, ModelError> {
+        let Some(mesh) = mesh else {
             return Ok(MeshConfig::default());
         };
         let raw: Raw = crate::yaml::from_str::<Option<Raw>>(mesh)
