@@ -246,6 +246,8 @@ impl Verdict {
 struct VerdictBuilder<'a> {
     verdict: Verdict,
     server_slots: Map<WorkloadId, usize>,
+    /// The pod groups of one workload (a Deployment mid-rollout) share one server entry.
+    workload_slots: Map<(Arc<str>, Arc<str>), usize>,
     break_slots: Map<(Client, Reason), usize>,
     deciders: Set<Arc<Origin>>,
     /// The last deciding policy as the views hold it, and its shared copy.
@@ -258,22 +260,21 @@ impl<'a> VerdictBuilder<'a> {
         let mut out = VerdictBuilder::default();
         out.verdict.servers.reserve(servers);
         out.server_slots.reserve(servers);
+        out.workload_slots.reserve(servers);
         out
     }
 
     /// Registers a server port that cuts someone off; returns the server's index.
     fn server(&mut self, hit: &Hit<'a>, w: &Workload) -> usize {
-        let servers = &mut self.verdict.servers;
-        let slot = *self.server_slots.entry(hit.id).or_insert_with(|| {
-            servers.push(Server {
-                namespace: Arc::clone(&w.namespace),
-                workload: Arc::clone(&w.name),
-                pods: w.pods,
-                ports: SmallVec::new(),
-                accepts_hbone: w.accepts_hbone(),
-            });
-            servers.len() - 1
-        });
+        let slot = match self.server_slots.get(&hit.id) {
+            Some(slot) => *slot,
+            None => {
+                let slot = self.workload_slot(w);
+                self.verdict.servers[slot].pods += w.pods;
+                self.server_slots.insert(hit.id, slot);
+                slot
+            }
+        };
         if self.verdict.servers[slot]
             .ports
             .iter()
@@ -288,6 +289,24 @@ impl<'a> VerdictBuilder<'a> {
             });
         }
         slot
+    }
+
+    /// The entry of `w`'s workload, created without pods; hashed by name once per pod group.
+    fn workload_slot(&mut self, w: &Workload) -> usize {
+        let servers = &mut self.verdict.servers;
+        *self
+            .workload_slots
+            .entry((Arc::clone(&w.namespace), Arc::clone(&w.name)))
+            .or_insert_with(|| {
+                servers.push(Server {
+                    namespace: Arc::clone(&w.namespace),
+                    workload: Arc::clone(&w.name),
+                    pods: 0,
+                    ports: SmallVec::new(),
+                    accepts_hbone: w.accepts_hbone(),
+                });
+                servers.len() - 1
+            })
     }
 
     /// One shared copy of each deciding policy's identity.

@@ -1342,3 +1342,52 @@ fn a_root_namespace_the_guard_ignores_is_denied_even_without_policies() {
     assert_eq!(v.ignored_root.as_deref(), Some("kube-system"));
     assert!(v.denies() && v.breaks.is_empty());
 }
+
+/// A second pod group of `ns/app`, as a Deployment mid-rollout has under a new ReplicaSet.
+fn rollout(index: &mut Index, ns: &str, app: &str) {
+    index.upsert_pod(pod(
+        ns,
+        app,
+        true,
+        json!({"metadata": {"name": format!("{app}-new-1"), "labels": {"pod-template-hash": "new"}}}),
+    ));
+}
+
+#[test]
+fn a_workload_mid_rollout_is_one_server_and_one_client() {
+    let mut index = seed();
+    rollout(&mut index, "bar", "httpbin");
+    rollout(&mut index, "foo", "sleep");
+    let groups = |ns: &str, name: &str| {
+        index
+            .workloads_in(ns)
+            .filter(|(_, w)| &*w.name == name)
+            .count()
+    };
+    assert_eq!((groups("bar", "httpbin"), groups("foo", "sleep")), (2, 2));
+    let old = mesh_policy(json!({"peers": [{"mtls": {"mode": "PERMISSIVE"}}]}));
+    let v = update(&index, &old, &mesh_policy(json!({"peers": [{"mtls": {}}]})));
+    let named: Vec<_> = v
+        .servers
+        .iter()
+        .filter(|s| *s.namespace == *"bar" && *s.workload == *"httpbin")
+        .collect();
+    assert_eq!(named.len(), 1, "{:?}", v.servers);
+    assert_eq!(named[0].pods, 2);
+    let b = broken(&v);
+    let sleeps = b
+        .iter()
+        .filter(|c| *c == "foo/sleep: auto-mtls-off")
+        .count();
+    assert_eq!(sleeps, 1, "{b:?}");
+    for brk in &v.breaks {
+        let mut targets: Vec<_> = v
+            .targets(brk)
+            .map(|s| (&s.namespace, &s.workload))
+            .collect();
+        let all = targets.len();
+        targets.sort();
+        targets.dedup();
+        assert_eq!(targets.len(), all, "{:?} names a server twice", brk.client);
+    }
+}
