@@ -222,3 +222,26 @@ fn turning_auto_mtls_off_in_the_mesh_config_is_denied() {
         assert!(msg.contains(want), "{want:?} missing from {msg}");
     }
 }
+
+#[test]
+fn a_deployment_mid_rollout_is_named_once_with_its_pods_summed() {
+    let demo = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/inventory/demo.yaml");
+    let rollout = data("httpbin-rollout.yaml");
+    let r = response(&review(
+        &[
+            "--inventory",
+            demo.to_str().unwrap(),
+            "--inventory",
+            rollout.to_str().unwrap(),
+        ],
+        "seed-strict-policy.json",
+    ));
+    let msg = r["status"]["message"].as_str().unwrap();
+    assert_eq!(
+        msg.matches("foo/httpbin becomes STRICT").count(),
+        1,
+        "{msg}"
+    );
+    assert!(msg.contains("2 pod(s))"), "{msg}");
+    assert!(msg.contains("legacy/sleep -> foo/httpbin: "), "{msg}");
+}
