@@ -838,6 +838,42 @@ async fn a_body_declared_over_the_limit_gets_413_before_it_is_sent() {
     assert!(answer.contains("over --max-body-bytes 65536"), "{answer}");
 }
 
+#[tokio::test]
+async fn over_http2_a_body_declared_over_the_limit_gets_a_clean_413() {
+    let guard = Guard::start(&["--max-body-bytes", "65536"]).await;
+    let tls = tls_connect(
+        guard.port,
+        client_config(&guard.ca(), rustls::ALL_VERSIONS, b"h2"),
+    )
+    .await;
+    let (mut sender, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(tls),
+    )
+    .await
+    .unwrap();
+    tokio::spawn(conn);
+    // Declares 8 MiB and sends 1 MiB slowly: the answer comes before the body, as a response.
+    let req = hyper::Request::post("https://localhost/validate")
+        .header("content-type", "application/json")
+        .header("content-length", 8 * 1024 * 1024)
+        .body(SlowBody {
+            left: 1024 * 1024,
+            next: Box::pin(tokio::time::sleep(Duration::ZERO)),
+        })
+        .unwrap();
+    let answer = tokio::time::timeout(Duration::from_secs(1), sender.send_request(req))
+        .await
+        .expect("answered before the body is sent")
+        .expect("a response, not a reset stream");
+    assert_eq!(answer.status(), 413);
+    let body = axum::body::to_bytes(axum::body::Body::new(answer.into_body()), 64 * 1024)
+        .await
+        .unwrap();
+    let body = String::from_utf8_lossy(&body);
+    assert!(body.contains("over --max-body-bytes 65536"), "{body}");
+}
+
 /// A request body sent slowly: `left` bytes in 64 KiB chunks, one every 100 ms.
 struct SlowBody {
     left: usize,
