@@ -2,8 +2,6 @@
 //! answer for enforce, audit and break-glass.
 
 use std::collections::HashMap;
-use std::fmt;
-use std::str::FromStr;
 use std::time::Duration;
 
 use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview, Operation};
@@ -11,6 +9,7 @@ use kube::core::{DynamicObject, Status};
 use serde::Serialize;
 use serde_json::Value;
 
+pub use crate::decision::{settle, Decision, GuardMode};
 use crate::engine::{self, Change, Evidence, Verdict};
 use crate::inventory::Index;
 use crate::model::{Rule, RuleKind};
@@ -92,75 +91,6 @@ fn mode_label(obj: Option<&DynamicObject>) -> Option<&str> {
         .map(String::as_str)
 }
 const API_VERSION: &str = "admission.k8s.io/v1";
-
-/// Enforce denies a breaking change; audit allows it and reports what it would have denied.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum GuardMode {
-    Enforce,
-    Audit,
-}
-
-impl FromStr for GuardMode {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "enforce" => Ok(GuardMode::Enforce),
-            "audit" => Ok(GuardMode::Audit),
-            other => Err(format!("mode must be enforce or audit, not {other:?}")),
-        }
-    }
-}
-
-impl fmt::Display for GuardMode {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            GuardMode::Enforce => "enforce",
-            GuardMode::Audit => "audit",
-        })
-    }
-}
-
-/// What happened to a review; also the `verdict` metric label.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Decision {
-    Allowed,
-    Denied,
-    WouldDeny,
-    BreakGlass,
-    NotReviewed,
-    Invalid,
-    Unsynced,
-    Timeout,
-}
-
-impl Decision {
-    pub const ALL: [Decision; 8] = [
-        Decision::Allowed,
-        Decision::Denied,
-        Decision::WouldDeny,
-        Decision::BreakGlass,
-        Decision::NotReviewed,
-        Decision::Invalid,
-        Decision::Unsynced,
-        Decision::Timeout,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Decision::Allowed => "allowed",
-            Decision::Denied => "denied",
-            Decision::WouldDeny => "would_deny",
-            Decision::BreakGlass => "break_glass",
-            Decision::NotReviewed => "not_reviewed",
-            Decision::Invalid => "invalid",
-            Decision::Unsynced => "unsynced",
-            Decision::Timeout => "timeout",
-        }
-    }
-}
 
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum AdmissionError {
@@ -435,6 +365,8 @@ fn namespace_review(
 
 /// What a request asks the guard to judge.
 enum Subject {
+    /// A namespace whose `mtls-guard.io/mode` label may change: judged without the inventory.
+    Namespace,
     Rule(RuleKind),
     /// The mesh config ConfigMap in the Istio namespace.
     MeshConfig,
@@ -446,6 +378,9 @@ enum Subject {
 
 impl Subject {
     fn of(index: &Index, req: &AdmissionRequest<DynamicObject>) -> Subject {
+        if is_namespace(req) {
+            return Subject::Namespace;
+        }
         if let Some(kind) = RuleKind::from_group_kind(&req.kind.group, &req.kind.kind) {
             return Subject::Rule(kind);
         }
@@ -589,23 +524,26 @@ pub fn decide_with(
     req: &AdmissionRequest<DynamicObject>,
     auth: &Authorization,
 ) -> Outcome {
-    if is_namespace(req) {
-        // A namespace that opted in to enforce stays governed even when the guard audits.
-        let labelled = mode_label(req.old_object.as_ref()).and_then(|m| m.parse().ok());
-        let mode = match labelled {
-            Some(GuardMode::Enforce) => GuardMode::Enforce,
-            _ => default_mode,
-        };
-        return namespace_review(req, mode, auth);
-    }
+    let reviewed = match Subject::of(index, req) {
+        Subject::Namespace => {
+            // A namespace that opted in to enforce stays governed even when the guard audits.
+            let labelled = mode_label(req.old_object.as_ref()).and_then(|m| m.parse().ok());
+            let mode = match labelled {
+                Some(GuardMode::Enforce) => GuardMode::Enforce,
+                _ => default_mode,
+            };
+            return namespace_review(req, mode, auth);
+        }
+        Subject::Rule(kind) => Some(review_rule(index, evidence, kind, req)),
+        Subject::MeshConfig => Some(review_mesh_config(index, evidence, req)),
+        Subject::OtherConfigMap | Subject::Other => None,
+    };
     let mode = mode_for(index, default_mode, req.namespace.as_deref());
+    let Some(reviewed) = reviewed else {
+        return not_reviewed(req, mode);
+    };
     let mut record = record(req, mode);
     let mut response = AdmissionResponse::from(req);
-    let reviewed = match Subject::of(index, req) {
-        Subject::Rule(kind) => review_rule(index, evidence, kind, req),
-        Subject::MeshConfig => review_mesh_config(index, evidence, req),
-        Subject::OtherConfigMap | Subject::Other => return not_reviewed(req, mode),
-    };
     let Reviewed {
         verdict,
         object,
@@ -635,54 +573,41 @@ pub fn decide_with(
     });
     record.clients = verdict.client_count();
     record.servers = verdict.servers.len();
-    if !verdict.denies() {
-        if verdict.breaks_clients() {
-            response.warnings = Some(report::warnings(&verdict));
-        }
-        return Outcome {
-            response,
-            record,
-            verdict,
-        };
-    }
     let object = object.unwrap_or_else(|| record.object.clone());
     let (glass, ignored) = match (break_glass(req), auth) {
         (Ok(Some(_)), Authorization::Refused(why)) => (None, Some(why.clone())),
         (Ok(glass), _) => (glass, None),
         (Err(why), _) => (None, Some(why.to_string())),
     };
-    if glass.is_none() && mode == GuardMode::Enforce {
-        record.decision = Decision::Denied;
-        response.allowed = false;
-        let mut message = report::deny_message(&object, &verdict, change_detail.as_deref());
-        if let Some(why) = ignored {
-            message.push_str(&format!("\nBreak-glass annotation ignored: {why}."));
+    record.decision = settle(&verdict, mode, glass.is_some());
+    match (record.decision, glass) {
+        (Decision::Denied, _) => {
+            response.allowed = false;
+            let mut message = report::deny_message(&object, &verdict, change_detail.as_deref());
+            if let Some(why) = ignored {
+                message.push_str(&format!("\nBreak-glass annotation ignored: {why}."));
+            }
+            response.result = Status::failure(&message, "Forbidden").with_code(403);
         }
-        response.result = Status::failure(&message, "Forbidden").with_code(403);
-        return Outcome {
-            response,
-            record,
-            verdict,
-        };
+        (Decision::BreakGlass | Decision::WouldDeny, glass) => {
+            // Allowed although it would be denied: say so in warnings and the audit log.
+            let mut audit =
+                HashMap::from([("would-deny".to_string(), report::would_deny_json(&verdict))]);
+            let mut warnings = report::warnings(&verdict);
+            if let Some(reason) = glass {
+                let note = auth.note();
+                warnings.insert(
+                    0,
+                    format!("mtls-guard break-glass on {object}: {reason}{note}"),
+                );
+                audit.insert("break-glass".into(), reason);
+            }
+            response.warnings = Some(warnings);
+            response.audit_annotations = audit;
+        }
+        _ if verdict.breaks_clients() => response.warnings = Some(report::warnings(&verdict)),
+        _ => {}
     }
-    // Allowed although it would be denied: say so in warnings and the audit log.
-    let mut audit = HashMap::from([("would-deny".to_string(), report::would_deny_json(&verdict))]);
-    let mut warnings = report::warnings(&verdict);
-    if let Some(reason) = glass {
-        record.decision = Decision::BreakGlass;
-        warnings.insert(
-            0,
-            format!(
-                "mtls-guard break-glass on {object}: {reason}{}",
-                auth.note()
-            ),
-        );
-        audit.insert("break-glass".into(), reason);
-    } else {
-        record.decision = Decision::WouldDeny;
-    }
-    response.warnings = Some(warnings);
-    response.audit_annotations = audit;
     Outcome {
         response,
         record,

@@ -154,7 +154,7 @@ pub fn review(args: &ReviewArgs) -> Result<serde_json::Value, AppError> {
 pub async fn check(args: &CheckArgs) -> Result<(String, bool), AppError> {
     let manifests = check::read_manifests(&args.files)?;
     let mut index = inventory_for(&args.cluster, &args.inventory).await?;
-    let results = check::check(&mut index, &manifests, args.delete)?;
+    let results = check::check(&mut index, &manifests, args.delete, args.mode)?;
     let denied = results.iter().any(check::Checked::denied);
     let out = match args.output {
         CheckOutput::Text => check::text(&results),

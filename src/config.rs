@@ -368,6 +368,10 @@ pub struct CheckArgs {
     /// Check deleting the objects instead of applying them.
     #[arg(long)]
     pub delete: bool,
+    /// The webhook's --mode: enforce denies; audit only reports. A namespace's
+    /// mtls-guard.io/mode label overrides it, as in the webhook.
+    #[arg(long, value_enum, default_value = "enforce", env = "MTLS_GUARD_MODE")]
+    pub mode: GuardMode,
     /// Output format.
     #[arg(short = 'o', long, value_enum, default_value = "text")]
     pub output: CheckOutput,

@@ -20,6 +20,7 @@ pub mod authz;
 pub mod certs;
 pub mod check;
 pub mod config;
+pub mod decision;
 pub mod engine;
 pub mod evidence;
 pub mod inventory;

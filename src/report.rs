@@ -250,27 +250,41 @@ fn short_reason(r: &Reason) -> &'static str {
     }
 }
 
-#[derive(Serialize)]
-struct Entry<'a> {
-    client: String,
-    tier: Tier,
-    reason: &'a Reason,
-    servers: Vec<String>,
+/// One client cut off, in the one shape `check -o json`, `report -o json` and the
+/// `would-deny` audit annotation share.
+#[derive(Debug, Clone, Serialize)]
+pub struct Finding {
+    pub client: String,
+    pub tier: Tier,
+    /// The reason as data; `text` says it in words.
+    pub reason: Reason,
+    pub text: String,
+    /// `namespace/workload` of each server it is cut off from.
+    pub servers: Vec<String>,
+    /// `false` for a finding that only warns (`--evidence traffic` and no traffic seen).
+    pub denies: bool,
 }
 
-/// The compact JSON list recorded as the `would-deny` audit annotation; clients past the
-/// listed ones end it as `{"more": N}`.
-pub fn would_deny_json(v: &Verdict) -> String {
-    let mut entries: Vec<serde_json::Value> = v
-        .breaks
+pub fn findings(v: &Verdict) -> Vec<Finding> {
+    v.breaks
         .iter()
-        .map(|b| Entry {
+        .map(|b| Finding {
             client: client_name(&b.client),
             tier: b.tier,
-            reason: &b.reason,
+            reason: b.reason.clone(),
+            text: reason_text(&b.reason),
             servers: v.targets(b).map(server_name).collect(),
+            denies: b.denies,
         })
-        .filter_map(|e| serde_json::to_value(e).ok())
+        .collect()
+}
+
+/// The compact JSON list recorded as the `would-deny` audit annotation: the [`Finding`]s, then
+/// `{"more": N}` for clients past the listed ones.
+pub fn would_deny_json(v: &Verdict) -> String {
+    let mut entries: Vec<serde_json::Value> = findings(v)
+        .into_iter()
+        .filter_map(|f| serde_json::to_value(f).ok())
         .collect();
     if v.unlisted > 0 {
         entries.push(serde_json::json!({ "more": v.unlisted }));

@@ -187,3 +187,112 @@ fn a_namespace_wide_lockdown_gets_advice_not_a_patch() {
     assert!(advice.contains("only with a selector"), "{advice}");
     assert!(advice.contains("keep this scope PERMISSIVE"), "{advice}");
 }
+
+#[test]
+fn check_answers_as_the_webhook_would_under_audit_and_break_glass() {
+    let demo = demo_inventory().display().to_string();
+    let audited = check(&[
+        "-f",
+        &path("check-pa-strict-foo-httpbin.yaml"),
+        "--inventory",
+        &demo,
+        "--inventory",
+        &path("foo-audited.yaml"),
+    ]);
+    let text = stdout(&audited);
+    assert_eq!(audited.status.code(), Some(0), "{text}");
+    assert!(
+        text.starts_with("OK    PeerAuthentication foo/httpbin-strict (CREATE, ")
+            && text.contains("(audit: would deny, 1 client(s) cut off)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("mtls-guard would deny: legacy/sleep -> foo/httpbin"),
+        "{text}"
+    );
+    let global_audit = check(&[
+        "-f",
+        &path("check-pa-strict-foo-httpbin.yaml"),
+        "--mode",
+        "audit",
+    ]);
+    assert_eq!(
+        global_audit.status.code(),
+        Some(0),
+        "{}",
+        stdout(&global_audit)
+    );
+
+    let glass = check(&["-f", &path("check-pa-strict-foo-httpbin-break-glass.yaml")]);
+    let text = stdout(&glass);
+    assert_eq!(glass.status.code(), Some(0), "{text}");
+    assert!(
+        text.contains("(break-glass: INC-4711 legacy decommissioned tonight)"),
+        "{text}"
+    );
+    let json = check(&[
+        "-f",
+        &path("check-pa-strict-foo-httpbin-break-glass.yaml"),
+        "-o",
+        "json",
+    ]);
+    let v: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(v["denied"], 0);
+    assert_eq!(v["results"][0]["verdict"], "break-glass");
+    assert_eq!(v["results"][0]["clients"][0]["client"], "legacy/sleep");
+}
+
+/// The keys of the first client entry of a JSON list.
+fn keys(entry: &serde_json::Value) -> Vec<String> {
+    let mut keys: Vec<String> = entry.as_object().unwrap().keys().cloned().collect();
+    keys.sort();
+    keys
+}
+
+#[test]
+fn a_cut_off_client_has_one_json_shape_in_check_report_and_the_audit_annotation() {
+    let checked: serde_json::Value = serde_json::from_slice(
+        &check(&[
+            "-f",
+            &path("check-pa-strict-foo-httpbin.yaml"),
+            "-o",
+            "json",
+        ])
+        .stdout,
+    )
+    .unwrap();
+    let from_check = &checked["results"][0]["clients"][0];
+    let report = Command::new(BIN)
+        .args(["report", "-o", "json"])
+        .output()
+        .unwrap();
+    let report: serde_json::Value = serde_json::from_slice(&report.stdout).unwrap();
+    let blocked = report["workloads"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|w| w["workload"] == "httpbin" && w["namespace"] == "foo")
+        .unwrap();
+    let from_report = &blocked["blockers"][0];
+    let review = Command::new(BIN)
+        .args(["review", "--mode", "audit"])
+        .arg(data("seed-strict-policy.json"))
+        .output()
+        .unwrap();
+    let review: serde_json::Value = serde_json::from_slice(&review.stdout).unwrap();
+    let annotation: serde_json::Value = serde_json::from_str(
+        review["response"]["auditAnnotations"]["would-deny"]
+            .as_str()
+            .unwrap(),
+    )
+    .unwrap();
+    let from_annotation = &annotation[0];
+    assert_eq!(keys(from_check), keys(from_report));
+    assert_eq!(keys(from_check), keys(from_annotation));
+    for entry in [from_check, from_report, from_annotation] {
+        assert_eq!(entry["client"], "legacy/sleep");
+        assert_eq!(entry["tier"], "inventory");
+        assert_eq!(entry["reason"]["kind"], "no-proxy");
+        assert_eq!(entry["servers"][0], "foo/httpbin");
+    }
+}

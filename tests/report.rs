@@ -115,7 +115,7 @@ async fn observed_plaintext_from_prometheus_blocks_a_workload() {
         .find(|w| w["namespace"] == "foo" && w["workload"] == "httpbin")
         .unwrap();
     assert_eq!(httpbin["status"], "blocked");
-    assert_eq!(httpbin["blockers"][0]["evidence"], "traffic");
+    assert_eq!(httpbin["blockers"][0]["tier"], "traffic");
     assert_eq!(httpbin["blockers"][0]["client"], "unknown sender");
     assert_eq!(httpbin["blockers"][0]["denies"], true);
 

@@ -523,3 +523,16 @@ fn other_configmaps_are_allowed_silently_without_the_inventory() {
     let mesh = configmap_review("istio", None, Some("enableAutoMtls: true"));
     assert!(unjudged(&Index::default(), GuardMode::Enforce, &mesh).is_none());
 }
+
+#[test]
+fn a_namespace_label_change_is_judged_not_waved_through() {
+    let review = json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {
+        "uid": "u-ns", "kind": {"group": "", "version": "v1", "kind": "Namespace"},
+        "resource": {"group": "", "version": "v1", "resource": "namespaces"},
+        "name": "legacy", "operation": "UPDATE", "userInfo": {"username": "alice"},
+        "object": {"apiVersion": "v1", "kind": "Namespace",
+                   "metadata": {"name": "legacy", "labels": {MODE_LABEL: "audit"}}},
+        "oldObject": {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "legacy"}}}});
+    let req = parse_review(review.to_string().as_bytes()).unwrap();
+    assert!(unjudged(&Index::default(), GuardMode::Enforce, &req).is_none());
+}

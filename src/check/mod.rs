@@ -15,6 +15,8 @@ pub use render::{json, text};
 
 use serde_json::Value;
 
+use crate::admission::{self, BREAK_GLASS_ANNOTATION};
+use crate::decision::{settle, Decision, GuardMode};
 use crate::engine::{self, Change, Verdict};
 use crate::inventory::Index;
 use crate::model::{ModelError, Origin, Rule, RuleKind};
@@ -54,6 +56,13 @@ pub enum Outcome {
     /// A kind the webhook does not review (`apiVersion kind`).
     NotReviewed(String),
     Allowed,
+    /// Allowed although it cuts clients off: the namespace is audited, or the object carries
+    /// a break-glass reason.
+    AllowedAnyway {
+        verdict: Verdict,
+        /// The break-glass reason, when that is why.
+        break_glass: Option<String>,
+    },
     Denied {
         verdict: Verdict,
         /// The message `kubectl apply` would print.
@@ -125,11 +134,23 @@ fn rule_kind(value: &Value) -> (Option<RuleKind>, String) {
     )
 }
 
-/// Checks the manifests in order against `index`, applying each allowed change to it.
+/// The manifest's break-glass reason. The webhook honours it only when the request sets it;
+/// the inventory keeps no annotations, so here a reason in the manifest counts as set.
+fn break_glass(value: &Value) -> Option<String> {
+    let reason = value
+        .pointer("/metadata/annotations")?
+        .get(BREAK_GLASS_ANNOTATION)?
+        .as_str()?;
+    (!reason.trim().is_empty()).then(|| reason.to_string())
+}
+
+/// Checks the manifests in order against `index`, applying each change the webhook would let
+/// through (in `mode`, or the namespace's label) to it.
 pub fn check(
     index: &mut Index,
     manifests: &[Manifest],
     delete: bool,
+    mode: GuardMode,
 ) -> Result<Vec<Checked>, CheckError> {
     let mut results = Vec::new();
     for m in manifests {
@@ -180,26 +201,38 @@ pub fn check(
             ),
         };
         let verdict = engine::evaluate(index, &change);
-        let outcome = if verdict.breaks_clients() {
-            let fix = match operation {
-                Operation::Delete => Fix::Advice(
-                    "deleting it is what locks the servers down: keep it until the clients send mTLS"
-                        .into(),
-                ),
-                _ => patch::propose(index, change.old, &value, &rule, &verdict),
-            };
-            Outcome::Denied {
-                message: report::deny_message(&object, &verdict, None),
-                verdict,
-                fix,
+        let ns = &rule.origin().namespace;
+        let mode = admission::mode_for(index, mode, (!ns.is_empty()).then_some(ns.as_str()));
+        let glass = break_glass(&value);
+        let outcome = match settle(&verdict, mode, glass.is_some()) {
+            Decision::Denied => {
+                let fix = match operation {
+                    Operation::Delete => Fix::Advice(
+                        "deleting it is what locks the servers down: keep it until the clients send mTLS"
+                            .into(),
+                    ),
+                    _ => patch::propose(index, change.old, &value, &rule, &verdict),
+                };
+                Outcome::Denied {
+                    message: report::deny_message(&object, &verdict, None),
+                    verdict,
+                    fix,
+                }
             }
-        } else {
-            if delete {
-                index.remove_rule(rule.origin());
-            } else {
-                index.upsert_rule(rule);
+            decision => {
+                if delete {
+                    index.remove_rule(rule.origin());
+                } else {
+                    index.upsert_rule(rule);
+                }
+                match decision {
+                    Decision::Allowed => Outcome::Allowed,
+                    _ => Outcome::AllowedAnyway {
+                        verdict,
+                        break_glass: glass,
+                    },
+                }
             }
-            Outcome::Allowed
         };
         results.push(Checked {
             source: m.source.clone(),
@@ -246,12 +279,24 @@ mod tests {
     fn each_allowed_object_is_applied_before_the_next_is_checked() {
         let lockdown = pa("default", None, "STRICT");
         let mut index = file::demo(Filters::default(), "istio-system").unwrap();
-        let alone = check(&mut index, std::slice::from_ref(&lockdown), false).unwrap();
+        let alone = check(
+            &mut index,
+            std::slice::from_ref(&lockdown),
+            false,
+            GuardMode::Enforce,
+        )
+        .unwrap();
         assert!(servers(&alone[0]).contains(&"foo/httpbin".to_string()));
 
         let mut index = file::demo(Filters::default(), "istio-system").unwrap();
         let exception = pa("httpbin-permissive", Some("httpbin"), "PERMISSIVE");
-        let both = check(&mut index, &[exception, lockdown], false).unwrap();
+        let both = check(
+            &mut index,
+            &[exception, lockdown],
+            false,
+            GuardMode::Enforce,
+        )
+        .unwrap();
         assert!(matches!(both[0].outcome, Outcome::Allowed));
         assert_eq!(both[0].operation, Some(Operation::Create));
         assert!(both[1].denied());
@@ -272,6 +317,7 @@ mod tests {
             &mut index,
             &[pa("httpbin", Some("httpbin"), "STRICT")],
             false,
+            GuardMode::Enforce,
         )
         .unwrap();
         assert_eq!(out[0].operation, Some(Operation::Update));

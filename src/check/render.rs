@@ -60,6 +60,22 @@ pub fn text(results: &[Checked]) -> String {
             Outcome::Allowed => {
                 let _ = writeln!(out, "OK    {} ({op}, {})", c.object, c.source);
             }
+            Outcome::AllowedAnyway {
+                verdict,
+                break_glass,
+            } => {
+                let why = match break_glass {
+                    Some(reason) => format!("break-glass: {reason}"),
+                    None => format!(
+                        "audit: would deny, {} client(s) cut off",
+                        verdict.client_count()
+                    ),
+                };
+                let _ = writeln!(out, "OK    {} ({op}, {}) ({why})", c.object, c.source);
+                for w in report::warnings(verdict) {
+                    let _ = writeln!(out, "      {w}");
+                }
+            }
             Outcome::Denied { .. } => {
                 let _ = writeln!(out, "DENY  {} ({op}, {})", c.object, c.source);
             }
@@ -81,8 +97,13 @@ pub fn text(results: &[Checked]) -> String {
     out
 }
 
-/// `{"denied": N, "results": [...]}`, with each denial's clients as in the `would-deny`
-/// audit annotation and the verified patch, if any.
+/// The findings exactly as the `would-deny` audit annotation lists them.
+fn clients(verdict: &crate::engine::Verdict) -> Value {
+    serde_json::from_str(&report::would_deny_json(verdict)).unwrap_or(Value::Null)
+}
+
+/// `{"denied": N, "results": [...]}`, with each finding's clients in the shape of the
+/// `would-deny` audit annotation, and a denial's verified patch, if any.
 pub fn json(results: &[Checked]) -> Value {
     let items: Vec<Value> = results
         .iter()
@@ -96,6 +117,18 @@ pub fn json(results: &[Checked]) -> Value {
             match &c.outcome {
                 Outcome::NotReviewed(_) => item["verdict"] = "not-reviewed".into(),
                 Outcome::Allowed => item["verdict"] = "allowed".into(),
+                Outcome::AllowedAnyway {
+                    verdict,
+                    break_glass,
+                } => {
+                    item["verdict"] = match break_glass {
+                        Some(_) => "break-glass".into(),
+                        None => "would-deny".into(),
+                    };
+                    item["breakGlass"] = json!(break_glass);
+                    item["clients"] = clients(verdict);
+                    item["warnings"] = json!(report::warnings(verdict));
+                }
                 Outcome::Denied {
                     verdict,
                     message,
@@ -103,8 +136,7 @@ pub fn json(results: &[Checked]) -> Value {
                 } => {
                     item["verdict"] = "denied".into();
                     item["message"] = message.as_str().into();
-                    item["clients"] = serde_json::from_str(&report::would_deny_json(verdict))
-                        .unwrap_or(Value::Null);
+                    item["clients"] = clients(verdict);
                     item["warnings"] = json!(report::warnings(verdict));
                     match fix {
                         Fix::Patch { ops, ports } => {

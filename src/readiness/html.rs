@@ -86,9 +86,9 @@ fn edges(r: &MeshReport) -> Vec<(&str, &str, Tier, &str)> {
             for s in &b.servers {
                 if !out
                     .iter()
-                    .any(|e| e.0 == b.client && e.1 == s.as_str() && e.2 == b.evidence)
+                    .any(|e| e.0 == b.client && e.1 == s.as_str() && e.2 == b.tier)
                 {
-                    out.push((&b.client, s, b.evidence, &b.reason));
+                    out.push((&b.client, s, b.tier, &b.text));
                 }
             }
         }
@@ -220,10 +220,10 @@ fn workload_row(out: &mut String, w: &WorkloadReport) {
         let _ = write!(
             blockers,
             "<div><span class=\"badge {}\">{}</span> {} <span class=\"muted\">{}{}</span></div>",
-            class(b.evidence),
-            evidence_text(b.evidence),
+            class(b.tier),
+            evidence_text(b.tier),
             esc(&b.client),
-            esc(&b.reason),
+            esc(&b.text),
             if b.denies { "" } else { " (warning only)" }
         );
     }

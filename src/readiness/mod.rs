@@ -17,11 +17,12 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
+use crate::decision::{settle, Decision, GuardMode};
 use crate::engine::{self, Change, Modes, Tier, Verdict, View};
 use crate::evidence::{window_text, Evidence, EvidenceMode};
 use crate::inventory::{Index, Workload, WorkloadId};
 use crate::model::{Mode, Origin, Proxy, RuleKind};
-use crate::report::{client_name, reason_text};
+use crate::report::{findings, Finding};
 use lockdown::Lockdown;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -35,17 +36,6 @@ pub enum Status {
     Blocked,
     /// Cannot be locked down on its own (see the note).
     Manual,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct Blocker {
-    pub client: String,
-    /// `namespace/workload` of each server it would be cut off from.
-    pub servers: Vec<String>,
-    pub evidence: Tier,
-    pub reason: String,
-    /// `false` for a finding the webhook would only warn about (`--evidence traffic`).
-    pub denies: bool,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -66,7 +56,7 @@ pub struct WorkloadReport {
     pub pods: usize,
     pub ports: Vec<PortMode>,
     pub status: Status,
-    pub blockers: Vec<Blocker>,
+    pub blockers: Vec<Finding>,
     /// Further clients without a proxy, cut off like the listed ones.
     pub more_clients: usize,
     pub note: Option<String>,
@@ -153,30 +143,10 @@ fn judge(index: &Index, l: &Lockdown, evidence: Option<&Evidence>) -> Verdict {
     }
 }
 
-/// Whether the webhook would deny it: a denying finding, or unlisted clients without a proxy
-/// whose listed peers deny.
+/// Whether the webhook would deny the lock-down. Judged as in enforce mode: a namespace
+/// the guard only audits still loses these clients.
 fn denied(v: &Verdict) -> bool {
-    v.denies()
-        || (v.unlisted > 0
-            && v.breaks
-                .iter()
-                .any(|b| b.tier == Tier::Inventory && b.denies))
-}
-
-fn blockers(v: &Verdict) -> Vec<Blocker> {
-    v.breaks
-        .iter()
-        .map(|b| Blocker {
-            client: client_name(&b.client),
-            denies: b.denies,
-            servers: v
-                .targets(b)
-                .map(|s| format!("{}/{}", s.namespace, s.workload))
-                .collect(),
-            evidence: b.tier,
-            reason: reason_text(&b.reason),
-        })
-        .collect()
+    settle(v, GuardMode::Enforce, false) == Decision::Denied
 }
 
 fn origin_text(o: Option<&Origin>) -> Option<String> {
@@ -294,7 +264,7 @@ fn workload(
         }
     };
     let verdict = judge(index, &lockdown, evidence);
-    report.blockers = blockers(&verdict);
+    report.blockers = findings(&verdict);
     report.more_clients = verdict.unlisted;
     if !denied(&verdict) {
         report.status = Status::Ready;

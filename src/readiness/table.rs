@@ -2,7 +2,7 @@
 
 use std::fmt::Write;
 
-use super::{Blocker, MeshReport, ScopeReport, Status, Tier, WorkloadReport};
+use super::{Finding, MeshReport, ScopeReport, Status, Tier, WorkloadReport};
 
 /// Clients named in a table cell before "+N more".
 const LISTED: usize = 3;
@@ -90,13 +90,13 @@ fn scope_cell(s: &ScopeReport) -> String {
     }
 }
 
-fn blocker_line(b: &Blocker) -> String {
+fn blocker_line(b: &Finding) -> String {
     format!(
         "    - {} -> {} [{}]: {}{}\n",
         b.client,
         b.servers.join(", "),
-        evidence_text(b.evidence),
-        b.reason,
+        evidence_text(b.tier),
+        b.text,
         if b.denies { "" } else { " (warning only)" }
     )
 }

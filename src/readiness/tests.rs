@@ -37,7 +37,7 @@ fn the_seed_blocks_foo_httpbin_on_legacy_sleep() {
     assert_eq!(w.ports[0].decided_by.as_deref(), Some("MeshPolicy default"));
     let b = &w.blockers[0];
     assert_eq!(b.client, "legacy/sleep");
-    assert_eq!(b.evidence, Tier::Inventory);
+    assert_eq!(b.tier, Tier::Inventory);
     assert_eq!(b.servers, ["foo/httpbin"]);
     assert!(w.lockdown.is_none());
     assert!(
@@ -72,10 +72,7 @@ fn once_migrated_foo_httpbin_is_ready_with_the_yaml_to_apply() {
     // Auto mTLS is off in the seed's era: only httpbin.foo has an ISTIO_MUTUAL rule.
     let bar = find(&r, "bar", "httpbin");
     assert_eq!(bar.status, Status::Blocked);
-    assert!(bar
-        .blockers
-        .iter()
-        .all(|b| b.evidence == Tier::ClientConfig));
+    assert!(bar.blockers.iter().all(|b| b.tier == Tier::ClientConfig));
     let foo = r.namespaces.iter().find(|n| n.scope.name == "foo").unwrap();
     assert_eq!(
         foo.scope.status,
@@ -114,18 +111,18 @@ fn observed_plaintext_blocks_a_workload_the_inventory_calls_ready() {
     let r = assess(&migrated(), Some(&evidence));
     let w = find(&r, "foo", "httpbin");
     assert_eq!(w.status, Status::Blocked);
-    assert_eq!(w.blockers[0].evidence, Tier::Traffic);
+    assert_eq!(w.blockers[0].tier, Tier::Traffic);
     assert_eq!(w.blockers[0].client, "unknown sender");
     assert!(w.blockers[0].denies);
     assert!(
-        w.blockers[0].reason.contains("42 req"),
+        w.blockers[0].text.contains("42 req"),
         "{}",
-        w.blockers[0].reason
+        w.blockers[0].text
     );
     assert!(
-        w.blockers[0].reason.contains("in the last 24h"),
+        w.blockers[0].text.contains("in the last 24h"),
         "{}",
-        w.blockers[0].reason
+        w.blockers[0].text
     );
     assert_eq!(
         w.blockers.len(),
