@@ -116,6 +116,10 @@ pub struct InventoryArgs {
         default_value = "app=istiod,app=ztunnel,k8s-app=istio-cni-node"
     )]
     pub ignore_pod_labels: Vec<LabelPair>,
+    /// Count a suspected client only where NetworkPolicies let it reach the server port. Off
+    /// by default: policies hold only where the CNI enforces them.
+    #[arg(long, env = "MTLS_GUARD_RESPECT_NETWORK_POLICIES")]
+    pub respect_network_policies: bool,
 }
 
 impl InventoryArgs {
@@ -129,6 +133,7 @@ impl InventoryArgs {
                 .collect(),
             cluster_domain: self.cluster_domain.clone(),
             istio_namespace: self.istio_namespace.clone(),
+            respect_network_policies: self.respect_network_policies,
         }
     }
 }

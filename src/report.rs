@@ -170,6 +170,13 @@ pub fn deny_message(object: &str, v: &Verdict, change: Option<&str>) -> String {
     if v.client_count() > LISTED_CLIENTS {
         let _ = write!(m, "\n  +{} more", v.client_count() - LISTED_CLIENTS);
     }
+    if v.excluded_by_network_policies > 0 {
+        let _ = write!(
+            m,
+            "\nNot counted: {} suspected client(s) that NetworkPolicies keep from these servers (--respect-network-policies).",
+            v.excluded_by_network_policies
+        );
+    }
     if let Some(change) = change {
         let _ = write!(m, "\nChange: {change}");
     }
@@ -392,6 +399,7 @@ mod tests {
                 .collect(),
             unlisted: 0,
             traffic_unavailable: None,
+            excluded_by_network_policies: 0,
             ignored_root: None,
         }
     }
@@ -417,6 +425,20 @@ mod tests {
             "{m}"
         );
         assert!(m.contains("Change: replace /spec/mtls/mode STRICT"), "{m}");
+    }
+
+    #[test]
+    fn the_message_says_how_many_suspects_network_policies_ruled_out() {
+        let mut v = verdict(1);
+        assert!(!deny_message("x", &v, None).contains("Not counted"));
+        v.excluded_by_network_policies = 3;
+        let m = deny_message("x", &v, None);
+        assert!(
+            m.contains(
+                "Not counted: 3 suspected client(s) that NetworkPolicies keep from these servers"
+            ),
+            "{m}"
+        );
     }
 
     #[test]

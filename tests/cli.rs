@@ -245,3 +245,40 @@ fn a_deployment_mid_rollout_is_named_once_with_its_pods_summed() {
     assert!(msg.contains("2 pod(s))"), "{msg}");
     assert!(msg.contains("legacy/sleep -> foo/httpbin: "), "{msg}");
 }
+
+#[test]
+fn network_policies_rule_out_a_client_only_when_asked_to() {
+    let demo = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/inventory/demo.yaml");
+    let np = data("np-httpbin-only-from-mesh.yaml");
+    let inventory = [
+        "--inventory",
+        demo.to_str().unwrap(),
+        "--inventory",
+        np.to_str().unwrap(),
+    ];
+    let r = response(&review(&inventory, "seed-strict-policy.json"));
+    assert_eq!(r["allowed"], false, "policies are ignored by default");
+    let respecting = [&inventory[..], &["--respect-network-policies"]].concat();
+    let r = response(&review(&respecting, "seed-strict-policy.json"));
+    assert_eq!(r["allowed"], true, "{r}");
+
+    let report = Command::new(BIN)
+        .arg("report")
+        .args(&respecting)
+        .args(["-o", "json"])
+        .output()
+        .unwrap();
+    let report: serde_json::Value = serde_json::from_slice(&report.stdout).unwrap();
+    let httpbin = report["workloads"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|w| w["namespace"] == "foo" && w["workload"] == "httpbin")
+        .unwrap();
+    assert_eq!(httpbin["status"], "ready", "{httpbin}");
+    assert_eq!(
+        httpbin["suspects"]["excludedByNetworkPolicies"], 1,
+        "{httpbin}"
+    );
+    assert_eq!(httpbin["suspects"]["inventory"], 0, "{httpbin}");
+}

@@ -62,7 +62,11 @@ impl Guard {
 }
 
 fn start_guard(cp: &ControlPlane) -> Guard {
-    let (child, port, ops_port, ca_pem) = cp.start_guard(common::BIN);
+    start_guard_with(cp, &[])
+}
+
+fn start_guard_with(cp: &ControlPlane, extra: &[&str]) -> Guard {
+    let (child, port, ops_port, ca_pem) = cp.start_guard_with(common::BIN, extra);
     let client = reqwest::Client::builder().no_proxy().build().unwrap();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -517,4 +521,41 @@ fn turning_auto_mtls_off_under_a_strict_mesh_is_denied_through_kubectl() {
     let out = apply(&cp, &other.to_string());
     assert_allowed(&out, "another ConfigMap of the Istio namespace");
     assert!(!text(&out).contains("mtls-guard"), "{}", text(&out));
+}
+
+#[test]
+fn network_policies_watched_live_rule_out_a_client_and_back_in() {
+    let cp = ControlPlane::start();
+    cp.install_guard_prerequisites();
+    cp.apply_seed_workloads();
+    // The chart grants this read only with respectNetworkPolicies; the test grants it by hand.
+    cp.ok(&[
+        "create",
+        "clusterrole",
+        "np-reader",
+        "--verb=get,list,watch",
+        "--resource=networkpolicies",
+    ]);
+    cp.ok(&[
+        "create",
+        "clusterrolebinding",
+        "np-reader",
+        "--clusterrole=np-reader",
+        "--serviceaccount=mtls-guard:mtls-guard",
+    ]);
+    let _guard = start_guard_with(&cp, &["--respect-network-policies"]);
+    cp.apply_seed_policies();
+    let policy =
+        std::fs::read_to_string(root().join("tests/data/np-httpbin-only-from-mesh.yaml")).unwrap();
+    assert_allowed(&apply(&cp, &policy), "the NetworkPolicy");
+    cp.wait_until("the guard to see legacy kept out", WATCH, || {
+        cp.kubectl_stdin(&["apply", "--dry-run=server", "-f", "-"], STRICT_POLICY)
+            .status
+            .success()
+    });
+    cp.ok(&["delete", "networkpolicy", "httpbin-from-mesh", "-n", "foo"]);
+    cp.wait_until("the guard to see the policy gone", WATCH, || {
+        let out = cp.kubectl_stdin(&["apply", "--dry-run=server", "-f", "-"], STRICT_POLICY);
+        text(&out).contains("legacy/sleep")
+    });
 }

@@ -323,6 +323,33 @@ fn chart_lints_and_renders_each_certificate_mode() {
 }
 
 #[test]
+fn respecting_network_policies_adds_the_flag_and_the_read_permission() {
+    let chart = root().join("charts/mtls-guard");
+    let render = |extra: &[&str]| {
+        parse_all(&run(Command::new(helm())
+            .args(["template", "mtls-guard", "--namespace", "mtls-guard"])
+            .arg(&chart)
+            .args(extra)))
+    };
+    for (on, extra) in [
+        (false, &[][..]),
+        (true, &["--set", "respectNetworkPolicies=true"][..]),
+    ] {
+        let objects = render(extra);
+        let deployment = objects.iter().find(|o| o["kind"] == "Deployment").unwrap();
+        let args = strings(&deployment["spec"]["template"]["spec"]["containers"][0]["args"]);
+        assert_eq!(args.contains("--respect-network-policies"), on, "{args:?}");
+        let role = objects.iter().find(|o| o["kind"] == "ClusterRole").unwrap();
+        let reads = role["rules"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| strings(&r["resources"]).contains("networkpolicies"));
+        assert_eq!(reads, on);
+    }
+}
+
+#[test]
 fn kustomize_variants_render_and_switch_what_they_say() {
     let kubectl = cluster::binaries().join("kubectl");
     let render = |dir: &str| {

@@ -84,7 +84,8 @@ impl Unmeshed {
         let without_hbone = w.shape.proxy == Proxy::Sidecar && !w.accepts_hbone();
         self.locks = true;
         self.locks_without_hbone |= without_hbone;
-        if self.no_proxy > 0 || (self.ambient > 0 && without_hbone) {
+        // Under NetworkPolicies a server counts only once a client is found to reach it.
+        if !out.reach.is_on() && (self.no_proxy > 0 || (self.ambient > 0 && without_hbone)) {
             out.server(hit, w);
         }
         if let Some(port) = hit.port.filter(|p| probed_without_rewrite(w, *p)) {
@@ -125,8 +126,25 @@ impl Unmeshed {
     }
 
     /// Lists the first [`LISTED_UNMESHED`] of each population cut off and counts the rest.
-    pub(super) fn finish(self, index: &Index, out: &mut VerdictBuilder) {
+    pub(super) fn finish<'a>(self, index: &Index, hits: &[Hit<'a>], out: &mut VerdictBuilder<'a>) {
         let workloads = index.workloads();
+        if out.reach.is_on() {
+            if self.locks && self.no_proxy > 0 {
+                let members = workloads
+                    .no_proxy()
+                    .map(|(_, c)| (c, no_proxy_reason(index, c)));
+                reachable(index, hits, members, |_| true, out);
+            }
+            if self.locks_without_hbone && self.ambient > 0 {
+                let members = workloads
+                    .ambient()
+                    .map(|(_, c)| (c, Reason::AmbientToSidecar));
+                let without_hbone =
+                    |w: &Workload| w.shape.proxy == Proxy::Sidecar && !w.accepts_hbone();
+                reachable(index, hits, members, without_hbone, out);
+            }
+            return;
+        }
         if self.locks && self.no_proxy > 0 {
             out.verdict
                 .breaks
@@ -145,6 +163,47 @@ impl Unmeshed {
                 );
             }
             out.verdict.unlisted += self.ambient.saturating_sub(LISTED_UNMESHED);
+        }
+    }
+}
+
+/// A population under NetworkPolicies: each member is cut off from the locked-down servers
+/// (those `eligible` for it) it can reach. The first [`LISTED_UNMESHED`] that reach one are
+/// listed with exactly those servers; the rest are counted once one reachable server is found.
+fn reachable<'a, 'w>(
+    index: &Index,
+    hits: &[Hit<'a>],
+    members: impl Iterator<Item = (&'w Workload, Reason)>,
+    eligible: impl Fn(&Workload) -> bool,
+    out: &mut VerdictBuilder<'a>,
+) {
+    let locked: Vec<(&Hit<'a>, &Workload)> = hits
+        .iter()
+        .filter(|h| h.locks_down())
+        .map(|h| (h, index.workload(h.id)))
+        .filter(|(_, w)| eligible(w))
+        .collect();
+    let mut listed = 0;
+    for (c, reason) in members {
+        let reach = out.reach;
+        let reached = if listed < LISTED_UNMESHED {
+            let before = out.verdict.breaks.len();
+            let mut reached = false;
+            for (h, w) in locked.iter().filter(|(h, w)| reach.allows(c, w, h.port)) {
+                let server = out.server(h, w);
+                out.add(client(c), reason.clone(), server);
+                reached = true;
+            }
+            // Another pod group of a listed workload joins its entry.
+            listed += out.verdict.breaks.len() - before;
+            reached
+        } else {
+            let reached = locked.iter().any(|(h, w)| reach.allows(c, w, h.port));
+            out.verdict.unlisted += usize::from(reached);
+            reached
+        };
+        if !reached {
+            out.filtered.insert(client(c));
         }
     }
 }
@@ -298,6 +357,10 @@ fn cut_off<'a>(
     c: &Workload,
     reason: Reason,
 ) {
+    if !out.reach.allows(c, w, hit.port) {
+        out.filtered.insert(client(c));
+        return;
+    }
     let server = out.server(hit, w);
     out.add(client(c), reason, server);
 }

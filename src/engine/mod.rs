@@ -6,6 +6,7 @@
 mod clients;
 mod destination;
 mod mode;
+mod reach;
 #[cfg(test)]
 mod tests;
 mod traffic;
@@ -208,6 +209,9 @@ pub struct Verdict {
     pub unlisted: usize,
     /// Why traffic evidence was asked for but not used: the decision rests on the inventory.
     pub traffic_unavailable: Option<String>,
+    /// Suspected clients not counted because NetworkPolicies keep them from every server they
+    /// were suspected for (`--respect-network-policies`).
+    pub excluded_by_network_policies: usize,
     /// A mesh config change moves the root namespace to this namespace, one the guard ignores:
     /// policies there would be mesh-wide and, where the webhook does not watch it, unreviewed.
     pub ignored_root: Option<String>,
@@ -242,9 +246,11 @@ impl Verdict {
     }
 }
 
-#[derive(Default)]
 struct VerdictBuilder<'a> {
     verdict: Verdict,
+    reach: reach::Reach<'a>,
+    /// Suspects NetworkPolicies kept from a server; counted at the end unless cut off elsewhere.
+    filtered: Set<Client>,
     server_slots: Map<WorkloadId, usize>,
     /// The pod groups of one workload (a Deployment mid-rollout) share one server entry.
     workload_slots: Map<(Arc<str>, Arc<str>), usize>,
@@ -256,8 +262,17 @@ struct VerdictBuilder<'a> {
 
 impl<'a> VerdictBuilder<'a> {
     /// Room for `servers` servers: a mesh-wide review registers thousands.
-    fn with_capacity(servers: usize) -> VerdictBuilder<'a> {
-        let mut out = VerdictBuilder::default();
+    fn new(index: &'a Index, servers: usize) -> VerdictBuilder<'a> {
+        let mut out = VerdictBuilder {
+            verdict: Verdict::default(),
+            reach: reach::Reach::new(index),
+            filtered: Set::default(),
+            server_slots: Map::default(),
+            workload_slots: Map::default(),
+            break_slots: Map::default(),
+            deciders: Set::default(),
+            last_decider: None,
+        };
         out.verdict.servers.reserve(servers);
         out.server_slots.reserve(servers);
         out.workload_slots.reserve(servers);
@@ -377,6 +392,14 @@ impl<'a> VerdictBuilder<'a> {
     }
 
     fn finish(mut self) -> Verdict {
+        if !self.filtered.is_empty() {
+            let counted: Set<&Client> = self.verdict.breaks.iter().map(|b| &b.client).collect();
+            self.verdict.excluded_by_network_policies += self
+                .filtered
+                .iter()
+                .filter(|c| !counted.contains(c))
+                .count();
+        }
         self.verdict
             .breaks
             .sort_by(|a, b| (a.tier, &a.client).cmp(&(b.tier, &b.client)));
@@ -458,7 +481,7 @@ fn judge(
     let mut before = Modes::new(before);
     let mut after = Modes::new(after);
     let mut unmeshed = clients::Unmeshed::new(index);
-    let mut out = VerdictBuilder::with_capacity(candidates.len());
+    let mut out = VerdictBuilder::new(index, candidates.len());
     let mut hits = Vec::with_capacity(candidates.len());
     // One pass over the servers, each judged while its workload is in cache.
     for id in candidates {
@@ -484,7 +507,7 @@ fn judge(
             hits.push(hit);
         }
     }
-    unmeshed.finish(index, &mut out);
+    unmeshed.finish(index, &hits, &mut out);
     traffic::observed(index, &hits, evidence, &mut out);
     traffic::soften_inventory(evidence, &mut out);
     out.finish()

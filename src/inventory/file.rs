@@ -10,7 +10,8 @@ use serde_json::Value;
 
 use super::{Filters, Index};
 use crate::model::{
-    self, ApiCaller, CallerKind, MeshConfig, ModelError, Namespace, Pod, Rule, RuleKind, Service,
+    self, ApiCaller, CallerKind, MeshConfig, ModelError, Namespace, NetworkPolicy, Pod, Rule,
+    RuleKind, Service,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -146,6 +147,14 @@ impl Loader {
                 let domain = &self.index.filters().cluster_domain;
                 let svc = Service::from_api(&svc, domain).map_err(object_err)?;
                 self.index.upsert_service(svc);
+            }
+            ("networking.k8s.io", "NetworkPolicy")
+                if self.index.filters().respect_network_policies =>
+            {
+                let np = typed::<k8s_openapi::api::networking::v1::NetworkPolicy>(kind, &value)
+                    .map_err(object_err)?;
+                self.index
+                    .upsert_network_policy(NetworkPolicy::from_api(&np).map_err(object_err)?);
             }
             ("", "Namespace") => {
                 let ns = typed::<core::Namespace>(kind, &value).map_err(object_err)?;

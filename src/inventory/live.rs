@@ -17,7 +17,8 @@ use serde::de::DeserializeOwned;
 
 use super::{file::is_mesh_config, Item, Set, SharedIndex, WatchedKind};
 use crate::model::{
-    ApiCaller, CallerKind, MeshConfig, ModelError, Namespace, Pod, Rule, RuleKind, Service,
+    ApiCaller, CallerKind, MeshConfig, ModelError, Namespace, NetworkPolicy, Pod, Rule, RuleKind,
+    Service,
 };
 
 pub const CRD_RECHECK: Duration = Duration::from_secs(60);
@@ -72,6 +73,17 @@ pub fn spawn(client: Client, shared: Arc<SharedIndex>, istio_namespace: &str) {
     );
     let domain = shared.read(|index| index.filters().cluster_domain.clone());
     spawn_callers(&client, &shared, &domain);
+    if shared.read(|index| index.filters().respect_network_policies) {
+        spawn_watch(
+            Api::<k8s_openapi::api::networking::v1::NetworkPolicy>::all(client.clone()),
+            cfg(),
+            &shared,
+            WatchedKind::NetworkPolicy,
+            |n| NetworkPolicy::from_api(n).map(Item::NetworkPolicy),
+        );
+    } else {
+        shared.mark_synced(WatchedKind::NetworkPolicy);
+    }
     spawn_watch(
         Api::<core::Service>::all(client.clone()),
         cfg(),

@@ -19,7 +19,7 @@ use std::sync::Arc;
 
 use crate::model::{
     ApiCaller, CallerKind, DestinationRule, Labels, LegacyPolicy, MeshConfig, Namespace,
-    PeerAuthentication, Pod, Proxy, Rule, Service,
+    NetworkPolicy, PeerAuthentication, Pod, Proxy, Rule, Service,
 };
 
 /// The index's hash maps: foldhash, several times faster than SipHash on the short strings
@@ -37,6 +37,8 @@ pub struct Filters {
     pub cluster_domain: String,
     /// Where the mesh config ConfigMap lives.
     pub istio_namespace: String,
+    /// Read NetworkPolicies and count only clients they let reach a server.
+    pub respect_network_policies: bool,
 }
 
 impl Default for Filters {
@@ -54,6 +56,7 @@ impl Default for Filters {
             .into(),
             cluster_domain: "cluster.local".into(),
             istio_namespace: "istio-system".into(),
+            respect_network_policies: false,
         }
     }
 }
@@ -84,6 +87,8 @@ pub struct Index {
     called: Map<String, Map<String, Vec<Call>>>,
     /// Services open outside the cluster (NodePort, LoadBalancer, externalIPs).
     exposed_services: usize,
+    /// Kept only with `respect_network_policies`, by namespace, sorted by name.
+    network_policies: Map<String, Vec<NetworkPolicy>>,
 }
 
 /// A Service port the API server calls, and the object that makes it.
@@ -129,6 +134,7 @@ pub enum Item {
     Mesh(MeshConfig),
     Rule(Rule),
     ApiCaller(ApiCaller),
+    NetworkPolicy(NetworkPolicy),
 }
 
 impl Item {
@@ -141,6 +147,7 @@ impl Item {
             Item::Mesh(_) => (String::new(), String::new()),
             Item::Rule(r) => (r.origin().namespace.clone(), r.origin().name.clone()),
             Item::ApiCaller(c) => (String::new(), c.name.clone()),
+            Item::NetworkPolicy(n) => (n.namespace.clone(), n.name.clone()),
         }
     }
 }
@@ -170,6 +177,41 @@ impl Index {
 
     pub fn set_mesh(&mut self, mesh: MeshConfig) {
         self.mesh = mesh;
+    }
+
+    /// Stores a NetworkPolicy when the index respects them; otherwise it is not read at all.
+    pub fn upsert_network_policy(&mut self, np: NetworkPolicy) {
+        if !self.filters.respect_network_policies {
+            return;
+        }
+        let list = self
+            .network_policies
+            .entry(np.namespace.clone())
+            .or_default();
+        match list.binary_search_by(|p| p.name.cmp(&np.name)) {
+            Ok(at) => list[at] = np,
+            Err(at) => list.insert(at, np),
+        }
+    }
+
+    pub fn remove_network_policy(&mut self, namespace: &str, name: &str) {
+        if let Some(list) = self.network_policies.get_mut(namespace) {
+            list.retain(|p| p.name != name);
+            if list.is_empty() {
+                self.network_policies.remove(namespace);
+            }
+        }
+    }
+
+    pub fn network_policies(&self, namespace: &str) -> &[NetworkPolicy] {
+        self.network_policies
+            .get(namespace)
+            .map_or(&[], Vec::as_slice)
+    }
+
+    /// Whether reachability narrows the suspects: asked for, and some policy exists.
+    pub fn filters_by_network_policy(&self) -> bool {
+        !self.network_policies.is_empty()
     }
 
     pub fn upsert_api_caller(&mut self, caller: ApiCaller) {
@@ -496,6 +538,7 @@ impl Index {
             Item::Mesh(m) => self.set_mesh(m),
             Item::Rule(r) => self.upsert_rule(r),
             Item::ApiCaller(c) => self.upsert_api_caller(c),
+            Item::NetworkPolicy(n) => self.upsert_network_policy(n),
         }
     }
 
@@ -507,6 +550,7 @@ impl Index {
             WatchedKind::Namespace => self.remove_namespace(name),
             WatchedKind::MeshConfig => self.set_mesh(MeshConfig::default()),
             WatchedKind::ApiCaller(k) => self.remove_api_caller(k, name),
+            WatchedKind::NetworkPolicy => self.remove_network_policy(namespace, name),
             WatchedKind::Rule(rule_kind) => self.remove_rule(&crate::model::Origin {
                 kind: rule_kind,
                 namespace: namespace.to_string(),
@@ -538,6 +582,12 @@ impl Index {
                 .map(|n| (String::new(), n.clone()))
                 .collect(),
             WatchedKind::MeshConfig => Vec::new(),
+            WatchedKind::NetworkPolicy => self
+                .network_policies
+                .values()
+                .flatten()
+                .map(|n| (n.namespace.clone(), n.name.clone()))
+                .collect(),
             WatchedKind::ApiCaller(k) => self
                 .api_callers
                 .keys()

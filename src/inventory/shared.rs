@@ -18,10 +18,11 @@ pub enum WatchedKind {
     MeshConfig,
     Rule(RuleKind),
     ApiCaller(CallerKind),
+    NetworkPolicy,
 }
 
 impl WatchedKind {
-    pub const ALL: [WatchedKind; 12] = [
+    pub const ALL: [WatchedKind; 13] = [
         WatchedKind::Pod,
         WatchedKind::Namespace,
         WatchedKind::Service,
@@ -34,6 +35,7 @@ impl WatchedKind {
         WatchedKind::ApiCaller(CallerKind::MutatingWebhookConfiguration),
         WatchedKind::ApiCaller(CallerKind::ApiService),
         WatchedKind::ApiCaller(CallerKind::CustomResourceDefinition),
+        WatchedKind::NetworkPolicy,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -44,6 +46,7 @@ impl WatchedKind {
             WatchedKind::MeshConfig => "MeshConfig",
             WatchedKind::Rule(k) => k.as_str(),
             WatchedKind::ApiCaller(k) => k.as_str(),
+            WatchedKind::NetworkPolicy => "NetworkPolicy",
         }
     }
 

@@ -59,9 +59,34 @@ pub struct WorkloadReport {
     pub blockers: Vec<Finding>,
     /// Further clients without a proxy, cut off like the listed ones.
     pub more_clients: usize,
+    /// Where the suspects come from, and how many NetworkPolicies ruled out.
+    pub suspects: Suspects,
     pub note: Option<String>,
     /// The PeerAuthentication to apply, when the status is ready.
     pub lockdown: Option<String>,
+}
+
+/// Suspected plaintext clients of a lock-down by source of evidence.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Suspects {
+    /// Named by the inventory alone (no proxy, or a client configuration that sends plaintext).
+    pub inventory: usize,
+    /// Seen sending plaintext in traffic telemetry.
+    pub traffic: usize,
+    /// Left out because NetworkPolicies keep them from the server (`--respect-network-policies`).
+    pub excluded_by_network_policies: usize,
+}
+
+impl Suspects {
+    fn of(v: &Verdict) -> Suspects {
+        let traffic = v.breaks.iter().filter(|b| b.tier == Tier::Traffic).count();
+        Suspects {
+            inventory: v.client_count() - traffic,
+            traffic,
+            excluded_by_network_policies: v.excluded_by_network_policies,
+        }
+    }
 }
 
 /// A namespace-wide (or, for the mesh, root-namespace) lock-down.
@@ -249,6 +274,7 @@ fn workload(
         status: Status::Strict,
         blockers: Vec::new(),
         more_clients: 0,
+        suspects: Suspects::default(),
         note: None,
         lockdown: None,
     };
@@ -266,6 +292,7 @@ fn workload(
     let verdict = judge(index, &lockdown, evidence);
     report.blockers = findings(&verdict);
     report.more_clients = verdict.unlisted;
+    report.suspects = Suspects::of(&verdict);
     if !denied(&verdict) {
         report.status = Status::Ready;
         report.lockdown = Some(lockdown.yaml);

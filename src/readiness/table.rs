@@ -181,6 +181,12 @@ pub fn table(r: &MeshReport) -> String {
                     w.more_clients
                 );
             }
+            let s = &w.suspects;
+            let _ = writeln!(
+                out,
+                "    suspects: {} from the inventory, {} seen in traffic, {} excluded by NetworkPolicies",
+                s.inventory, s.traffic, s.excluded_by_network_policies
+            );
         }
     }
     let ready = r.lockdowns();

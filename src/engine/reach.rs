@@ -1,0 +1,114 @@
+//! Whether NetworkPolicies let a client reach a server port (`--respect-network-policies`,
+//! README "Reachability"): the server's ingress policies must admit the client, and the
+//! client's egress policies the server, as the CNI enforces them on pod addresses and ports.
+
+use crate::inventory::{Index, Workload};
+use crate::model::network_policy::{Peer, PolicyRule};
+use crate::model::pod::NamedPort;
+use crate::model::{Labels, NetworkPolicy};
+
+#[derive(Clone, Copy)]
+pub(super) struct Reach<'i> {
+    index: &'i Index,
+    on: bool,
+}
+
+/// Which way a policy rule looks: ingress rules name sources, egress rules destinations.
+#[derive(Clone, Copy)]
+enum Way {
+    Ingress,
+    Egress,
+}
+
+impl<'i> Reach<'i> {
+    pub(super) fn new(index: &'i Index) -> Reach<'i> {
+        Reach {
+            index,
+            on: index.filters_by_network_policy(),
+        }
+    }
+
+    pub(super) fn is_on(&self) -> bool {
+        self.on
+    }
+
+    /// Whether pods of `client` may open TCP connections to `port` of pods of `server`. A
+    /// hostNetwork client sends from the node's address, which no pod selector names: it is
+    /// never filtered, nor is a port-less server (no port to match rules against).
+    pub(super) fn allows(&self, client: &Workload, server: &Workload, port: Option<u16>) -> bool {
+        let Some(port) = port else { return true };
+        !self.on
+            || client.shape.host_network
+            || (self.admits(Way::Ingress, server, client, server, port)
+                && self.admits(Way::Egress, client, server, server, port))
+    }
+
+    /// Whether the policies selecting `subject` for `way` admit `peer` on `port` of `server`;
+    /// a subject no such policy selects is not isolated and admits everyone.
+    fn admits(
+        &self,
+        way: Way,
+        subject: &Workload,
+        peer: &Workload,
+        server: &Workload,
+        port: u16,
+    ) -> bool {
+        let mut isolated = false;
+        for np in self.index.network_policies(&subject.namespace) {
+            let rules = match way {
+                Way::Ingress => &np.ingress,
+                Way::Egress => &np.egress,
+            };
+            let Some(rules) = rules else { continue };
+            if !np.pod_selector.matches(&subject.shape.labels) {
+                continue;
+            }
+            isolated = true;
+            if rules
+                .iter()
+                .any(|r| self.rule_admits(np, r, peer) && ports_admit(r, server, port))
+            {
+                return true;
+            }
+        }
+        !isolated
+    }
+
+    fn rule_admits(&self, np: &NetworkPolicy, rule: &PolicyRule, peer: &Workload) -> bool {
+        let Some(peers) = &rule.peers else {
+            return true;
+        };
+        peers.iter().any(|p| match p {
+            Peer::Block { .. } => peer.ips().any(|ip| p.admits_ip(ip)),
+            Peer::Pods { namespaces, pods } => {
+                let namespace_ok = match namespaces {
+                    None => *peer.namespace == *np.namespace,
+                    Some(sel) => sel.matches(self.namespace_labels(&peer.namespace)),
+                };
+                namespace_ok && pods.as_ref().is_none_or(|s| s.matches(&peer.shape.labels))
+            }
+        })
+    }
+
+    fn namespace_labels(&self, namespace: &str) -> &'i Labels {
+        static NONE: std::sync::OnceLock<Labels> = std::sync::OnceLock::new();
+        match self.index.namespace(namespace) {
+            Some(ns) => &ns.labels,
+            None => NONE.get_or_init(Labels::new),
+        }
+    }
+}
+
+/// Whether a rule's ports admit `port` of `server`: by number, by range (`endPort`), or by a
+/// name resolved on the server's containers.
+fn ports_admit(rule: &PolicyRule, server: &Workload, port: u16) -> bool {
+    let Some(ports) = &rule.ports else {
+        return true;
+    };
+    ports.iter().any(|p| match (&p.port, p.end) {
+        (None, _) => true,
+        (Some(NamedPort::Number(n)), Some(end)) => (*n..=end).contains(&port),
+        (Some(NamedPort::Number(n)), None) => *n == port,
+        (Some(name), _) => server.shape.resolve_port(name) == Some(port),
+    })
+}
