@@ -2,7 +2,10 @@
 //! `DISABLE` and a long `exportTo`, against 40 STRICT servers and 400 client namespaces. It
 //! shows a review's time against the object's size (exportTo entries, and past the 256-entry
 //! bound the refusal) and against unrelated cluster size (namespaces with servers the rule
-//! cannot affect), each at 1x, 10x and 100x. `cargo bench --bench adversarial`.
+//! cannot affect), each at 1x, 10x and 100x. Then NetworkPolicies under
+//! `--respect-network-policies`: a namespace of clients without a proxy whose egress policies
+//! admit none of the servers, at 1x, 10x and 100x policy size and client count. `cargo bench
+//! --bench adversarial`.
 
 use std::time::{Duration, Instant};
 
@@ -96,6 +99,83 @@ fn median(index: &Index, body: &[u8]) -> (Duration, i32) {
     (samples[samples.len() / 2], code)
 }
 
+/// `clients` pods without a proxy in namespace `att`, whose egress policies (`rules` rules in
+/// each of `policies`) admit only UDP 53, beside the 40 servers, read with
+/// `--respect-network-policies`.
+fn with_policies(clients: usize, policies: usize, rules: usize) -> Index {
+    let mut items = vec![namespace("srv"), namespace("att")];
+    for s in 0..SERVERS {
+        let app = format!("srv-{s}");
+        items.push(sidecar_pod("srv", &app, &app));
+        items.push(service("srv", &app));
+    }
+    for c in 0..clients {
+        let app = format!("plain-{c}");
+        items.push(json!({"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": app, "namespace": "att", "labels": {"app": app}},
+            "spec": {"containers": [{"name": "app", "image": "app"}]},
+            "status": {"phase": "Running", "podIP": "10.1.0.1"}}));
+    }
+    let rules: Vec<Value> = (0..rules)
+        .map(|_| json!({"ports": [{"port": 53, "protocol": "UDP"}]}))
+        .collect();
+    for p in 0..policies {
+        items.push(
+            json!({"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+            "metadata": {"name": format!("egress-{p}"), "namespace": "att"},
+            "spec": {"podSelector": {}, "policyTypes": ["Egress"], "egress": rules}}),
+        );
+    }
+    let list = json!({"apiVersion": "v1", "kind": "List", "items": items}).to_string();
+    let filters = Filters {
+        respect_network_policies: true,
+        ..Filters::default()
+    };
+    let mut loader = Loader::new(filters, "istio-system");
+    loader.add_str("policies", &list).expect("inventory loads");
+    loader.finish()
+}
+
+/// A namespace-wide STRICT PeerAuthentication for the 40 servers.
+fn lockdown() -> Vec<u8> {
+    let object = json!({"apiVersion": "security.istio.io/v1", "kind": "PeerAuthentication",
+        "metadata": {"name": "default", "namespace": "srv"}, "spec": {"mtls": {"mode": "STRICT"}}});
+    serde_json::to_vec(&json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+        "request": {"uid": "np", "kind": {"group": "security.istio.io", "version": "v1", "kind": "PeerAuthentication"},
+            "resource": {"group": "security.istio.io", "version": "v1", "resource": "peerauthentications"},
+            "name": "default", "namespace": "srv", "operation": "CREATE",
+            "userInfo": {"username": "mallory"}, "object": object}}))
+    .expect("review serializes")
+}
+
+fn network_policies() {
+    println!(
+        "\nNetworkPolicies: egress policies of the clients' namespace admit none of 40 servers"
+    );
+    println!(
+        "{:>8} {:>9} {:>6} {:>12} {:>7} {:>9}",
+        "clients", "policies", "rules", "p50", "status", "vs 1x"
+    );
+    let body = lockdown();
+    let mut base = None;
+    for (clients, policies, rules) in [
+        (100, 1, 10),
+        (100, 10, 10),
+        (100, 10, 100),
+        (1_000, 1, 10),
+        (10_000, 1, 10),
+        (10_000, 10, 100),
+    ] {
+        let index = with_policies(clients, policies, rules);
+        let (t, code) = median(&index, &body);
+        let b = *base.get_or_insert(t);
+        println!(
+            "{clients:>8} {policies:>9} {rules:>6} {t:>12.2?} {code:>7} {:>8.2}x",
+            t.as_secs_f64() / b.as_secs_f64()
+        );
+    }
+}
+
 fn main() {
     println!("object size: 40 STRICT servers, 400 client namespaces");
     println!(
@@ -134,4 +214,5 @@ fn main() {
             t.as_secs_f64() / b.as_secs_f64()
         );
     }
+    network_policies();
 }

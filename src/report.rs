@@ -177,6 +177,9 @@ pub fn deny_message(object: &str, v: &Verdict, change: Option<&str>) -> String {
             v.excluded_by_network_policies
         );
     }
+    if v.network_policies_partly_checked {
+        m.push_str("\nNetworkPolicies were checked only in part (the review's work budget ran out): the remaining suspects are counted.");
+    }
     if let Some(change) = change {
         let _ = write!(m, "\nChange: {change}");
     }
@@ -400,6 +403,7 @@ mod tests {
             unlisted: 0,
             traffic_unavailable: None,
             excluded_by_network_policies: 0,
+            network_policies_partly_checked: false,
             ignored_root: None,
         }
     }

@@ -185,7 +185,7 @@ fn reachable<'a, 'w>(
         .collect();
     let mut listed = 0;
     for (c, reason) in members {
-        let reach = out.reach;
+        let reach = out.reach.clone();
         let reached = if listed < LISTED_UNMESHED {
             let before = out.verdict.breaks.len();
             let mut reached = false;

@@ -212,6 +212,9 @@ pub struct Verdict {
     /// Suspected clients not counted because NetworkPolicies keep them from every server they
     /// were suspected for (`--respect-network-policies`).
     pub excluded_by_network_policies: usize,
+    /// The review's budget for NetworkPolicy checks ran out: later suspects were counted
+    /// without one.
+    pub network_policies_partly_checked: bool,
     /// A mesh config change moves the root namespace to this namespace, one the guard ignores:
     /// policies there would be mesh-wide and, where the webhook does not watch it, unreviewed.
     pub ignored_root: Option<String>,
@@ -392,6 +395,7 @@ impl<'a> VerdictBuilder<'a> {
     }
 
     fn finish(mut self) -> Verdict {
+        self.verdict.network_policies_partly_checked = self.reach.exhausted();
         if !self.filtered.is_empty() {
             let counted: Set<&Client> = self.verdict.breaks.iter().map(|b| &b.client).collect();
             self.verdict.excluded_by_network_policies += self

@@ -2,15 +2,25 @@
 //! README "Reachability"): the server's ingress policies must admit the client, and the
 //! client's egress policies the server, as the CNI enforces them on pod addresses and ports.
 
+use std::cell::Cell;
+use std::rc::Rc;
+
 use crate::inventory::{Index, Workload};
 use crate::model::network_policy::{Peer, PolicyRule};
 use crate::model::pod::NamedPort;
 use crate::model::{Labels, NetworkPolicy};
 
-#[derive(Clone, Copy)]
+/// Policy weight a review may evaluate ([`NetworkPolicy::weight`] per check). Past it the
+/// remaining suspects are counted unfiltered, so a cluster full of large policies costs a
+/// review a bounded amount and errs on the cautious side.
+pub const REVIEW_BUDGET: usize = 1 << 23;
+
+#[derive(Clone)]
 pub(super) struct Reach<'i> {
     index: &'i Index,
     on: bool,
+    /// Weight still to spend; shared by the copies a review hands around.
+    left: Rc<Cell<usize>>,
 }
 
 /// Which way a policy rule looks: ingress rules name sources, egress rules destinations.
@@ -25,11 +35,17 @@ impl<'i> Reach<'i> {
         Reach {
             index,
             on: index.filters_by_network_policy(),
+            left: Rc::new(Cell::new(REVIEW_BUDGET)),
         }
     }
 
     pub(super) fn is_on(&self) -> bool {
         self.on
+    }
+
+    /// Whether the budget ran out, so some suspects were counted without a check.
+    pub(super) fn exhausted(&self) -> bool {
+        self.left.get() == 0
     }
 
     /// Whether pods of `client` may open TCP connections to `port` of pods of `server`. A
@@ -39,6 +55,7 @@ impl<'i> Reach<'i> {
         let Some(port) = port else { return true };
         !self.on
             || client.shape.host_network
+            || self.exhausted()
             || (self.admits(Way::Ingress, server, client, server, port)
                 && self.admits(Way::Egress, client, server, server, port))
     }
@@ -60,6 +77,11 @@ impl<'i> Reach<'i> {
                 Way::Egress => &np.egress,
             };
             let Some(rules) = rules else { continue };
+            let left = self.left.get();
+            if left == 0 {
+                return true;
+            }
+            self.left.set(left.saturating_sub(np.weight()));
             if !np.pod_selector.matches(&subject.shape.labels) {
                 continue;
             }

@@ -1524,3 +1524,31 @@ fn a_sidecar_client_kept_out_by_a_policy_is_not_counted() {
     );
     assert!(v.excluded_by_network_policies >= 1);
 }
+
+#[test]
+fn past_the_review_budget_network_policies_stop_ruling_suspects_out() {
+    let rules: Vec<Value> = (0..256).map(|_| json!({"ports": [{"port": 9}]})).collect();
+    let egress = json!({"metadata": {"namespace": "legacy"}, "spec": {"podSelector": {},
+        "policyTypes": ["Egress"], "egress": rules}});
+    let mut index = seed_with_policies(&vec![egress; 7]);
+    assert!(create(&index, &seed_lockdown()).excluded_by_network_policies > 0);
+    for i in 0..2_400 {
+        let app = format!("plain-{i}");
+        index.upsert_pod(pod(
+            "legacy",
+            &app,
+            false,
+            json!({"metadata": {"name": app}}),
+        ));
+    }
+    let v = create(&index, &seed_lockdown());
+    assert!(
+        v.network_policies_partly_checked,
+        "{} excluded, {} unlisted, {:?}",
+        v.excluded_by_network_policies,
+        v.unlisted,
+        broken(&v)
+    );
+    assert!(v.denies(), "the suspects left unchecked are counted");
+    assert!(crate::report::deny_message("x", &v, None).contains("checked only in part"));
+}

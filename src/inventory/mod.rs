@@ -88,8 +88,20 @@ pub struct Index {
     /// Services open outside the cluster (NodePort, LoadBalancer, externalIPs).
     exposed_services: usize,
     /// Kept only with `respect_network_policies`, by namespace, sorted by name.
-    network_policies: Map<String, Vec<NetworkPolicy>>,
+    network_policies: Map<String, Policies>,
 }
+
+/// A namespace's NetworkPolicies, sorted by name, and their summed weight.
+#[derive(Debug, Default)]
+struct Policies {
+    list: Vec<NetworkPolicy>,
+    weight: usize,
+}
+
+/// Most [`NetworkPolicy::weight`] a namespace's policies may add up to and still be used: a
+/// review checks a client against them once per server, so past this a namespace's pods are
+/// judged as if no policy isolated them (counted as suspects, the cautious side).
+pub const NETWORK_POLICY_BUDGET: usize = 4096;
 
 /// A Service port the API server calls, and the object that makes it.
 #[derive(Debug)]
@@ -184,29 +196,46 @@ impl Index {
         if !self.filters.respect_network_policies {
             return;
         }
-        let list = self
-            .network_policies
-            .entry(np.namespace.clone())
-            .or_default();
-        match list.binary_search_by(|p| p.name.cmp(&np.name)) {
-            Ok(at) => list[at] = np,
-            Err(at) => list.insert(at, np),
+        let namespace = np.namespace.clone();
+        let policies = self.network_policies.entry(namespace.clone()).or_default();
+        let was_within = policies.weight <= NETWORK_POLICY_BUDGET;
+        policies.weight += np.weight();
+        match policies.list.binary_search_by(|p| p.name.cmp(&np.name)) {
+            Ok(at) => {
+                let old = std::mem::replace(&mut policies.list[at], np);
+                policies.weight -= old.weight();
+            }
+            Err(at) => policies.list.insert(at, np),
+        }
+        if was_within && policies.weight > NETWORK_POLICY_BUDGET {
+            tracing::warn!(
+                namespace = %namespace,
+                budget = NETWORK_POLICY_BUDGET,
+                "NetworkPolicies of a namespace are over the budget: its pods are judged as if not isolated"
+            );
         }
     }
 
     pub fn remove_network_policy(&mut self, namespace: &str, name: &str) {
-        if let Some(list) = self.network_policies.get_mut(namespace) {
-            list.retain(|p| p.name != name);
-            if list.is_empty() {
+        if let Some(policies) = self.network_policies.get_mut(namespace) {
+            if let Ok(at) = policies
+                .list
+                .binary_search_by(|p| p.name.as_str().cmp(name))
+            {
+                policies.weight -= policies.list.remove(at).weight();
+            }
+            if policies.list.is_empty() {
                 self.network_policies.remove(namespace);
             }
         }
     }
 
+    /// The namespace's policies, or none when together they are over [`NETWORK_POLICY_BUDGET`].
     pub fn network_policies(&self, namespace: &str) -> &[NetworkPolicy] {
-        self.network_policies
-            .get(namespace)
-            .map_or(&[], Vec::as_slice)
+        match self.network_policies.get(namespace) {
+            Some(p) if p.weight <= NETWORK_POLICY_BUDGET => &p.list,
+            _ => &[],
+        }
     }
 
     /// Whether reachability narrows the suspects: asked for, and some policy exists.
@@ -585,7 +614,7 @@ impl Index {
             WatchedKind::NetworkPolicy => self
                 .network_policies
                 .values()
-                .flatten()
+                .flat_map(|p| &p.list)
                 .map(|n| (n.namespace.clone(), n.name.clone()))
                 .collect(),
             WatchedKind::ApiCaller(k) => self
@@ -803,6 +832,52 @@ mod tests {
             index.mesh(),
             &MeshConfig::default(),
             "a deleted mesh config means Istio's defaults"
+        );
+    }
+}
+
+#[cfg(test)]
+mod network_policy_tests {
+    use super::*;
+    use serde_json::json;
+
+    fn policy(name: &str, rules: usize) -> NetworkPolicy {
+        let rules: Vec<_> = (0..rules)
+            .map(|i| json!({"ports": [{"port": i}]}))
+            .collect();
+        let raw = json!({"metadata": {"name": name, "namespace": "att"},
+            "spec": {"podSelector": {}, "ingress": rules}});
+        NetworkPolicy::from_api(&serde_json::from_value(raw).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn a_namespace_over_the_budget_is_judged_unisolated_until_it_is_back_under() {
+        let mut index = Index::new(Filters {
+            respect_network_policies: true,
+            ..Filters::default()
+        });
+        let per = policy("p0", 200).weight();
+        let fit = NETWORK_POLICY_BUDGET / per;
+        for i in 0..fit {
+            index.upsert_network_policy(policy(&format!("p{i}"), 200));
+        }
+        assert_eq!(index.network_policies("att").len(), fit);
+        index.upsert_network_policy(policy("one-too-many", 200));
+        assert!(index.network_policies("att").is_empty());
+        index.upsert_network_policy(policy("one-too-many", 1));
+        assert_eq!(
+            index.network_policies("att").len(),
+            fit + 1,
+            "replaced, reweighed"
+        );
+        index.upsert_network_policy(policy("again", 200));
+        index.remove_network_policy("att", "again");
+        assert_eq!(index.network_policies("att").len(), fit + 1);
+
+        let mut ignoring = Index::default();
+        ignoring.upsert_network_policy(policy("p", 1));
+        assert!(
+            ignoring.network_policies("att").is_empty() && !ignoring.filters_by_network_policy()
         );
     }
 }

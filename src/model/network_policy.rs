@@ -122,6 +122,16 @@ pub struct NetworkPolicy {
 }
 
 impl NetworkPolicy {
+    /// What checking one client against this policy can cost: one per rule, peer and port.
+    pub fn weight(&self) -> usize {
+        let rules = self.ingress.iter().chain(self.egress.iter()).flatten();
+        1 + rules
+            .map(|r| {
+                1 + r.peers.as_ref().map_or(0, Vec::len) + r.ports.as_ref().map_or(0, Vec::len)
+            })
+            .sum::<usize>()
+    }
+
     pub fn from_api(np: &net::NetworkPolicy) -> Result<NetworkPolicy, ModelError> {
         let name = np
             .metadata
