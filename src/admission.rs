@@ -480,7 +480,8 @@ fn review_mesh_config(
 ) -> Result<Reviewed, String> {
     let object = format!("ConfigMap {}", object_name(req));
     let unreadable = |e| format!("{object}: {e}");
-    let old = mesh_of(req.old_object.as_ref()).map_err(unreadable)?;
+    // An unreadable config already in place must stay fixable: judge from what is in force.
+    let old = mesh_of(req.old_object.as_ref()).unwrap_or_else(|_| index.mesh().clone());
     let new = mesh_of(req.object.as_ref()).map_err(unreadable)?;
     let mut changed = Vec::new();
     if old.enable_auto_mtls != new.enable_auto_mtls {

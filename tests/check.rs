@@ -296,3 +296,23 @@ fn a_cut_off_client_has_one_json_shape_in_check_report_and_the_audit_annotation(
         assert_eq!(entry["servers"][0], "foo/httpbin");
     }
 }
+
+#[test]
+fn a_mesh_config_manifest_is_checked_like_the_webhook_reviews_it() {
+    let out = check(&[
+        "-f",
+        &path("check-mesh-auto-mtls-off.yaml"),
+        "--inventory",
+        &path("strict-mesh-auto-mtls.yaml"),
+    ]);
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.starts_with("DENY  ConfigMap istio-system/istio (UPDATE, "),
+        "{text}"
+    );
+    assert!(
+        text.contains("foo/sleep -> bar/httpbin: auto mTLS is off"),
+        "{text}"
+    );
+}

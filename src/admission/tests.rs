@@ -506,6 +506,15 @@ fn a_mesh_config_that_is_not_yaml_is_a_bad_request_and_delete_means_the_defaults
         .result
         .message
         .contains("ConfigMap istio-system/istio"));
+    let fixed = configmap_review(
+        "istio",
+        Some("enableAutoMtls: [oops"),
+        Some("enableAutoMtls: false"),
+    );
+    assert_eq!(
+        decide(&seed(), GuardMode::Enforce, &fixed).record.decision,
+        Decision::Allowed
+    );
     // The seed runs with auto mTLS off; deleting the ConfigMap turns it on, which relaxes.
     let delete = configmap_review("istio", Some("enableAutoMtls: false"), None);
     let out = decide(&seed(), GuardMode::Enforce, &delete);

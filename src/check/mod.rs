@@ -17,9 +17,9 @@ use serde_json::Value;
 
 use crate::admission::{self, BREAK_GLASS_ANNOTATION};
 use crate::decision::{settle, Decision, GuardMode};
-use crate::engine::{self, Change, Verdict};
+use crate::engine::{self, Change, Evidence, Verdict};
 use crate::inventory::Index;
-use crate::model::{ModelError, Origin, Rule, RuleKind};
+use crate::model::{MeshConfig, ModelError, Origin, Rule, RuleKind};
 use crate::report;
 
 #[derive(Debug, thiserror::Error)]
@@ -134,6 +134,74 @@ fn rule_kind(value: &Value) -> (Option<RuleKind>, String) {
     )
 }
 
+/// The mesh config ConfigMap (`istio` in the Istio namespace), judged as the webhook's
+/// ConfigMap rule would; `None` for any other object.
+fn check_mesh_config(
+    index: &mut Index,
+    m: &Manifest,
+    delete: bool,
+    mode: GuardMode,
+) -> Result<Option<Checked>, CheckError> {
+    let v = &m.value;
+    let istio_namespace = index.filters().istio_namespace.clone();
+    let is_mesh = v.get("apiVersion").and_then(Value::as_str) == Some("v1")
+        && v.get("kind").and_then(Value::as_str) == Some("ConfigMap")
+        && v.pointer("/metadata/name").and_then(Value::as_str)
+            == Some(crate::model::mesh_config::CONFIGMAP_NAME)
+        && v.pointer("/metadata/namespace").and_then(Value::as_str) == Some(&istio_namespace);
+    if !is_mesh {
+        return Ok(None);
+    }
+    let object = format!(
+        "ConfigMap {istio_namespace}/{}",
+        crate::model::mesh_config::CONFIGMAP_NAME
+    );
+    let new = if delete {
+        MeshConfig::default()
+    } else {
+        let mesh = v.pointer("/data/mesh").and_then(Value::as_str);
+        MeshConfig::from_yaml(mesh).map_err(|cause| CheckError::Object {
+            source_name: m.source.clone(),
+            object: object.clone(),
+            cause,
+        })?
+    };
+    let old = index.mesh().clone();
+    let verdict = engine::evaluate_mesh_change(index, &old, &new, &Evidence::inventory_only());
+    let mode = admission::mode_for(index, mode, Some(&istio_namespace));
+    let glass = break_glass(v);
+    let outcome = match settle(&verdict, mode, glass.is_some()) {
+        Decision::Denied => Outcome::Denied {
+            message: report::deny_message(&object, &verdict, None),
+            verdict,
+            fix: Fix::Advice(
+                "keep the mesh config until the clients no longer depend on it".into(),
+            ),
+        },
+        decision => {
+            index.set_mesh(new);
+            match decision {
+                Decision::Allowed => Outcome::Allowed,
+                _ => Outcome::AllowedAnyway {
+                    verdict,
+                    break_glass: glass,
+                },
+            }
+        }
+    };
+    Ok(Some(Checked {
+        source: m.source.clone(),
+        object,
+        operation: Some(if delete {
+            Operation::Delete
+        } else {
+            Operation::Update
+        }),
+        assumed_from_manifest: false,
+        outcome,
+    }))
+}
+
 /// The manifest's break-glass reason. The webhook honours it only when the request sets it;
 /// the inventory keeps no annotations, so here a reason in the manifest counts as set.
 fn break_glass(value: &Value) -> Option<String> {
@@ -154,6 +222,10 @@ pub fn check(
 ) -> Result<Vec<Checked>, CheckError> {
     let mut results = Vec::new();
     for m in manifests {
+        if let Some(checked) = check_mesh_config(index, m, delete, mode)? {
+            results.push(checked);
+            continue;
+        }
         let (kind, kind_name) = rule_kind(&m.value);
         let Some(kind) = kind else {
             results.push(Checked {

@@ -198,9 +198,15 @@ fn reachable<'a, 'w>(
             listed += out.verdict.breaks.len() - before;
             reached
         } else {
-            let reached = locked.iter().any(|(h, w)| reach.allows(c, w, h.port));
-            out.verdict.unlisted += usize::from(reached);
-            reached
+            // The first server it reaches is named, so the message lists every server cut off.
+            let first = locked.iter().find(|(h, w)| reach.allows(c, w, h.port));
+            if let Some((h, w)) = first {
+                out.server(h, w);
+                if out.unlisted_reached.insert(client(c)) {
+                    out.verdict.unlisted += 1;
+                }
+            }
+            first.is_some()
         };
         if !reached {
             out.filtered.insert(client(c));

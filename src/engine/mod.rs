@@ -254,6 +254,8 @@ struct VerdictBuilder<'a> {
     reach: reach::Reach<'a>,
     /// Suspects NetworkPolicies kept from a server; counted at the end unless cut off elsewhere.
     filtered: Set<Client>,
+    /// Unlisted clients found to reach a server, counted once whatever their pod groups.
+    unlisted_reached: Set<Client>,
     server_slots: Map<WorkloadId, usize>,
     /// The pod groups of one workload (a Deployment mid-rollout) share one server entry.
     workload_slots: Map<(Arc<str>, Arc<str>), usize>,
@@ -270,6 +272,7 @@ impl<'a> VerdictBuilder<'a> {
             verdict: Verdict::default(),
             reach: reach::Reach::new(index),
             filtered: Set::default(),
+            unlisted_reached: Set::default(),
             server_slots: Map::default(),
             workload_slots: Map::default(),
             break_slots: Map::default(),
@@ -293,11 +296,15 @@ impl<'a> VerdictBuilder<'a> {
                 slot
             }
         };
-        if self.verdict.servers[slot]
-            .ports
-            .iter()
-            .all(|p| p.port != hit.port)
-        {
+        let entry = &mut self.verdict.servers[slot];
+        entry.accepts_hbone &= w.accepts_hbone();
+        if let Some(known) = entry.ports.iter_mut().find(|p| p.port == hit.port) {
+            // Pod groups of one workload may differ: a port one of them had not STRICT is
+            // a lock-down for the workload.
+            if known.before == Mode::Strict {
+                known.before = hit.before;
+            }
+        } else {
             let decided_by = hit.after.by.map(|o| self.decider(o));
             self.verdict.servers[slot].ports.push(PortChange {
                 port: hit.port,
@@ -397,7 +404,13 @@ impl<'a> VerdictBuilder<'a> {
     fn finish(mut self) -> Verdict {
         self.verdict.network_policies_partly_checked = self.reach.exhausted();
         if !self.filtered.is_empty() {
-            let counted: Set<&Client> = self.verdict.breaks.iter().map(|b| &b.client).collect();
+            let counted: Set<&Client> = self
+                .verdict
+                .breaks
+                .iter()
+                .map(|b| &b.client)
+                .chain(&self.unlisted_reached)
+                .collect();
             self.verdict.excluded_by_network_policies += self
                 .filtered
                 .iter()

@@ -6,7 +6,7 @@ use std::cell::Cell;
 use std::rc::Rc;
 
 use crate::inventory::{Index, Workload};
-use crate::model::network_policy::{Peer, PolicyRule};
+use crate::model::network_policy::{Peer, PolicyRule, Selector};
 use crate::model::pod::NamedPort;
 use crate::model::{Labels, NetworkPolicy};
 
@@ -101,22 +101,29 @@ impl<'i> Reach<'i> {
             return true;
         };
         peers.iter().any(|p| match p {
-            Peer::Block { .. } => peer.ips().any(|ip| p.admits_ip(ip)),
+            // Pods without an address yet (Pending) will get one: judged admitted.
+            Peer::Block { .. } => {
+                let mut ips = peer.ips().peekable();
+                ips.peek().is_none() || ips.any(|ip| p.admits_ip(ip))
+            }
             Peer::Pods { namespaces, pods } => {
                 let namespace_ok = match namespaces {
                     None => *peer.namespace == *np.namespace,
-                    Some(sel) => sel.matches(self.namespace_labels(&peer.namespace)),
+                    Some(sel) => self.namespace_matches(sel, &peer.namespace),
                 };
                 namespace_ok && pods.as_ref().is_none_or(|s| s.matches(&peer.shape.labels))
             }
         })
     }
 
-    fn namespace_labels(&self, namespace: &str) -> &'i Labels {
-        static NONE: std::sync::OnceLock<Labels> = std::sync::OnceLock::new();
+    /// A namespace the inventory lacks still has the label the API server puts on all.
+    fn namespace_matches(&self, selector: &Selector, namespace: &str) -> bool {
         match self.index.namespace(namespace) {
-            Some(ns) => &ns.labels,
-            None => NONE.get_or_init(Labels::new),
+            Some(ns) => selector.matches(&ns.labels),
+            None => selector.matches(&Labels::from([(
+                crate::model::namespace::NAME_LABEL.to_string(),
+                namespace.to_string(),
+            )])),
         }
     }
 }

@@ -1552,3 +1552,30 @@ fn past_the_review_budget_network_policies_stop_ruling_suspects_out() {
     assert!(v.denies(), "the suspects left unchecked are counted");
     assert!(crate::report::deny_message("x", &v, None).contains("checked only in part"));
 }
+
+#[test]
+fn pods_without_an_address_and_namespaces_the_inventory_lacks_are_matched_cautiously() {
+    let from_ip = httpbin_only_from(json!([{"ipBlock": {"cidr": "192.168.0.0/16"}}]), json!([]));
+    let mut index = seed_with_policies(&[from_ip]);
+    index.upsert_pod(pod(
+        "legacy",
+        "pending",
+        false,
+        json!({"status": {"phase": "Pending", "podIP": null}}),
+    ));
+    let v = create(&index, &seed_lockdown());
+    assert_eq!(
+        broken(&v),
+        ["legacy/pending: no-proxy"],
+        "legacy/sleep's address is outside"
+    );
+
+    let by_name =
+        json!([{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "legacy"}}}]);
+    let mut index = seed_with_policies(&[httpbin_only_from(by_name, json!([]))]);
+    index.remove_namespace("legacy");
+    assert_eq!(
+        broken(&create(&index, &seed_lockdown())),
+        ["legacy/sleep: no-proxy"]
+    );
+}

@@ -79,7 +79,7 @@ pub fn spawn(client: Client, shared: Arc<SharedIndex>, istio_namespace: &str) {
             cfg(),
             &shared,
             WatchedKind::NetworkPolicy,
-            |n| NetworkPolicy::from_api(n).map(Item::NetworkPolicy),
+            |n| Ok(Item::NetworkPolicy(NetworkPolicy::read(n))),
         );
     } else {
         shared.mark_synced(WatchedKind::NetworkPolicy);

@@ -91,11 +91,30 @@ pub struct Index {
     network_policies: Map<String, Policies>,
 }
 
-/// A namespace's NetworkPolicies, sorted by name, and their summed weight.
+/// A namespace's NetworkPolicies, sorted by name, their summed weight, and how many could
+/// not be read.
 #[derive(Debug, Default)]
 struct Policies {
     list: Vec<NetworkPolicy>,
     weight: usize,
+    unreadable: usize,
+}
+
+impl Policies {
+    fn add(&mut self, np: &NetworkPolicy) {
+        self.weight += np.weight();
+        self.unreadable += usize::from(np.unreadable);
+    }
+
+    fn take(&mut self, np: &NetworkPolicy) {
+        self.weight -= np.weight();
+        self.unreadable -= usize::from(np.unreadable);
+    }
+
+    /// Used only when all were read and they are within [`NETWORK_POLICY_BUDGET`].
+    fn usable(&self) -> bool {
+        self.unreadable == 0 && self.weight <= NETWORK_POLICY_BUDGET
+    }
 }
 
 /// Most [`NetworkPolicy::weight`] a namespace's policies may add up to and still be used: a
@@ -198,20 +217,21 @@ impl Index {
         }
         let namespace = np.namespace.clone();
         let policies = self.network_policies.entry(namespace.clone()).or_default();
-        let was_within = policies.weight <= NETWORK_POLICY_BUDGET;
-        policies.weight += np.weight();
+        let was_usable = policies.usable();
+        policies.add(&np);
         match policies.list.binary_search_by(|p| p.name.cmp(&np.name)) {
             Ok(at) => {
                 let old = std::mem::replace(&mut policies.list[at], np);
-                policies.weight -= old.weight();
+                policies.take(&old);
             }
             Err(at) => policies.list.insert(at, np),
         }
-        if was_within && policies.weight > NETWORK_POLICY_BUDGET {
+        if was_usable && !policies.usable() {
             tracing::warn!(
                 namespace = %namespace,
                 budget = NETWORK_POLICY_BUDGET,
-                "NetworkPolicies of a namespace are over the budget: its pods are judged as if not isolated"
+                unreadable = policies.unreadable,
+                "NetworkPolicies of a namespace are unreadable or over the budget: its pods are judged as if not isolated"
             );
         }
     }
@@ -230,10 +250,11 @@ impl Index {
         }
     }
 
-    /// The namespace's policies, or none when together they are over [`NETWORK_POLICY_BUDGET`].
+    /// The namespace's policies, or none when one is unreadable or together they are over
+    /// [`NETWORK_POLICY_BUDGET`].
     pub fn network_policies(&self, namespace: &str) -> &[NetworkPolicy] {
         match self.network_policies.get(namespace) {
-            Some(p) if p.weight <= NETWORK_POLICY_BUDGET => &p.list,
+            Some(p) if p.usable() => &p.list,
             _ => &[],
         }
     }
@@ -872,6 +893,18 @@ mod network_policy_tests {
         );
         index.upsert_network_policy(policy("again", 200));
         index.remove_network_policy("att", "again");
+        assert_eq!(index.network_policies("att").len(), fit + 1);
+
+        let unreadable = NetworkPolicy {
+            unreadable: true,
+            ..policy("broken", 1)
+        };
+        index.upsert_network_policy(unreadable);
+        assert!(
+            index.network_policies("att").is_empty(),
+            "an unreadable one may admit anyone"
+        );
+        index.remove_network_policy("att", "broken");
         assert_eq!(index.network_policies("att").len(), fit + 1);
 
         let mut ignoring = Index::default();

@@ -5,7 +5,7 @@ use k8s_openapi::api::core::v1 as core;
 use super::{pod::DATAPLANE_MODE_LABEL, Labels, ModelError};
 
 pub const MODE_LABEL: &str = "mtls-guard.io/mode";
-const NAME_LABEL: &str = "kubernetes.io/metadata.name";
+pub const NAME_LABEL: &str = "kubernetes.io/metadata.name";
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Namespace {

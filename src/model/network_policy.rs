@@ -119,6 +119,9 @@ pub struct NetworkPolicy {
     /// traffic (none: all ingress is denied).
     pub ingress: Option<Vec<PolicyRule>>,
     pub egress: Option<Vec<PolicyRule>>,
+    /// The policy could not be read (a list too long, an unknown operator, a bad CIDR): it
+    /// may admit clients nobody can see, so its namespace is judged as if not isolated.
+    pub unreadable: bool,
 }
 
 impl NetworkPolicy {
@@ -130,6 +133,19 @@ impl NetworkPolicy {
                 1 + r.peers.as_ref().map_or(0, Vec::len) + r.ports.as_ref().map_or(0, Vec::len)
             })
             .sum::<usize>()
+    }
+
+    /// The policy as [`NetworkPolicy::from_api`] reads it, or, when it cannot, a marker that
+    /// takes its namespace's policies out of use.
+    pub fn read(np: &net::NetworkPolicy) -> NetworkPolicy {
+        NetworkPolicy::from_api(np).unwrap_or_else(|_| NetworkPolicy {
+            namespace: np.metadata.namespace.clone().unwrap_or_default(),
+            name: np.metadata.name.clone().unwrap_or_default(),
+            pod_selector: Selector::default(),
+            ingress: None,
+            egress: None,
+            unreadable: true,
+        })
     }
 
     pub fn from_api(np: &net::NetworkPolicy) -> Result<NetworkPolicy, ModelError> {
@@ -144,13 +160,16 @@ impl NetworkPolicy {
         bounded("spec.ingress", ingress_rules.len())?;
         bounded("spec.egress", egress_rules.len())?;
         // Without policyTypes a policy isolates ingress, and egress when it has egress rules.
-        let types = spec.policy_types.unwrap_or_else(|| {
-            let mut t = vec!["Ingress".to_string()];
-            if !egress_rules.is_empty() {
-                t.push("Egress".into());
-            }
-            t
-        });
+        let types = spec
+            .policy_types
+            .filter(|t| !t.is_empty())
+            .unwrap_or_else(|| {
+                let mut t = vec!["Ingress".to_string()];
+                if !egress_rules.is_empty() {
+                    t.push("Egress".into());
+                }
+                t
+            });
         let has = |t: &str| types.iter().any(|x| x == t);
         let rules = |field: &str, list: Vec<(Option<Vec<net::NetworkPolicyPeer>>, _)>| {
             list.into_iter()
@@ -175,6 +194,7 @@ impl NetworkPolicy {
             egress: has("Egress")
                 .then(|| rules("spec.egress", egress))
                 .transpose()?,
+            unreadable: false,
         })
     }
 }
@@ -302,6 +322,12 @@ mod tests {
     }
 
     #[test]
+    fn empty_policy_types_default_like_absent_ones() {
+        let p = np(json!({"podSelector": {}, "policyTypes": []}));
+        assert!(p.ingress.is_some());
+    }
+
+    #[test]
     fn long_lists_and_unknown_operators_are_refused() {
         let many: Vec<_> = (0..300).map(|i| json!({"port": i})).collect();
         let raw = json!({"metadata": {"name": "p"}, "spec": {"podSelector": {},
@@ -309,6 +335,9 @@ mod tests {
         assert!(NetworkPolicy::from_api(&serde_json::from_value(raw).unwrap()).is_err());
         let raw = json!({"metadata": {"name": "p"}, "spec": {"podSelector": {
             "matchExpressions": [{"key": "a", "operator": "Near"}]}}});
-        assert!(NetworkPolicy::from_api(&serde_json::from_value(raw).unwrap()).is_err());
+        let raw = serde_json::from_value(raw).unwrap();
+        assert!(NetworkPolicy::from_api(&raw).is_err());
+        let marker = NetworkPolicy::read(&raw);
+        assert!(marker.unreadable);
     }
 }
