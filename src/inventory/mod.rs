@@ -242,7 +242,8 @@ impl Index {
                 .list
                 .binary_search_by(|p| p.name.as_str().cmp(name))
             {
-                policies.weight -= policies.list.remove(at).weight();
+                let old = policies.list.remove(at);
+                policies.take(&old);
             }
             if policies.list.is_empty() {
                 self.network_policies.remove(namespace);
