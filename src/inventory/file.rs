@@ -91,6 +91,26 @@ impl Loader {
         Ok(())
     }
 
+    /// A Pod already read into its typed form.
+    pub(super) fn add_pod(
+        &mut self,
+        source_name: &str,
+        pod: &core::Pod,
+    ) -> Result<(), InventoryError> {
+        let pod = Pod::from_api(pod).map_err(|source| InventoryError::Object {
+            source_name: source_name.to_string(),
+            kind: "Pod".into(),
+            name: pod
+                .metadata
+                .name
+                .clone()
+                .unwrap_or_else(|| "<unnamed>".into()),
+            source,
+        })?;
+        self.index.upsert_pod(pod);
+        Ok(())
+    }
+
     pub(super) fn add_value(
         &mut self,
         source_name: &str,
