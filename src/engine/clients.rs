@@ -1,4 +1,5 @@
-//! Who sends plaintext to a server port (design §4, tiers 1 and 2).
+//! Who sends plaintext to a server port (README "How it decides", the inventory and client
+//! config tiers).
 //!
 //! Clients without a proxy, ambient clients and the kubelet do not depend on the policies:
 //! they are cut off by exactly the ports a change locks down. Sidecar clients depend on their

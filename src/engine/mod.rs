@@ -457,8 +457,9 @@ pub fn evaluate_with(index: &Index, change: &Change, evidence: &Evidence) -> Ver
     judge(views, candidates(index, change), &rules, evidence)
 }
 
-/// Which clients does replacing mesh config `old` by `new` cut off (design §4.5)? Every
-/// workload may change mode, and sidecar clients may stop using auto mTLS.
+/// Which clients does replacing mesh config `old` by `new` cut off (README "How it decides",
+/// mesh config changes)? Every workload may change mode, and sidecar clients may stop using
+/// auto mTLS.
 pub fn evaluate_mesh_change(
     index: &Index,
     old: &MeshConfig,

@@ -1,4 +1,5 @@
-//! Effective inbound mode of a server port: workload > namespace > mesh (design §3).
+//! Effective inbound mode of a server port: workload > namespace > mesh (README "How it
+//! decides", effective mode).
 //!
 //! PeerAuthentication follows istiod's `ComposePeerAuthentication`; v1alpha1 Policy and
 //! MeshPolicy follow Pilot 1.4. At each level an applicable PeerAuthentication, even one with

@@ -1,4 +1,4 @@
-//! Traffic evidence (design §4, tier 3): who was seen sending plaintext to whom, from Istio's
+//! Traffic evidence (README "Traffic evidence"): who was seen sending plaintext to whom, from Istio's
 //! telemetry in Prometheus.
 //!
 //! The types here are plain data, free of HTTP, so the engine can read them on the review

@@ -96,7 +96,7 @@ fn service_ref(config: &Value, domain: &str) -> Option<ServiceRef> {
             port: port.unwrap_or(443),
         });
     }
-    let url = reqwest::Url::parse(config["url"].as_str()?).ok()?;
+    let url = url::Url::parse(config["url"].as_str()?).ok()?;
     let host = url.host_str()?;
     let host = host
         .strip_suffix(&format!(".svc.{domain}"))
