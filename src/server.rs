@@ -581,3 +581,6 @@ pub async fn bind(addr: SocketAddr, flag: &str) -> Result<TcpListener, std::io::
         .await
         .map_err(|e| std::io::Error::new(e.kind(), format!("{flag} {addr}: {e}")))
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,152 @@
+//! Each endpoint and status through the routers alone (`oneshot`, no socket, no TLS): the HTTP
+//! behaviour in milliseconds. TLS, drain and the hardening limits are tested on the binary.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::{header, Method, Request, StatusCode};
+use tower::ServiceExt;
+
+use super::*;
+use crate::inventory::{file, Filters, SharedIndex};
+
+fn limits() -> Limits {
+    Limits {
+        max_body_bytes: 64 * 1024,
+        max_buffered_bytes: 32 * 1024 * 1024,
+        request_timeout: Duration::from_secs(4),
+    }
+}
+
+fn state(synced: bool) -> Arc<AppState> {
+    let index = file::demo(Filters::default(), "istio-system").unwrap();
+    let shared = if synced {
+        SharedIndex::complete(index)
+    } else {
+        SharedIndex::syncing(index, Duration::from_secs(60))
+    };
+    Arc::new(AppState::new(Arc::new(shared), GuardMode::Enforce, false))
+}
+
+fn fixture(name: &str) -> Vec<u8> {
+    std::fs::read(format!("{}/tests/data/{name}", env!("CARGO_MANIFEST_DIR"))).unwrap()
+}
+
+async fn send(router: Router, req: Request<Body>) -> (StatusCode, String) {
+    let res = router.oneshot(req).await.unwrap();
+    let status = res.status();
+    let body = axum::body::to_bytes(res.into_body(), 1 << 20)
+        .await
+        .unwrap();
+    (status, String::from_utf8_lossy(&body).into_owned())
+}
+
+fn post(path: &str, content_type: &str, body: Vec<u8>) -> Request<Body> {
+    Request::builder()
+        .method(Method::POST)
+        .uri(path)
+        .header(header::CONTENT_TYPE, content_type)
+        .body(Body::from(body))
+        .unwrap()
+}
+
+fn get(path: &str) -> Request<Body> {
+    Request::get(path).body(Body::empty()).unwrap()
+}
+
+#[tokio::test]
+async fn validate_answers_the_seed_lockdown_with_a_denying_review() {
+    let router = webhook_router(state(true), &limits());
+    let (status, body) = send(
+        router,
+        post(
+            "/validate",
+            "application/json",
+            fixture("seed-strict-policy.json"),
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let review: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(review["response"]["allowed"], false);
+    assert_eq!(review["response"]["status"]["code"], 403);
+}
+
+#[tokio::test]
+async fn the_webhook_port_refuses_what_is_not_a_review() {
+    let cases = [
+        (get("/validate"), StatusCode::METHOD_NOT_ALLOWED),
+        (
+            post("/healthz", "application/json", b"{}".to_vec()),
+            StatusCode::NOT_FOUND,
+        ),
+        (
+            post(
+                "/validate",
+                "text/plain",
+                fixture("seed-strict-policy.json"),
+            ),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        ),
+        (
+            post("/validate", "application/json", b"{not json".to_vec()),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            post("/validate", "application/json", vec![b' '; 70_000]),
+            StatusCode::PAYLOAD_TOO_LARGE,
+        ),
+    ];
+    for (req, want) in cases {
+        let what = format!("{} {}", req.method(), req.uri());
+        let (status, body) = send(webhook_router(state(true), &limits()), req).await;
+        assert_eq!(status, want, "{what}: {body}");
+    }
+}
+
+#[tokio::test]
+async fn an_unsynced_guard_denies_a_review_with_the_reason() {
+    let router = webhook_router(state(false), &limits());
+    let (status, body) = send(
+        router,
+        post(
+            "/validate",
+            "application/json",
+            fixture("seed-strict-policy.json"),
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let review: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(review["response"]["allowed"], false);
+    assert_eq!(review["response"]["status"]["code"], 503);
+    assert!(body.contains("not synced"), "{body}");
+}
+
+#[tokio::test]
+async fn the_ops_port_serves_probes_metrics_and_the_report_only_when_asked() {
+    let st = state(true);
+    let ops = |serve_report| ops_router(Arc::clone(&st), &limits(), serve_report);
+    assert_eq!(
+        send(ops(false), get("/healthz")).await,
+        (StatusCode::OK, "ok".into())
+    );
+    let (status, why) = send(ops(false), get("/readyz")).await;
+    assert_eq!(
+        status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "no webhook listener yet"
+    );
+    assert!(why.contains("serving certificate"), "{why}");
+    let (status, metrics) = send(ops(false), get("/metrics")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(metrics.contains("mtls_guard_inventory_synced"), "{metrics}");
+    assert_eq!(
+        send(ops(false), get("/report")).await.0,
+        StatusCode::NOT_FOUND
+    );
+    let (status, page) = send(ops(true), get("/report")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(page.contains("<html"), "{}", &page[..page.len().min(200)]);
+}
