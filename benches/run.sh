@@ -97,6 +97,9 @@ kill "$opa" "$opa100k" 2>/dev/null || true
 echo "== live watch: 20k pods on a real kube-apiserver (cargo bench --bench watch)"
 "$(bench_bin watch)"
 
+echo "== through the API server: dry-run policy writes with and without the guard (cargo bench --bench apiserver)"
+"$(bench_bin apiserver)"
+
 echo "== criterion means (cargo bench --bench engine)"
 cargo bench --quiet --bench engine -- --warm-up-time 1 --measurement-time 3 2>/dev/null \
   | grep -E '^(index_build|evaluate)/|time:'
