@@ -37,6 +37,15 @@ fn namespace(name: &str) -> Value {
     json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
 }
 
+/// The 40 servers of namespace `srv`, each with its Service.
+fn servers(items: &mut Vec<Value>) {
+    for s in 0..SERVERS {
+        let app = format!("srv-{s}");
+        items.push(sidecar_pod("srv", &app, &app));
+        items.push(service("srv", &app));
+    }
+}
+
 /// 40 STRICT servers in `srv`, one sidecar client in each of 400 namespaces, and `unrelated`
 /// namespaces each holding a PERMISSIVE server no STRICT policy reaches.
 fn inventory(unrelated: usize) -> Index {
@@ -44,11 +53,7 @@ fn inventory(unrelated: usize) -> Index {
     items.push(json!({"apiVersion": "security.istio.io/v1", "kind": "PeerAuthentication",
         "metadata": {"name": "default", "namespace": "srv", "creationTimestamp": "2024-01-01T00:00:00Z"},
         "spec": {"mtls": {"mode": "STRICT"}}}));
-    for s in 0..SERVERS {
-        let app = format!("srv-{s}");
-        items.push(sidecar_pod("srv", &app, &app));
-        items.push(service("srv", &app));
-    }
+    servers(&mut items);
     for c in 0..CLIENT_NAMESPACES {
         let ns = format!("c-{c}");
         items.push(namespace(&ns));
@@ -76,11 +81,24 @@ fn review(entries: usize) -> Vec<u8> {
     let object = json!({"apiVersion": "networking.istio.io/v1", "kind": "DestinationRule",
         "metadata": {"name": "everything-plaintext", "namespace": "c-0"},
         "spec": {"host": "*", "exportTo": export, "trafficPolicy": {"tls": {"mode": "DISABLE"}}}});
-    serde_json::to_vec(&json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
-        "request": {"uid": "adv", "kind": {"group": "networking.istio.io", "version": "v1", "kind": "DestinationRule"},
-            "resource": {"group": "networking.istio.io", "version": "v1", "resource": "destinationrules"},
-            "name": "everything-plaintext", "namespace": "c-0", "operation": "CREATE",
-            "userInfo": {"username": "mallory"}, "object": object}}))
+    create(
+        "networking.istio.io",
+        "DestinationRule",
+        "destinationrules",
+        object,
+    )
+}
+
+/// The AdmissionReview of a CREATE of `object` (kind `kind` of `group`, resource `resource`).
+fn create(group: &str, kind: &str, resource: &str, object: Value) -> Vec<u8> {
+    let meta = &object["metadata"];
+    serde_json::to_vec(
+        &json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+        "request": {"uid": "adv", "kind": {"group": group, "version": "v1", "kind": kind},
+            "resource": {"group": group, "version": "v1", "resource": resource},
+            "name": meta["name"], "namespace": meta["namespace"], "operation": "CREATE",
+            "userInfo": {"username": "mallory"}, "object": object}}),
+    )
     .expect("review serializes")
 }
 
@@ -104,11 +122,7 @@ fn median(index: &Index, body: &[u8]) -> (Duration, i32) {
 /// `--respect-network-policies`.
 fn with_policies(clients: usize, policies: usize, rules: usize) -> Index {
     let mut items = vec![namespace("srv"), namespace("att")];
-    for s in 0..SERVERS {
-        let app = format!("srv-{s}");
-        items.push(sidecar_pod("srv", &app, &app));
-        items.push(service("srv", &app));
-    }
+    servers(&mut items);
     for c in 0..clients {
         let app = format!("plain-{c}");
         items.push(json!({"apiVersion": "v1", "kind": "Pod",
@@ -140,12 +154,12 @@ fn with_policies(clients: usize, policies: usize, rules: usize) -> Index {
 fn lockdown() -> Vec<u8> {
     let object = json!({"apiVersion": "security.istio.io/v1", "kind": "PeerAuthentication",
         "metadata": {"name": "default", "namespace": "srv"}, "spec": {"mtls": {"mode": "STRICT"}}});
-    serde_json::to_vec(&json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
-        "request": {"uid": "np", "kind": {"group": "security.istio.io", "version": "v1", "kind": "PeerAuthentication"},
-            "resource": {"group": "security.istio.io", "version": "v1", "resource": "peerauthentications"},
-            "name": "default", "namespace": "srv", "operation": "CREATE",
-            "userInfo": {"username": "mallory"}, "object": object}}))
-    .expect("review serializes")
+    create(
+        "security.istio.io",
+        "PeerAuthentication",
+        "peerauthentications",
+        object,
+    )
 }
 
 fn network_policies() {

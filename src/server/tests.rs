@@ -55,20 +55,21 @@ fn get(path: &str) -> Request<Body> {
     Request::get(path).body(Body::empty()).unwrap()
 }
 
+/// The AdmissionReview the webhook router answers to the seed's lock-down.
+async fn seed_review(state: Arc<AppState>) -> serde_json::Value {
+    let req = post(
+        "/validate",
+        "application/json",
+        fixture("seed-strict-policy.json"),
+    );
+    let (status, body) = send(webhook_router(state, &limits()), req).await;
+    assert_eq!(status, StatusCode::OK);
+    serde_json::from_str(&body).unwrap()
+}
+
 #[tokio::test]
 async fn validate_answers_the_seed_lockdown_with_a_denying_review() {
-    let router = webhook_router(state(true), &limits());
-    let (status, body) = send(
-        router,
-        post(
-            "/validate",
-            "application/json",
-            fixture("seed-strict-policy.json"),
-        ),
-    )
-    .await;
-    assert_eq!(status, StatusCode::OK);
-    let review: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let review = seed_review(state(true)).await;
     assert_eq!(review["response"]["allowed"], false);
     assert_eq!(review["response"]["status"]["code"], 403);
 }
@@ -107,21 +108,11 @@ async fn the_webhook_port_refuses_what_is_not_a_review() {
 
 #[tokio::test]
 async fn an_unsynced_guard_denies_a_review_with_the_reason() {
-    let router = webhook_router(state(false), &limits());
-    let (status, body) = send(
-        router,
-        post(
-            "/validate",
-            "application/json",
-            fixture("seed-strict-policy.json"),
-        ),
-    )
-    .await;
-    assert_eq!(status, StatusCode::OK);
-    let review: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let review = seed_review(state(false)).await;
     assert_eq!(review["response"]["allowed"], false);
     assert_eq!(review["response"]["status"]["code"], 503);
-    assert!(body.contains("not synced"), "{body}");
+    let message = review["response"]["status"]["message"].as_str().unwrap();
+    assert!(message.contains("not synced"), "{message}");
 }
 
 #[tokio::test]
