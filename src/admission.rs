@@ -63,9 +63,7 @@ pub fn permission_needed(req: &AdmissionRequest<DynamicObject>) -> Option<Permis
             },
         );
     }
-    let mesh_config = req.kind.group.is_empty()
-        && req.kind.kind == "ConfigMap"
-        && req.name == crate::model::mesh_config::CONFIGMAP_NAME;
+    let mesh_config = is_configmap(req) && req.name == crate::model::mesh_config::CONFIGMAP_NAME;
     if !mesh_config {
         RuleKind::from_group_kind(&req.kind.group, &req.kind.kind)?;
     }
@@ -81,6 +79,10 @@ pub fn permission_needed(req: &AdmissionRequest<DynamicObject>) -> Option<Permis
 /// A Namespace request: decided without the inventory.
 pub fn is_namespace(req: &AdmissionRequest<DynamicObject>) -> bool {
     req.kind.group.is_empty() && req.kind.kind == "Namespace"
+}
+
+fn is_configmap(req: &AdmissionRequest<DynamicObject>) -> bool {
+    req.kind.group.is_empty() && req.kind.kind == "ConfigMap"
 }
 
 fn mode_label(obj: Option<&DynamicObject>) -> Option<&str> {
@@ -384,7 +386,7 @@ impl Subject {
         if let Some(kind) = RuleKind::from_group_kind(&req.kind.group, &req.kind.kind) {
             return Subject::Rule(kind);
         }
-        if !(req.kind.group.is_empty() && req.kind.kind == "ConfigMap") {
+        if !is_configmap(req) {
             return Subject::Other;
         }
         let mesh = req.name == crate::model::mesh_config::CONFIGMAP_NAME
@@ -405,17 +407,21 @@ pub fn unjudged(
     default_mode: GuardMode,
     req: &AdmissionRequest<DynamicObject>,
 ) -> Option<Outcome> {
-    match Subject::of(index, req) {
-        Subject::OtherConfigMap | Subject::Other => Some(not_reviewed(req, default_mode)),
-        _ => None,
-    }
+    let subject = Subject::of(index, req);
+    matches!(subject, Subject::OtherConfigMap | Subject::Other)
+        .then(|| not_reviewed(req, default_mode, &subject))
 }
 
-fn not_reviewed(req: &AdmissionRequest<DynamicObject>, mode: GuardMode) -> Outcome {
+/// Allowed unjudged; with a warning unless it is one of the Istio namespace's ConfigMaps.
+fn not_reviewed(
+    req: &AdmissionRequest<DynamicObject>,
+    mode: GuardMode,
+    subject: &Subject,
+) -> Outcome {
     let mut record = record(req, mode);
     record.decision = Decision::NotReviewed;
     let mut response = AdmissionResponse::from(req);
-    if !(req.kind.group.is_empty() && req.kind.kind == "ConfigMap") {
+    if !matches!(subject, Subject::OtherConfigMap) {
         response.warnings = Some(vec![format!(
             "mtls-guard does not review {}; allowed",
             record.kind
@@ -462,15 +468,11 @@ fn review_rule(
 /// The mesh config one side of a request holds; a side that does not exist has Istio's
 /// defaults, as istiod reads a missing ConfigMap.
 fn mesh_of(obj: Option<&DynamicObject>) -> Result<crate::model::MeshConfig, String> {
-    let mesh = match obj
-        .and_then(|o| o.data.get("data"))
-        .and_then(|d| d.get("mesh"))
-    {
-        None | Some(Value::Null) => None,
-        Some(Value::String(s)) => Some(s.as_str()),
-        Some(_) => return Err("data.mesh is not a string".into()),
-    };
-    crate::model::MeshConfig::from_yaml(mesh).map_err(|e| e.to_string())
+    obj.map_or_else(
+        || Ok(crate::model::MeshConfig::default()),
+        |o| crate::model::MeshConfig::from_configmap_json(&o.data),
+    )
+    .map_err(|e| e.to_string())
 }
 
 fn review_mesh_config(
@@ -525,7 +527,8 @@ pub fn decide_with(
     req: &AdmissionRequest<DynamicObject>,
     auth: &Authorization,
 ) -> Outcome {
-    let reviewed = match Subject::of(index, req) {
+    let subject = Subject::of(index, req);
+    let reviewed = match subject {
         Subject::Namespace => {
             // A namespace that opted in to enforce stays governed even when the guard audits.
             let labelled = mode_label(req.old_object.as_ref()).and_then(|m| m.parse().ok());
@@ -541,7 +544,7 @@ pub fn decide_with(
     };
     let mode = mode_for(index, default_mode, req.namespace.as_deref());
     let Some(reviewed) = reviewed else {
-        return not_reviewed(req, mode);
+        return not_reviewed(req, mode, &subject);
     };
     let mut record = record(req, mode);
     let mut response = AdmissionResponse::from(req);

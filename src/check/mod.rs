@@ -159,8 +159,7 @@ fn check_mesh_config(
     let new = if delete {
         MeshConfig::default()
     } else {
-        let mesh = v.pointer("/data/mesh").and_then(Value::as_str);
-        MeshConfig::from_yaml(mesh).map_err(|cause| CheckError::Object {
+        MeshConfig::from_configmap_json(v).map_err(|cause| CheckError::Object {
             source_name: m.source.clone(),
             object: object.clone(),
             cause,
@@ -169,25 +168,18 @@ fn check_mesh_config(
     let old = index.mesh().clone();
     let verdict = engine::evaluate_mesh_change(index, &old, &new, &Evidence::inventory_only());
     let mode = admission::mode_for(index, mode, Some(&istio_namespace));
-    let glass = break_glass(v);
-    let outcome = match settle(&verdict, mode, glass.is_some()) {
-        Decision::Denied => Outcome::Denied {
+    let outcome = match let_through(verdict, mode, break_glass(v)) {
+        Ok(outcome) => {
+            index.set_mesh(new);
+            outcome
+        }
+        Err(verdict) => Outcome::Denied {
             message: report::deny_message(&object, &verdict, None),
             verdict,
             fix: Fix::Advice(
                 "keep the mesh config until the clients no longer depend on it".into(),
             ),
         },
-        decision => {
-            index.set_mesh(new);
-            match decision {
-                Decision::Allowed => Outcome::Allowed,
-                _ => Outcome::AllowedAnyway {
-                    verdict,
-                    break_glass: glass,
-                },
-            }
-        }
     };
     Ok(Some(Checked {
         source: m.source.clone(),
@@ -200,6 +192,23 @@ fn check_mesh_config(
         assumed_from_manifest: false,
         outcome,
     }))
+}
+
+/// What the webhook answers when it lets the object through, or the verdict back when it
+/// denies it (the caller words the denial).
+fn let_through(
+    verdict: Verdict,
+    mode: GuardMode,
+    break_glass: Option<String>,
+) -> Result<Outcome, Verdict> {
+    match settle(&verdict, mode, break_glass.is_some()) {
+        Decision::Denied => Err(verdict),
+        Decision::Allowed => Ok(Outcome::Allowed),
+        _ => Ok(Outcome::AllowedAnyway {
+            verdict,
+            break_glass,
+        }),
+    }
 }
 
 /// The manifest's break-glass reason. The webhook honours it only when the request sets it;
@@ -275,9 +284,16 @@ pub fn check(
         let verdict = engine::evaluate(index, &change);
         let ns = &rule.origin().namespace;
         let mode = admission::mode_for(index, mode, (!ns.is_empty()).then_some(ns.as_str()));
-        let glass = break_glass(&value);
-        let outcome = match settle(&verdict, mode, glass.is_some()) {
-            Decision::Denied => {
+        let outcome = match let_through(verdict, mode, break_glass(&value)) {
+            Ok(outcome) => {
+                if delete {
+                    index.remove_rule(rule.origin());
+                } else {
+                    index.upsert_rule(rule);
+                }
+                outcome
+            }
+            Err(verdict) => {
                 let fix = match operation {
                     Operation::Delete => Fix::Advice(
                         "deleting it is what locks the servers down: keep it until the clients send mTLS"
@@ -289,20 +305,6 @@ pub fn check(
                     message: report::deny_message(&object, &verdict, None),
                     verdict,
                     fix,
-                }
-            }
-            decision => {
-                if delete {
-                    index.remove_rule(rule.origin());
-                } else {
-                    index.upsert_rule(rule);
-                }
-                match decision {
-                    Decision::Allowed => Outcome::Allowed,
-                    _ => Outcome::AllowedAnyway {
-                        verdict,
-                        break_glass: glass,
-                    },
                 }
             }
         };
