@@ -82,7 +82,7 @@ impl Unmeshed {
         w: &Workload,
         out: &mut VerdictBuilder<'a>,
     ) {
-        let without_hbone = w.shape.proxy == Proxy::Sidecar && !w.accepts_hbone();
+        let without_hbone = sidecar_without_hbone(w);
         self.locks = true;
         self.locks_without_hbone |= without_hbone;
         // Under NetworkPolicies a server counts only once a client is found to reach it.
@@ -140,9 +140,7 @@ impl Unmeshed {
                 let members = workloads
                     .ambient()
                     .map(|(_, c)| (c, Reason::AmbientToSidecar));
-                let without_hbone =
-                    |w: &Workload| w.shape.proxy == Proxy::Sidecar && !w.accepts_hbone();
-                reachable(index, hits, members, without_hbone, out);
+                reachable(index, hits, members, sidecar_without_hbone, out);
             }
             return;
         }
@@ -186,21 +184,22 @@ fn reachable<'a, 'w>(
         .collect();
     let mut listed = 0;
     for (c, reason) in members {
-        let reach = out.reach.clone();
         let reached = if listed < LISTED_UNMESHED {
+            let reachable: Vec<_> = locked
+                .iter()
+                .filter(|(h, w)| out.reach.allows(c, w, h.port))
+                .collect();
             let before = out.verdict.breaks.len();
-            let mut reached = false;
-            for (h, w) in locked.iter().filter(|(h, w)| reach.allows(c, w, h.port)) {
+            for (h, w) in &reachable {
                 let server = out.server(h, w);
                 out.add(client(c), reason.clone(), server);
-                reached = true;
             }
             // Another pod group of a listed workload joins its entry.
             listed += out.verdict.breaks.len() - before;
-            reached
+            !reachable.is_empty()
         } else {
             // The first server it reaches is named, so the message lists every server cut off.
-            let first = locked.iter().find(|(h, w)| reach.allows(c, w, h.port));
+            let first = locked.iter().find(|(h, w)| out.reach.allows(c, w, h.port));
             if let Some((h, w)) = first {
                 out.server(h, w);
                 if out.unlisted_reached.insert(client(c)) {
@@ -213,6 +212,11 @@ fn reachable<'a, 'w>(
             out.filtered.insert(client(c));
         }
     }
+}
+
+/// A sidecar server an ambient client cannot reach over HBONE: ztunnel sends it plaintext.
+fn sidecar_without_hbone(w: &Workload) -> bool {
+    w.shape.proxy == Proxy::Sidecar && !w.accepts_hbone()
 }
 
 fn probed_without_rewrite(w: &Workload, port: u16) -> bool {

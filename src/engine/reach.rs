@@ -3,7 +3,6 @@
 //! client's egress policies the server, as the CNI enforces them on pod addresses and ports.
 
 use std::cell::Cell;
-use std::rc::Rc;
 
 use crate::inventory::{Index, Workload};
 use crate::model::network_policy::{Peer, PolicyRule, Selector};
@@ -15,12 +14,11 @@ use crate::model::{Labels, NetworkPolicy};
 /// review a bounded amount and errs on the cautious side.
 pub const REVIEW_BUDGET: usize = 1 << 23;
 
-#[derive(Clone)]
 pub(super) struct Reach<'i> {
     index: &'i Index,
     on: bool,
-    /// Weight still to spend; shared by the copies a review hands around.
-    left: Rc<Cell<usize>>,
+    /// Weight still to spend in this review.
+    left: Cell<usize>,
 }
 
 /// Which way a policy rule looks: ingress rules name sources, egress rules destinations.
@@ -35,7 +33,7 @@ impl<'i> Reach<'i> {
         Reach {
             index,
             on: index.filters_by_network_policy(),
-            left: Rc::new(Cell::new(REVIEW_BUDGET)),
+            left: Cell::new(REVIEW_BUDGET),
         }
     }
 
