@@ -66,7 +66,7 @@ fn inventory(unrelated: usize) -> Index {
         items.push(service(&ns, "other"));
     }
     let list = json!({"apiVersion": "v1", "kind": "List", "items": items}).to_string();
-    let mut loader = Loader::new(Filters::default(), "istio-system");
+    let mut loader = Loader::new(Filters::default());
     loader
         .add_str("adversarial", &list)
         .expect("inventory loads");
@@ -145,7 +145,7 @@ fn with_policies(clients: usize, policies: usize, rules: usize) -> Index {
         respect_network_policies: true,
         ..Filters::default()
     };
-    let mut loader = Loader::new(filters, "istio-system");
+    let mut loader = Loader::new(filters);
     loader.add_str("policies", &list).expect("inventory loads");
     loader.finish()
 }

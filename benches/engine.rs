@@ -12,7 +12,7 @@ use mtls_guard::model::{Rule, RuleKind};
 const SIZES: [usize; 2] = [1_000, 100_000];
 
 fn load(text: &str) -> Index {
-    let mut loader = Loader::new(Filters::default(), "istio-system");
+    let mut loader = Loader::new(Filters::default());
     loader
         .add_str("synthetic", text)
         .expect("synthetic inventory loads");

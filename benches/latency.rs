@@ -55,7 +55,7 @@ fn main() {
     for pods in sizes {
         let text = synthetic::inventory(pods).to_string();
         let started = Instant::now();
-        let mut loader = Loader::new(Filters::default(), "istio-system");
+        let mut loader = Loader::new(Filters::default());
         loader.add_str("synthetic", &text).expect("inventory loads");
         let index: Index = loader.finish();
         println!(

@@ -74,7 +74,7 @@ async fn shared_inventory(
                 Index::new(inv.filters()),
                 *args.max_staleness,
             ));
-            live::spawn(client.clone(), Arc::clone(&shared), &inv.istio_namespace);
+            live::spawn(client.clone(), Arc::clone(&shared));
             Ok((shared, Some(client)))
         }
         Err(e) if args.kubeconfig.is_some() => Err(AppError::Kubeconfig(e)),
@@ -97,7 +97,7 @@ async fn cluster_index(cluster: &ClusterArgs, inv: &InventoryArgs) -> Result<Ind
         Index::new(inv.filters()),
         CLUSTER_SYNC_TIMEOUT,
     ));
-    live::spawn(client, Arc::clone(&shared), &inv.istio_namespace);
+    live::spawn(client, Arc::clone(&shared));
     let deadline = std::time::Instant::now() + CLUSTER_SYNC_TIMEOUT;
     while let Err(why) = shared.readiness(std::time::Instant::now()) {
         if std::time::Instant::now() > deadline {
@@ -122,14 +122,9 @@ pub fn load_inventory(args: &InventoryArgs) -> Result<Index, InventoryError> {
         tracing::info!(
             "no --inventory given: using the embedded demo inventory (the seed scenario)"
         );
-        return file::demo(args.filters(), &args.istio_namespace);
+        return file::demo(args.filters());
     }
-    file::load(
-        &args.inventory,
-        args.filters(),
-        &args.istio_namespace,
-        args.allow_empty_inventory,
-    )
+    file::load(&args.inventory, args.filters(), args.allow_empty_inventory)
 }
 
 /// `mtls-guard review`: the AdmissionReview response JSON for one request.

@@ -9,7 +9,7 @@ use mtls_guard::admission::{self, GuardMode};
 use mtls_guard::inventory::{file, Filters, Index};
 
 static DEMO: LazyLock<Index> = LazyLock::new(|| {
-    file::demo(Filters::default(), "istio-system").expect("the embedded demo inventory loads")
+    file::demo(Filters::default()).expect("the embedded demo inventory loads")
 });
 
 fuzz_target!(|body: &[u8]| {

@@ -25,7 +25,7 @@ fuzz_target!(|bytes: &[u8]| {
     let Ok(text) = std::str::from_utf8(bytes) else {
         return;
     };
-    let mut loader = file::Loader::new(Filters::default(), "istio-system");
+    let mut loader = file::Loader::new(Filters::default());
     if loader.add_str("fuzz input", text).is_err() {
         return;
     }

@@ -5,7 +5,7 @@ use crate::inventory::{file, Filters};
 use crate::model::{namespace::MODE_LABEL, Namespace};
 
 fn seed() -> Index {
-    file::demo(Filters::default(), "istio-system").unwrap()
+    file::demo(Filters::default()).unwrap()
 }
 
 fn fixture(name: &str) -> Vec<u8> {

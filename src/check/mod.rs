@@ -352,7 +352,7 @@ mod tests {
     #[test]
     fn each_allowed_object_is_applied_before_the_next_is_checked() {
         let lockdown = pa("default", None, "STRICT");
-        let mut index = file::demo(Filters::default(), "istio-system").unwrap();
+        let mut index = file::demo(Filters::default()).unwrap();
         let alone = check(
             &mut index,
             std::slice::from_ref(&lockdown),
@@ -362,7 +362,7 @@ mod tests {
         .unwrap();
         assert!(servers(&alone[0]).contains(&"foo/httpbin".to_string()));
 
-        let mut index = file::demo(Filters::default(), "istio-system").unwrap();
+        let mut index = file::demo(Filters::default()).unwrap();
         let exception = pa("httpbin-permissive", Some("httpbin"), "PERMISSIVE");
         let both = check(
             &mut index,
@@ -379,7 +379,7 @@ mod tests {
 
     #[test]
     fn an_object_the_inventory_holds_is_an_update_that_keeps_its_age() {
-        let mut index = file::demo(Filters::default(), "istio-system").unwrap();
+        let mut index = file::demo(Filters::default()).unwrap();
         let mut old = Rule::from_json(
             RuleKind::PeerAuthentication,
             &pa("httpbin", Some("httpbin"), "PERMISSIVE").value,

@@ -8,7 +8,7 @@ use crate::inventory::{file, Filters, Index};
 use crate::model::{MeshConfig, Pod, RuleKind};
 
 fn seed() -> Index {
-    file::demo(Filters::default(), "istio-system").unwrap()
+    file::demo(Filters::default()).unwrap()
 }
 
 fn auto_mtls(mut index: Index) -> Index {
@@ -1402,7 +1402,7 @@ fn seed_reading_policies(respect: bool, policies: &[Value]) -> Index {
         respect_network_policies: respect,
         ..Filters::default()
     };
-    let mut index = file::demo(filters, "istio-system").unwrap();
+    let mut index = file::demo(filters).unwrap();
     for (n, p) in policies.iter().enumerate() {
         let mut raw = p.clone();
         raw["metadata"]["name"] = json!(format!("np-{n}"));

@@ -40,15 +40,13 @@ pub enum InventoryError {
 /// Reads documents into one index.
 pub struct Loader {
     index: Index,
-    istio_namespace: String,
     skipped: BTreeMap<String, usize>,
 }
 
 impl Loader {
-    pub fn new(filters: Filters, istio_namespace: &str) -> Loader {
+    pub fn new(filters: Filters) -> Loader {
         Loader {
             index: Index::new(filters),
-            istio_namespace: istio_namespace.to_string(),
             skipped: BTreeMap::new(),
         }
     }
@@ -158,9 +156,8 @@ impl Loader {
         }
         match (group, kind) {
             ("", "Pod") => {
-                let pod = Pod::from_api(&typed::<core::Pod>(kind, &value).map_err(object_err)?)
-                    .map_err(object_err)?;
-                self.index.upsert_pod(pod);
+                let pod = typed::<core::Pod>(kind, &value).map_err(object_err)?;
+                self.add_pod(source_name, &pod)?;
             }
             ("", "Service") => {
                 let svc = typed::<core::Service>(kind, &value).map_err(object_err)?;
@@ -183,7 +180,7 @@ impl Loader {
             }
             ("", "ConfigMap") => {
                 let cm = typed::<core::ConfigMap>(kind, &value).map_err(object_err)?;
-                if is_mesh_config(&cm, &self.istio_namespace) {
+                if is_mesh_config(&cm, &self.index.filters().istio_namespace) {
                     self.index
                         .set_mesh(MeshConfig::from_configmap(&cm).map_err(object_err)?);
                 }
@@ -266,10 +263,9 @@ fn documents(source_name: &str, text: &str) -> Result<Vec<Value>, InventoryError
 pub fn load(
     paths: &[PathBuf],
     filters: Filters,
-    istio_namespace: &str,
     allow_empty: bool,
 ) -> Result<Index, InventoryError> {
-    let mut loader = Loader::new(filters, istio_namespace);
+    let mut loader = Loader::new(filters);
     for p in paths {
         loader.add_path(p)?;
     }
@@ -283,8 +279,8 @@ pub fn load(
 /// The seed scenario (foo, bar with sidecars; legacy without), embedded in the binary.
 pub const DEMO_INVENTORY: &str = include_str!("demo.yaml");
 
-pub fn demo(filters: Filters, istio_namespace: &str) -> Result<Index, InventoryError> {
-    let mut loader = Loader::new(filters, istio_namespace);
+pub fn demo(filters: Filters) -> Result<Index, InventoryError> {
+    let mut loader = Loader::new(filters);
     loader.add_str("embedded demo inventory", DEMO_INVENTORY)?;
     Ok(loader.finish())
 }

@@ -54,9 +54,16 @@ const CRDS: [(RuleKind, &str, &[&str], &str); 4] = [
 ];
 
 /// Starts a watcher for every kind; they run until the process ends.
-pub fn spawn(client: Client, shared: Arc<SharedIndex>, istio_namespace: &str) {
+pub fn spawn(client: Client, shared: Arc<SharedIndex>) {
     let cfg = watcher::Config::default;
-    let ns = istio_namespace.to_string();
+    let (domain, ns, respect_network_policies) = shared.read(|index| {
+        let f = index.filters();
+        (
+            f.cluster_domain.clone(),
+            f.istio_namespace.clone(),
+            f.respect_network_policies,
+        )
+    });
     spawn_watch(
         Api::<core::Pod>::all(client.clone()),
         cfg(),
@@ -71,9 +78,8 @@ pub fn spawn(client: Client, shared: Arc<SharedIndex>, istio_namespace: &str) {
         WatchedKind::Namespace,
         |n| Namespace::from_api(n).map(Item::Namespace),
     );
-    let domain = shared.read(|index| index.filters().cluster_domain.clone());
     spawn_callers(&client, &shared, &domain);
-    if shared.read(|index| index.filters().respect_network_policies) {
+    if respect_network_policies {
         spawn_watch(
             Api::<k8s_openapi::api::networking::v1::NetworkPolicy>::all(client.clone()),
             cfg(),
@@ -96,7 +102,7 @@ pub fn spawn(client: Client, shared: Arc<SharedIndex>, istio_namespace: &str) {
         crate::model::mesh_config::CONFIGMAP_NAME
     ));
     spawn_watch(
-        Api::<core::ConfigMap>::namespaced(client.clone(), istio_namespace),
+        Api::<core::ConfigMap>::namespaced(client.clone(), &ns),
         mesh_cfg,
         &shared,
         WatchedKind::MeshConfig,

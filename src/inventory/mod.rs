@@ -811,7 +811,7 @@ mod tests {
     fn json_lists_arrays_and_single_objects_stream_into_the_index() {
         let pod = |name: &str| json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": "a"}});
         let list = json!({"apiVersion": "v1", "kind": "List", "items": [pod("p1"), pod("p2")], "metadata": {}});
-        let mut loader = file::Loader::new(Filters::default(), "istio-system");
+        let mut loader = file::Loader::new(Filters::default());
         loader.add_str("list", &list.to_string()).unwrap();
         loader
             .add_str("array", &json!([pod("p3")]).to_string())
@@ -819,7 +819,7 @@ mod tests {
         loader.add_str("object", &pod("p4").to_string()).unwrap();
         assert_eq!(loader.finish().pod_count(), 4);
 
-        let mut loader = file::Loader::new(Filters::default(), "istio-system");
+        let mut loader = file::Loader::new(Filters::default());
         let err = loader
             .add_str("junk", "{\"kind\": \"List\", \"items\": []} trailing")
             .unwrap_err();

@@ -192,7 +192,7 @@ mod tests {
 
     #[test]
     fn the_shortest_stable_selector_that_picks_only_the_workload() {
-        let index = file::demo(Filters::default(), "istio-system").unwrap();
+        let index = file::demo(Filters::default()).unwrap();
         let shapes: Vec<&Workload> = index
             .workloads_in("foo")
             .map(|(_, w)| w)

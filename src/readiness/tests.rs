@@ -10,12 +10,12 @@ use crate::inventory::{file, Filters};
 use crate::model::Rule;
 
 fn seed() -> Index {
-    file::demo(Filters::default(), "istio-system").unwrap()
+    file::demo(Filters::default()).unwrap()
 }
 
 fn migrated() -> Index {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/seed-migrated.yaml");
-    file::load(&[path], Filters::default(), "istio-system", false).unwrap()
+    file::load(&[path], Filters::default(), false).unwrap()
 }
 
 fn find<'r>(r: &'r MeshReport, ns: &str, name: &str) -> &'r WorkloadReport {

@@ -20,7 +20,7 @@ fn limits() -> Limits {
 }
 
 fn state(synced: bool) -> Arc<AppState> {
-    let index = file::demo(Filters::default(), "istio-system").unwrap();
+    let index = file::demo(Filters::default()).unwrap();
     let shared = if synced {
         SharedIndex::complete(index)
     } else {
