@@ -267,12 +267,7 @@ fn a_cut_off_client_has_one_json_shape_in_check_report_and_the_audit_annotation(
         .output()
         .unwrap();
     let report: serde_json::Value = serde_json::from_slice(&report.stdout).unwrap();
-    let blocked = report["workloads"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|w| w["workload"] == "httpbin" && w["namespace"] == "foo")
-        .unwrap();
+    let blocked = common::report_workload(&report, "foo", "httpbin");
     let from_report = &blocked["blockers"][0];
     let review = Command::new(BIN)
         .args(["review", "--mode", "audit"])

@@ -269,12 +269,7 @@ fn network_policies_rule_out_a_client_only_when_asked_to() {
         .output()
         .unwrap();
     let report: serde_json::Value = serde_json::from_slice(&report.stdout).unwrap();
-    let httpbin = report["workloads"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|w| w["namespace"] == "foo" && w["workload"] == "httpbin")
-        .unwrap();
+    let httpbin = common::report_workload(&report, "foo", "httpbin");
     assert_eq!(httpbin["status"], "ready", "{httpbin}");
     assert_eq!(
         httpbin["suspects"]["excludedByNetworkPolicies"], 1,

@@ -51,12 +51,7 @@ fn the_table_names_the_seed_blocker() {
 fn the_proposed_lockdown_passes_check() {
     let out = report(&["--inventory", &migrated(), "-o", "json"]);
     let j: serde_json::Value = serde_json::from_str(&ok_stdout(&out)).unwrap();
-    let httpbin = j["workloads"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|w| w["namespace"] == "foo" && w["workload"] == "httpbin")
-        .unwrap();
+    let httpbin = common::report_workload(&j, "foo", "httpbin");
     assert_eq!(httpbin["status"], "ready");
     assert_eq!(httpbin["ports"][0]["port"], 80);
     assert_eq!(httpbin["ports"][0]["mode"], "PERMISSIVE");
@@ -108,12 +103,7 @@ async fn observed_plaintext_from_prometheus_blocks_a_workload() {
     let j: serde_json::Value = serde_json::from_str(&ok_stdout(&out)).unwrap();
     assert_eq!(j["traffic"]["used"], true);
     assert_eq!(j["traffic"]["window"], "1h");
-    let httpbin = j["workloads"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|w| w["namespace"] == "foo" && w["workload"] == "httpbin")
-        .unwrap();
+    let httpbin = common::report_workload(&j, "foo", "httpbin");
     assert_eq!(httpbin["status"], "blocked");
     assert_eq!(httpbin["blockers"][0]["tier"], "traffic");
     assert_eq!(httpbin["blockers"][0]["client"], "unknown sender");

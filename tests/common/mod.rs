@@ -14,6 +14,20 @@ pub fn data(name: &str) -> PathBuf {
         .join(name)
 }
 
+/// The entry of `namespace/name` among the workloads of `report -o json`.
+pub fn report_workload<'r>(
+    report: &'r serde_json::Value,
+    namespace: &str,
+    name: &str,
+) -> &'r serde_json::Value {
+    report["workloads"]
+        .as_array()
+        .expect("a report's workloads")
+        .iter()
+        .find(|w| w["namespace"] == namespace && w["workload"] == name)
+        .unwrap_or_else(|| panic!("{namespace}/{name} is in the report"))
+}
+
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
