@@ -6,13 +6,29 @@ use std::process::{Command, Output, Stdio};
 
 use common::{data, BIN};
 
-fn review(args: &[&str], fixture: &str) -> Output {
+const NO_FLAGS: [&str; 0] = [];
+
+fn review(args: &[impl AsRef<std::ffi::OsStr>], fixture: &str) -> Output {
     Command::new(BIN)
         .arg("review")
         .args(args)
         .arg(data(fixture))
         .output()
         .unwrap()
+}
+
+/// `--inventory` flags for the embedded demo's file plus `extra` from tests/data.
+fn demo_and(extra: &str) -> Vec<String> {
+    let demo = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/inventory/demo.yaml");
+    let extra = data(extra);
+    [
+        "--inventory",
+        demo.to_str().unwrap(),
+        "--inventory",
+        extra.to_str().unwrap(),
+    ]
+    .map(String::from)
+    .to_vec()
 }
 
 fn response(out: &Output) -> serde_json::Value {
@@ -27,7 +43,7 @@ fn response(out: &Output) -> serde_json::Value {
 
 #[test]
 fn deny_prints_the_response_and_exits_zero() {
-    let r = response(&review(&[], "seed-strict-policy.json"));
+    let r = response(&review(&NO_FLAGS, "seed-strict-policy.json"));
     assert_eq!(r["allowed"], false);
     assert!(r["status"]["message"]
         .as_str()
@@ -50,7 +66,7 @@ fn audit_and_break_glass() {
     let r = response(&review(&["--mode", "audit"], "seed-strict-policy.json"));
     assert_eq!(r["allowed"], true);
     assert!(r["auditAnnotations"]["would-deny"].is_string());
-    let r = response(&review(&[], "seed-strict-policy-break-glass.json"));
+    let r = response(&review(&NO_FLAGS, "seed-strict-policy-break-glass.json"));
     assert_eq!(r["allowed"], true);
     assert_eq!(
         r["auditAnnotations"]["break-glass"],
@@ -180,15 +196,8 @@ fn an_inventory_without_pods_is_refused_unless_allowed() {
 
 #[test]
 fn a_load_balancer_names_external_clients_and_the_ingress_gateway_is_no_server() {
-    let demo = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/inventory/demo.yaml");
-    let exposed = data("exposed-services.yaml");
     let r = response(&review(
-        &[
-            "--inventory",
-            demo.to_str().unwrap(),
-            "--inventory",
-            exposed.to_str().unwrap(),
-        ],
+        &demo_and("exposed-services.yaml"),
         "seed-strict-policy.json",
     ));
     let message = r["status"]["message"].as_str().unwrap();
@@ -225,15 +234,8 @@ fn turning_auto_mtls_off_in_the_mesh_config_is_denied() {
 
 #[test]
 fn a_deployment_mid_rollout_is_named_once_with_its_pods_summed() {
-    let demo = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/inventory/demo.yaml");
-    let rollout = data("httpbin-rollout.yaml");
     let r = response(&review(
-        &[
-            "--inventory",
-            demo.to_str().unwrap(),
-            "--inventory",
-            rollout.to_str().unwrap(),
-        ],
+        &demo_and("httpbin-rollout.yaml"),
         "seed-strict-policy.json",
     ));
     let msg = r["status"]["message"].as_str().unwrap();
@@ -248,17 +250,10 @@ fn a_deployment_mid_rollout_is_named_once_with_its_pods_summed() {
 
 #[test]
 fn network_policies_rule_out_a_client_only_when_asked_to() {
-    let demo = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/inventory/demo.yaml");
-    let np = data("np-httpbin-only-from-mesh.yaml");
-    let inventory = [
-        "--inventory",
-        demo.to_str().unwrap(),
-        "--inventory",
-        np.to_str().unwrap(),
-    ];
+    let inventory = demo_and("np-httpbin-only-from-mesh.yaml");
     let r = response(&review(&inventory, "seed-strict-policy.json"));
     assert_eq!(r["allowed"], false, "policies are ignored by default");
-    let respecting = [&inventory[..], &["--respect-network-policies"]].concat();
+    let respecting = [&inventory[..], &["--respect-network-policies".to_string()]].concat();
     let r = response(&review(&respecting, "seed-strict-policy.json"));
     assert_eq!(r["allowed"], true, "{r}");
 
