@@ -80,6 +80,19 @@ mod tests {
     }
 
     #[test]
+    fn a_configmap_read_as_json_needs_mesh_to_be_text() {
+        let read = |v| MeshConfig::from_configmap_json(&v);
+        assert_eq!(read(json!({"data": {}})).unwrap(), MeshConfig::default());
+        assert_eq!(
+            read(json!({"data": {"mesh": null}})).unwrap(),
+            MeshConfig::default()
+        );
+        let off = read(json!({"data": {"mesh": "enableAutoMtls: false"}})).unwrap();
+        assert!(!off.enable_auto_mtls);
+        assert!(read(json!({"data": {"mesh": {"enableAutoMtls": false}}})).is_err());
+    }
+
+    #[test]
     fn missing_keys_take_istio_defaults() {
         assert_eq!(
             MeshConfig::from_configmap(&cm("")).unwrap(),
