@@ -11,21 +11,12 @@ use std::collections::BTreeSet;
 
 use super::destination::{self, Asker};
 use super::mode::Modes;
+use super::scope::selected_by;
+use super::verdict::{Client, Hit, Reason, Targets, VerdictBuilder, LISTED_UNMESHED};
 use super::view::View;
-use super::{Change, Client, Hit, Reason, Targets, VerdictBuilder, LISTED_UNMESHED};
+use super::Change;
 use crate::inventory::{Index, Route, Workload, WorkloadId};
-use crate::model::{pod::DATAPLANE_MODE_LABEL, Mode, Proxy, Rule, Service, TlsMode};
-
-/// Workloads a Service selects.
-pub fn selected_by<'a>(
-    index: &'a Index,
-    svc: &'a Service,
-) -> impl Iterator<Item = WorkloadId> + 'a {
-    svc.selector
-        .iter()
-        .flat_map(move |sel| index.workloads().matching(&svc.namespace, sel))
-        .map(|(id, _)| id)
-}
+use crate::model::{pod::DATAPLANE_MODE_LABEL, Mode, Proxy, Rule, TlsMode};
 
 fn client(w: &Workload) -> Client {
     Client::Workload {

@@ -1,6 +1,6 @@
 //! Tier 3: plaintext that Istio's telemetry saw arriving at a server the change locks down.
 
-use super::{Client, Hit, Reason, Tier, VerdictBuilder};
+use super::verdict::{Client, Hit, Reason, Tier, VerdictBuilder};
 use crate::evidence::{Evidence, EvidenceMode};
 use crate::inventory::Index;
 

@@ -1,0 +1,111 @@
+//! Which server workloads a change can affect: the scope of the rules before and after it.
+
+use super::{host_matches, Change};
+use crate::inventory::{Index, WorkloadId};
+use crate::model::{LegacyScope, Mode, Rule, Service};
+
+/// Server workloads whose mode or clients the change can affect, in a stable order.
+pub(super) fn candidates(index: &Index, change: &Change) -> Vec<WorkloadId> {
+    let mut ids = Vec::new();
+    for rule in [change.old, change.new].into_iter().flatten() {
+        if scope(index, rule, &mut ids) == Reach::Mesh {
+            // Every workload, already in order: no need to sort ten thousand ids.
+            return index.workloads().iter().map(|(id, _)| id).collect();
+        }
+    }
+    ids.sort_unstable();
+    ids.dedup();
+    ids
+}
+
+/// How far a rule reaches: the whole mesh, or the workloads [`scope`] added.
+#[derive(PartialEq)]
+enum Reach {
+    Mesh,
+    Listed,
+}
+
+fn scope(index: &Index, rule: &Rule, ids: &mut Vec<WorkloadId>) -> Reach {
+    let ns = rule.origin().namespace.as_str();
+    let root = index.mesh().root_namespace.as_str();
+    match rule {
+        Rule::PeerAuthentication(pa) => match &pa.selector {
+            None if ns == root => return Reach::Mesh,
+            None => ids.extend(index.workloads_in(ns).map(|(id, _)| id)),
+            Some(_) if ns == root => {}
+            Some(sel) => ids.extend(index.workloads().matching(ns, sel).map(|(id, _)| id)),
+        },
+        Rule::Legacy(p) => match &p.scope {
+            LegacyScope::Mesh => return Reach::Mesh,
+            LegacyScope::Namespace => ids.extend(index.workloads_in(ns).map(|(id, _)| id)),
+            LegacyScope::Targets(targets) => {
+                for svc in index
+                    .services_in(ns)
+                    .iter()
+                    .filter(|s| targets.iter().any(|t| t.service == s.name))
+                {
+                    ids.extend(selected_by(index, svc));
+                }
+            }
+            LegacyScope::Ignored => {}
+        },
+        Rule::DestinationRule(dr) => {
+            let domain = &index.filters().cluster_domain;
+            // A DestinationRule changes no mode: only servers that can be STRICT matter, so a
+            // wildcard host looks only where a STRICT policy is, whatever the cluster size.
+            let wildcard = dr.host.starts_with('*');
+            let services = match wildcard.then(|| strict_namespaces(index, root)).flatten() {
+                Some(strict) => strict
+                    .into_iter()
+                    .flat_map(|n| index.services_in(n).iter().map(|s| &**s))
+                    .collect(),
+                None => index.services_for_host(&dr.host, ns, domain),
+            };
+            for svc in services
+                .into_iter()
+                .filter(|s| host_matches(dr, &s.host, domain).is_some())
+            {
+                ids.extend(selected_by(index, svc));
+            }
+        }
+    }
+    Reach::Listed
+}
+
+/// Whether a policy of `namespace` can make a port STRICT (its mode or a port's).
+fn holds_strict(index: &Index, namespace: &str) -> bool {
+    let pa = index
+        .peer_authns(namespace)
+        .iter()
+        .any(|pa| pa.mode == Mode::Strict || pa.port_modes.values().any(|m| *m == Mode::Strict));
+    pa || index
+        .legacy_policies(namespace)
+        .iter()
+        .any(|p| p.mode == Mode::Strict)
+}
+
+/// The namespaces where a server can be STRICT, or `None` when the mesh level may make any
+/// namespace STRICT.
+fn strict_namespaces<'i>(index: &'i Index, root: &str) -> Option<Vec<&'i str>> {
+    if holds_strict(index, root) || holds_strict(index, "") {
+        return None;
+    }
+    let mut strict: Vec<&str> = index
+        .policy_namespaces()
+        .filter(|n| holds_strict(index, n))
+        .collect();
+    strict.sort_unstable();
+    strict.dedup();
+    Some(strict)
+}
+
+/// The workloads a Service's selector picks, in its namespace.
+pub(super) fn selected_by<'a>(
+    index: &'a Index,
+    svc: &'a Service,
+) -> impl Iterator<Item = WorkloadId> + 'a {
+    svc.selector
+        .iter()
+        .flat_map(move |sel| index.workloads().matching(&svc.namespace, sel))
+        .map(|(id, _)| id)
+}
