@@ -1,0 +1,112 @@
+//! What a verdict names and counts: one entry per workload, listed and unlisted clients.
+
+use serde_json::json;
+
+use super::fixtures::*;
+use crate::engine::*;
+
+#[test]
+fn a_statefulset_without_proxy_is_one_client_however_many_pod_shapes() {
+    let mut index = seed();
+    for i in 0..3 {
+        let name = format!("db-{i}");
+        index.upsert_pod(
+            pod("legacy", "db")
+                .named(&name)
+                .label("statefulset.kubernetes.io/pod-name", &name)
+                .build(),
+        );
+    }
+    let shapes = index
+        .workloads_in("legacy")
+        .filter(|(_, w)| &*w.name == "db");
+    assert_eq!(shapes.count(), 3, "each pod has its own shape");
+    let v = create(&index, &seed_lockdown());
+    assert_eq!(
+        broken(&v),
+        ["legacy/db: no-proxy", "legacy/sleep: no-proxy"]
+    );
+    assert_eq!(v.client_count(), 2);
+}
+
+#[test]
+fn clients_without_proxy_past_the_listed_ones_are_counted() {
+    let mut index = seed();
+    for i in 0..LISTED_UNMESHED + 9 {
+        index.upsert_pod(pod("zz-legacy", &format!("job-{i:03}")).build());
+    }
+    let v = create(&index, &seed_lockdown());
+    assert_eq!(
+        v.client_count(),
+        LISTED_UNMESHED + 10,
+        "legacy/sleep and the jobs"
+    );
+    assert_eq!(v.breaks.len(), LISTED_UNMESHED);
+    assert_eq!(v.unlisted, 10);
+    assert!(
+        broken(&v).contains(&"legacy/sleep: no-proxy".to_string()),
+        "listed by name order"
+    );
+}
+
+#[test]
+fn ambient_clients_past_the_listed_ones_are_counted_against_sidecars_without_hbone() {
+    let mut index = seed();
+    for i in 0..LISTED_UNMESHED + 3 {
+        index.upsert_pod(pod("amb", &format!("app-{i:03}")).ambient().build());
+    }
+    let v = create(&index, &seed_lockdown());
+    assert_eq!(v.unlisted, 3);
+    let ambient = v
+        .breaks
+        .iter()
+        .find(|b| b.reason == Reason::AmbientToSidecar)
+        .unwrap();
+    let targets: Vec<_> = v.targets(ambient).map(|s| &*s.workload).collect();
+    assert_eq!(targets, ["httpbin"]);
+}
+
+/// A second pod group of `ns/app`, as a Deployment mid-rollout has under a new ReplicaSet.
+fn rollout(index: &mut Index, ns: &str, app: &str) {
+    let next = pod(ns, app).sidecar().named(&format!("{app}-new-1"));
+    index.upsert_pod(next.label("pod-template-hash", "new").build());
+}
+
+#[test]
+fn a_workload_mid_rollout_is_one_server_and_one_client() {
+    let mut index = seed();
+    rollout(&mut index, "bar", "httpbin");
+    rollout(&mut index, "foo", "sleep");
+    let groups = |ns: &str, name: &str| {
+        index
+            .workloads_in(ns)
+            .filter(|(_, w)| &*w.name == name)
+            .count()
+    };
+    assert_eq!((groups("bar", "httpbin"), groups("foo", "sleep")), (2, 2));
+    let old = mesh_policy(json!({"peers": [{"mtls": {"mode": "PERMISSIVE"}}]}));
+    let v = update(&index, &old, &mesh_policy(json!({"peers": [{"mtls": {}}]})));
+    let named: Vec<_> = v
+        .servers
+        .iter()
+        .filter(|s| *s.namespace == *"bar" && *s.workload == *"httpbin")
+        .collect();
+    assert_eq!(named.len(), 1, "{:?}", v.servers);
+    assert_eq!(named[0].pods, 2);
+    let b = broken(&v);
+    let sleeps = b
+        .iter()
+        .filter(|c| *c == "foo/sleep: auto-mtls-off")
+        .count();
+    assert_eq!(sleeps, 1, "{b:?}");
+    for brk in &v.breaks {
+        let mut targets: Vec<_> = v
+            .targets(brk)
+            .map(|s| (&s.namespace, &s.workload))
+            .collect();
+        let all = targets.len();
+        targets.sort();
+        targets.dedup();
+        assert_eq!(targets.len(), all, "{:?} names a server twice", brk.client);
+    }
+}
