@@ -179,11 +179,15 @@ fn operation_name(op: &Operation) -> &'static str {
     }
 }
 
-fn read(kind: RuleKind, obj: Option<&DynamicObject>) -> Result<Option<(Rule, Value)>, String> {
+/// The rule one side of a request holds, and its spec as sent (for the change summary).
+fn read(
+    kind: RuleKind,
+    obj: Option<&DynamicObject>,
+) -> Result<Option<(Rule, Option<&Value>)>, String> {
     let Some(obj) = obj else { return Ok(None) };
-    let value = serde_json::to_value(obj).map_err(|e| e.to_string())?;
-    let rule = Rule::from_json(kind, &value).map_err(|e| e.to_string())?;
-    Ok(Some((rule, value)))
+    let spec = obj.data.get("spec");
+    let rule = Rule::from_parts(kind, &obj.metadata, spec).map_err(|e| e.to_string())?;
+    Ok(Some((rule, spec)))
 }
 
 fn annotation(obj: Option<&DynamicObject>) -> Option<&str> {
@@ -451,7 +455,7 @@ fn review_rule(
     let old = read(kind, req.old_object.as_ref()).map_err(unreadable)?;
     let new = read(kind, req.object.as_ref()).map_err(unreadable)?;
     let change = match (&old, &new) {
-        (Some((_, o)), Some((_, n))) => report::spec_diff(o, n),
+        (Some((_, o)), Some((_, n))) => report::spec_diff(*o, *n),
         _ => None,
     };
     let rules = Change {

@@ -320,10 +320,13 @@ pub struct SpecChange {
 pub const CHANGE_SUMMARY_BYTES: usize = 1024;
 
 /// JSON Patch operations from old to new spec, or `None` when the spec is unchanged.
-pub fn spec_diff(old: &serde_json::Value, new: &serde_json::Value) -> Option<SpecChange> {
+pub fn spec_diff(
+    old: Option<&serde_json::Value>,
+    new: Option<&serde_json::Value>,
+) -> Option<SpecChange> {
     let null = serde_json::Value::Null;
-    let old = old.get("spec").unwrap_or(&null);
-    let new = new.get("spec").unwrap_or(&null);
+    let old = old.unwrap_or(&null);
+    let new = new.unwrap_or(&null);
     let patch = json_patch::diff(old, new);
     if patch.0.is_empty() {
         return None;
@@ -477,14 +480,12 @@ mod tests {
 
     #[test]
     fn spec_diff_renders_json_patch() {
-        let old =
-            json!({"metadata": {"resourceVersion": "1"}, "spec": {"mtls": {"mode": "PERMISSIVE"}}});
-        let new =
-            json!({"metadata": {"resourceVersion": "2"}, "spec": {"mtls": {"mode": "STRICT"}}});
-        let diff = spec_diff(&old, &new).unwrap();
+        let old = json!({"mtls": {"mode": "PERMISSIVE"}});
+        let new = json!({"mtls": {"mode": "STRICT"}});
+        let diff = spec_diff(Some(&old), Some(&new)).unwrap();
         assert_eq!(diff.detail, "replace /spec/mtls/mode STRICT");
         assert_eq!(diff.paths, "replace /spec/mtls/mode");
-        assert_eq!(spec_diff(&old, &old), None);
+        assert_eq!(spec_diff(Some(&old), Some(&old)), None);
     }
 
     #[test]
@@ -492,9 +493,9 @@ mod tests {
         let keys: serde_json::Map<String, serde_json::Value> = (0..30_000)
             .map(|n| (format!("k{n}"), json!("secret-credential-name")))
             .collect();
-        let old = json!({"spec": {}});
-        let new = json!({"spec": {"labels": keys}});
-        let diff = spec_diff(&old, &new).unwrap();
+        let old = json!({});
+        let new = json!({"labels": keys});
+        let diff = spec_diff(Some(&old), Some(&new)).unwrap();
         assert!(
             diff.detail.len() <= CHANGE_SUMMARY_BYTES + 16,
             "{}",
@@ -505,14 +506,14 @@ mod tests {
             "{}",
             diff.paths
         );
-        let big = json!({"spec": {"trafficPolicy": {"tls": {"credentialName": "prod-db-cert"}}}});
-        let diff = spec_diff(&old, &big).unwrap();
+        let big = json!({"trafficPolicy": {"tls": {"credentialName": "prod-db-cert"}}});
+        let diff = spec_diff(Some(&old), Some(&big)).unwrap();
         assert!(!diff.paths.contains("prod-db-cert"), "{}", diff.paths);
         assert!(diff.detail.contains("prod-db-cert"));
         let many: Vec<_> = (0..5_000)
             .map(|n| json!({"host": format!("h{n}")}))
             .collect();
-        let diff = spec_diff(&old, &json!({"spec": {"subsets": many}})).unwrap();
+        let diff = spec_diff(Some(&old), Some(&json!({"subsets": many}))).unwrap();
         assert!(diff.paths.len() <= CHANGE_SUMMARY_BYTES + 16);
     }
 }

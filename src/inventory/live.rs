@@ -220,8 +220,7 @@ async fn watch_crd(
         tracing::info!(kind, api_version = %resource.api_version, "watching");
         let api: Api<DynamicObject> = Api::all_with(client.clone(), &resource);
         let convert = move |obj: &DynamicObject| {
-            let value = serde_json::to_value(obj).map_err(|e| ModelError::decode(kind, e))?;
-            Rule::from_json(rule_kind, &value).map(Item::Rule)
+            Rule::from_parts(rule_kind, &obj.metadata, obj.data.get("spec")).map(Item::Rule)
         };
         run(
             || watcher::watcher(api.clone(), watcher::Config::default()),

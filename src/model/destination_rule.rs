@@ -4,7 +4,9 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
-use super::{bounded, Labels, ModelError, Object, Origin, RuleKind};
+use super::read_spec;
+use super::{bounded, Labels, ModelError, Origin, RuleKind};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
@@ -153,10 +155,12 @@ impl Exports {
 }
 
 impl DestinationRule {
-    pub fn from_json(value: &serde_json::Value) -> Result<Self, ModelError> {
-        let obj: Object<Spec> = Object::read("DestinationRule", value)?;
-        let origin = Origin::from_meta(RuleKind::DestinationRule, &obj.metadata)?;
-        let spec = obj.spec;
+    pub fn from_parts(
+        meta: &ObjectMeta,
+        spec: Option<&serde_json::Value>,
+    ) -> Result<Self, ModelError> {
+        let spec: Spec = read_spec("DestinationRule", spec)?;
+        let origin = Origin::from_meta(RuleKind::DestinationRule, meta)?;
         bounded("exportTo", spec.export_to.len())?;
         bounded("subsets", spec.subsets.len())?;
         let policy = spec.traffic_policy.unwrap_or_default();
@@ -232,9 +236,16 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    fn read(value: &serde_json::Value) -> Result<DestinationRule, ModelError> {
+        DestinationRule::from_parts(
+            &ObjectMeta::deserialize(&value["metadata"]).unwrap(),
+            value.get("spec"),
+        )
+    }
+
     #[test]
     fn port_level_settings_replace_top_level_tls() {
-        let dr = DestinationRule::from_json(&json!({
+        let dr = read(&json!({
             "metadata": {"name": "d", "namespace": "foo"},
             "spec": {"host": "httpbin", "trafficPolicy": {
                 "tls": {"mode": "ISTIO_MUTUAL"},
@@ -253,7 +264,7 @@ mod tests {
 
     #[test]
     fn plaintext_subset_is_recorded() {
-        let dr = DestinationRule::from_json(&json!({
+        let dr = read(&json!({
             "metadata": {"name": "d", "namespace": "foo"},
             "spec": {"host": "httpbin", "subsets": [
                 {"name": "v1", "trafficPolicy": {"tls": {"mode": "ISTIO_MUTUAL"}}},
@@ -267,7 +278,7 @@ mod tests {
     #[test]
     fn only_a_tls_mode_other_than_istio_mutual_may_send_plaintext() {
         let may = |spec: serde_json::Value| {
-            DestinationRule::from_json(&json!({
+            read(&json!({
                 "metadata": {"name": "d", "namespace": "foo"}, "spec": spec
             }))
             .unwrap()
@@ -295,7 +306,7 @@ mod tests {
         let names: Vec<String> = (0..super::super::MAX_LIST_ENTRIES)
             .map(|n| format!("ns{n}"))
             .collect();
-        let dr = DestinationRule::from_json(&json!({
+        let dr = read(&json!({
             "metadata": {"name": "d", "namespace": "foo"},
             "spec": {"host": "*", "exportTo": names}
         }))
@@ -304,7 +315,7 @@ mod tests {
         assert!(dr.exports.names_namespaces());
         let mut too_many = names.clone();
         too_many.push("one-more".into());
-        let err = DestinationRule::from_json(&json!({
+        let err = read(&json!({
             "metadata": {"name": "d", "namespace": "foo"},
             "spec": {"host": "*", "exportTo": too_many}
         }))
@@ -317,7 +328,7 @@ mod tests {
 
     #[test]
     fn export_to_dot_means_own_namespace() {
-        let dr = DestinationRule::from_json(&json!({
+        let dr = read(&json!({
             "metadata": {"name": "d", "namespace": "foo"},
             "spec": {"host": "*", "exportTo": ["."]}
         }))

@@ -2,7 +2,9 @@
 
 use serde::Deserialize;
 
-use super::{bounded, Mode, ModelError, Object, Origin, RuleKind};
+use super::read_spec;
+use super::{bounded, Mode, ModelError, Origin, RuleKind};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct LegacyPolicy {
@@ -89,19 +91,23 @@ fn mode_of(peers: Option<&[Peer]>) -> Result<Mode, ModelError> {
 }
 
 impl LegacyPolicy {
-    pub fn from_json(kind: RuleKind, value: &serde_json::Value) -> Result<Self, ModelError> {
-        let obj: Object<Spec> = Object::read(kind.as_str(), value)?;
-        let origin = Origin::from_meta(kind, &obj.metadata)?;
-        bounded("peers", obj.spec.peers.as_ref().map_or(0, Vec::len))?;
-        let ports: usize = obj.spec.targets.iter().map(|t| 1 + t.ports.len()).sum();
+    pub fn from_parts(
+        kind: RuleKind,
+        meta: &ObjectMeta,
+        spec: Option<&serde_json::Value>,
+    ) -> Result<Self, ModelError> {
+        let spec: Spec = read_spec(kind.as_str(), spec)?;
+        let origin = Origin::from_meta(kind, meta)?;
+        bounded("peers", spec.peers.as_ref().map_or(0, Vec::len))?;
+        let ports: usize = spec.targets.iter().map(|t| 1 + t.ports.len()).sum();
         bounded("targets and their ports", ports)?;
-        let mode = mode_of(obj.spec.peers.as_deref())?;
+        let mode = mode_of(spec.peers.as_deref())?;
         let is_default = origin.name == "default";
         let scope = match kind {
-            RuleKind::MeshPolicy if is_default && obj.spec.targets.is_empty() => LegacyScope::Mesh,
-            RuleKind::Policy if obj.spec.targets.is_empty() && is_default => LegacyScope::Namespace,
-            RuleKind::Policy if !obj.spec.targets.is_empty() && !is_default => {
-                LegacyScope::Targets(obj.spec.targets.into_iter().map(Target::from).collect())
+            RuleKind::MeshPolicy if is_default && spec.targets.is_empty() => LegacyScope::Mesh,
+            RuleKind::Policy if spec.targets.is_empty() && is_default => LegacyScope::Namespace,
+            RuleKind::Policy if !spec.targets.is_empty() && !is_default => {
+                LegacyScope::Targets(spec.targets.into_iter().map(Target::from).collect())
             }
             _ => LegacyScope::Ignored,
         };
@@ -137,11 +143,12 @@ mod tests {
     use serde_json::json;
 
     fn policy(kind: RuleKind, name: &str, spec: serde_json::Value) -> LegacyPolicy {
-        LegacyPolicy::from_json(
-            kind,
-            &json!({"metadata": {"name": name, "namespace": "foo"}, "spec": spec}),
-        )
-        .unwrap()
+        let meta = ObjectMeta {
+            name: Some(name.into()),
+            namespace: Some("foo".into()),
+            ..Default::default()
+        };
+        LegacyPolicy::from_parts(kind, &meta, Some(&spec)).unwrap()
     }
 
     #[test]

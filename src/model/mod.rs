@@ -19,7 +19,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 pub use api_caller::{ApiCaller, CallerKind};
 pub use destination_rule::{DestinationRule, TlsMode};
@@ -182,16 +182,34 @@ impl Rule {
         }
     }
 
-    /// Reads a reviewed object from its JSON form (`kubectl get -o json`, or an admission request).
+    /// Reads a reviewed object from its JSON form (`kubectl get -o json`, a manifest).
     pub fn from_json(kind: RuleKind, value: &serde_json::Value) -> Result<Rule, ModelError> {
+        let meta = match value.get("metadata") {
+            Some(meta) => {
+                ObjectMeta::deserialize(meta).map_err(|e| ModelError::decode(kind.as_str(), e))?
+            }
+            None => ObjectMeta::default(),
+        };
+        Rule::from_parts(kind, &meta, value.get("spec"))
+    }
+
+    /// Reads a reviewed object from its metadata and spec as they arrive, already apart, in an
+    /// admission request or a watch event: no second trip through a JSON tree.
+    pub fn from_parts(
+        kind: RuleKind,
+        meta: &ObjectMeta,
+        spec: Option<&serde_json::Value>,
+    ) -> Result<Rule, ModelError> {
         Ok(match kind {
             RuleKind::PeerAuthentication => {
-                Rule::PeerAuthentication(PeerAuthentication::from_json(value)?)
+                Rule::PeerAuthentication(PeerAuthentication::from_parts(meta, spec)?)
             }
             RuleKind::Policy | RuleKind::MeshPolicy => {
-                Rule::Legacy(LegacyPolicy::from_json(kind, value)?)
+                Rule::Legacy(LegacyPolicy::from_parts(kind, meta, spec)?)
             }
-            RuleKind::DestinationRule => Rule::DestinationRule(DestinationRule::from_json(value)?),
+            RuleKind::DestinationRule => {
+                Rule::DestinationRule(DestinationRule::from_parts(meta, spec)?)
+            }
         })
     }
 }
@@ -228,17 +246,13 @@ impl ModelError {
     }
 }
 
-/// Typed metadata and spec of a custom resource we read as plain JSON.
-#[derive(serde::Deserialize)]
-pub(crate) struct Object<S> {
-    #[serde(default)]
-    pub metadata: ObjectMeta,
-    #[serde(default)]
-    pub spec: S,
-}
-
-impl<S: serde::de::DeserializeOwned + Default> Object<S> {
-    pub(crate) fn read(kind: &'static str, value: &serde_json::Value) -> Result<Self, ModelError> {
-        serde::Deserialize::deserialize(value).map_err(|e| ModelError::decode(kind, e))
+/// The typed spec of a custom resource we read as plain JSON; an absent or null spec is empty.
+pub(crate) fn read_spec<S: serde::de::DeserializeOwned + Default>(
+    kind: &'static str,
+    spec: Option<&serde_json::Value>,
+) -> Result<S, ModelError> {
+    match spec {
+        None | Some(serde_json::Value::Null) => Ok(S::default()),
+        Some(spec) => S::deserialize(spec).map_err(|e| ModelError::decode(kind, e)),
     }
 }

@@ -4,7 +4,9 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
-use super::{bounded, Labels, Mode, ModelError, Object, Origin, RuleKind};
+use super::read_spec;
+use super::{bounded, Labels, Mode, ModelError, Origin, RuleKind};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct PeerAuthentication {
@@ -42,11 +44,13 @@ fn mode_of(mtls: Option<&Mtls>) -> Result<Mode, ModelError> {
 }
 
 impl PeerAuthentication {
-    pub fn from_json(value: &serde_json::Value) -> Result<Self, ModelError> {
-        let obj: Object<Spec> = Object::read("PeerAuthentication", value)?;
-        let origin = Origin::from_meta(RuleKind::PeerAuthentication, &obj.metadata)?;
-        let selector = obj
-            .spec
+    pub fn from_parts(
+        meta: &ObjectMeta,
+        spec: Option<&serde_json::Value>,
+    ) -> Result<Self, ModelError> {
+        let spec: Spec = read_spec("PeerAuthentication", spec)?;
+        let origin = Origin::from_meta(RuleKind::PeerAuthentication, meta)?;
+        let selector = spec
             .selector
             .and_then(|s| s.match_labels)
             .filter(|l| !l.is_empty());
@@ -54,9 +58,9 @@ impl PeerAuthentication {
             "selector.matchLabels",
             selector.as_ref().map_or(0, Labels::len),
         )?;
-        bounded("portLevelMtls", obj.spec.port_level_mtls.len())?;
+        bounded("portLevelMtls", spec.port_level_mtls.len())?;
         let mut port_modes = BTreeMap::new();
-        for (port, mtls) in &obj.spec.port_level_mtls {
+        for (port, mtls) in &spec.port_level_mtls {
             let port: u16 = port.parse().ok().filter(|p| *p > 0).ok_or_else(|| {
                 ModelError::Invalid(format!("portLevelMtls key {port:?} is not a port"))
             })?;
@@ -65,7 +69,7 @@ impl PeerAuthentication {
         Ok(PeerAuthentication {
             origin,
             selector,
-            mode: mode_of(obj.spec.mtls.as_ref())?,
+            mode: mode_of(spec.mtls.as_ref())?,
             port_modes,
         })
     }
@@ -76,9 +80,16 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    fn read(value: &serde_json::Value) -> Result<PeerAuthentication, ModelError> {
+        PeerAuthentication::from_parts(
+            &ObjectMeta::deserialize(&value["metadata"]).unwrap(),
+            value.get("spec"),
+        )
+    }
+
     #[test]
     fn empty_match_labels_is_no_selector() {
-        let pa = PeerAuthentication::from_json(&json!({
+        let pa = read(&json!({
             "metadata": {"name": "default", "namespace": "foo"},
             "spec": {"selector": {"matchLabels": {}}, "mtls": {"mode": "STRICT"}}
         }))
@@ -89,7 +100,7 @@ mod tests {
 
     #[test]
     fn missing_mtls_is_unset_and_port_levels_parse() {
-        let pa = PeerAuthentication::from_json(&json!({
+        let pa = read(&json!({
             "metadata": {"name": "p", "namespace": "foo", "creationTimestamp": "2024-01-01T00:00:00Z"},
             "spec": {"selector": {"matchLabels": {"app": "httpbin"}},
                      "portLevelMtls": {"80": {"mode": "PERMISSIVE"}, "81": {}}}
@@ -104,8 +115,8 @@ mod tests {
     #[test]
     fn bad_mode_and_bad_port_are_errors() {
         let bad_mode = json!({"metadata": {"name": "p"}, "spec": {"mtls": {"mode": "STRICTEST"}}});
-        assert!(PeerAuthentication::from_json(&bad_mode).is_err());
+        assert!(read(&bad_mode).is_err());
         let bad_port = json!({"metadata": {"name": "p"}, "spec": {"portLevelMtls": {"http": {}}}});
-        assert!(PeerAuthentication::from_json(&bad_port).is_err());
+        assert!(read(&bad_port).is_err());
     }
 }
