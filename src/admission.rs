@@ -226,7 +226,6 @@ pub fn mode_for(index: &Index, default: GuardMode, namespace: Option<&str>) -> G
     index
         .namespace(ns)
         .and_then(|n| n.guard_mode())
-        .and_then(|m| m.parse().ok())
         .unwrap_or(default)
 }
 

@@ -1,41 +1,10 @@
 //! One decision from a verdict, the mode and break-glass: what the webhook answers, what
 //! `check` prints and what `report` counts as blocked all come from [`settle`].
 
-use std::fmt;
-use std::str::FromStr;
-
 use serde::Serialize;
 
 use crate::engine::Verdict;
-
-/// Enforce denies a breaking change; audit allows it and reports what it would have denied.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum GuardMode {
-    Enforce,
-    Audit,
-}
-
-impl FromStr for GuardMode {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "enforce" => Ok(GuardMode::Enforce),
-            "audit" => Ok(GuardMode::Audit),
-            other => Err(format!("mode must be enforce or audit, not {other:?}")),
-        }
-    }
-}
-
-impl fmt::Display for GuardMode {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            GuardMode::Enforce => "enforce",
-            GuardMode::Audit => "audit",
-        })
-    }
-}
+pub use crate::model::GuardMode;
 
 /// What happened to a review; also the `verdict` metric label.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]

@@ -52,34 +52,40 @@ fn audit_allows_with_warnings_and_would_deny_annotation() {
     assert_eq!(record.decision, Decision::WouldDeny);
 }
 
+/// Namespace `name` with the mode label set to `mode`, read as the inventory reads it.
+fn labelled(name: &str, mode: &str) -> Namespace {
+    let mut ns = k8s_openapi::api::core::v1::Namespace::default();
+    ns.metadata.name = Some(name.into());
+    ns.metadata.labels = Some([(MODE_LABEL.to_string(), mode.to_string())].into());
+    Namespace::from_api(&ns).unwrap()
+}
+
 #[test]
 fn namespace_label_overrides_the_global_mode() {
     let mut index = seed();
-    index.upsert_namespace(Namespace {
-        name: "foo".into(),
-        labels: [(MODE_LABEL.to_string(), "audit".to_string())].into(),
-    });
+    index.upsert_namespace(labelled("foo", "audit"));
     let (review, _) = run(&index, GuardMode::Enforce, "seed-strict-policy.json");
     assert_eq!(review["response"]["allowed"], true, "foo is labelled audit");
 
-    index.upsert_namespace(Namespace {
-        name: "foo".into(),
-        labels: [(MODE_LABEL.to_string(), "enforce".to_string())].into(),
-    });
+    index.upsert_namespace(labelled("foo", "enforce"));
     let (review, _) = run(&index, GuardMode::Audit, "seed-strict-policy.json");
     assert_eq!(
         review["response"]["allowed"], false,
         "foo is labelled enforce"
+    );
+
+    index.upsert_namespace(labelled("foo", "Audit"));
+    let (review, _) = run(&index, GuardMode::Enforce, "seed-strict-policy.json");
+    assert_eq!(
+        review["response"]["allowed"], false,
+        "no mode: the global one applies"
     );
 }
 
 #[test]
 fn cluster_scoped_mesh_policy_takes_the_root_namespace_label() {
     let mut index = seed();
-    index.upsert_namespace(Namespace {
-        name: "istio-system".into(),
-        labels: [(MODE_LABEL.to_string(), "audit".to_string())].into(),
-    });
+    index.upsert_namespace(labelled("istio-system", "audit"));
     let (review, record) = run(&index, GuardMode::Enforce, "seed-mesh-strict-update.json");
     assert_eq!(review["response"]["allowed"], true);
     assert_eq!(record.decision, Decision::WouldDeny);

@@ -10,8 +10,8 @@ use serde_json::Value;
 
 use super::{Filters, Index};
 use crate::model::{
-    self, ApiCaller, CallerKind, MeshConfig, ModelError, Namespace, NetworkPolicy, Pod, Rule,
-    RuleKind, Service,
+    self, ApiCaller, CallerKind, MeshConfig, ModelError, NetworkPolicy, Pod, Rule, RuleKind,
+    Service,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -176,7 +176,7 @@ impl Loader {
             ("", "Namespace") => {
                 let ns = typed::<core::Namespace>(kind, &value).map_err(object_err)?;
                 self.index
-                    .upsert_namespace(Namespace::from_api(&ns).map_err(object_err)?);
+                    .upsert_namespace(super::read_namespace(&ns).map_err(object_err)?);
             }
             ("", "ConfigMap") => {
                 let cm = typed::<core::ConfigMap>(kind, &value).map_err(object_err)?;

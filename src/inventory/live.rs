@@ -17,8 +17,7 @@ use serde::de::DeserializeOwned;
 
 use super::{file::is_mesh_config, Item, Set, SharedIndex, WatchedKind};
 use crate::model::{
-    ApiCaller, CallerKind, MeshConfig, ModelError, Namespace, NetworkPolicy, Pod, Rule, RuleKind,
-    Service,
+    ApiCaller, CallerKind, MeshConfig, ModelError, NetworkPolicy, Pod, Rule, RuleKind, Service,
 };
 
 pub const CRD_RECHECK: Duration = Duration::from_secs(60);
@@ -76,7 +75,7 @@ pub fn spawn(client: Client, shared: Arc<SharedIndex>) {
         cfg(),
         &shared,
         WatchedKind::Namespace,
-        |n| Namespace::from_api(n).map(Item::Namespace),
+        |n| super::read_namespace(n).map(Item::Namespace),
     );
     spawn_callers(&client, &shared, &domain);
     if respect_network_policies {

@@ -183,6 +183,18 @@ impl Item {
     }
 }
 
+/// Reads a Namespace, saying once, as it is read, that its mode label is no mode.
+pub(crate) fn read_namespace(
+    ns: &k8s_openapi::api::core::v1::Namespace,
+) -> Result<Namespace, crate::model::ModelError> {
+    let ns = Namespace::from_api(ns)?;
+    if let crate::model::LabelledMode::Invalid(reason) = &ns.mode {
+        tracing::warn!(namespace = %ns.name, label = crate::model::namespace::MODE_LABEL, %reason,
+            "namespace mode label ignored: the global mode applies");
+    }
+    Ok(ns)
+}
+
 fn upsert_sorted<T: Clone>(list: &mut Vec<T>, item: T, key: impl Fn(&T) -> (i64, String)) {
     let k = key(&item);
     list.retain(|x| key(x).1 != k.1);

@@ -25,7 +25,7 @@ pub use api_caller::{ApiCaller, CallerKind};
 pub use destination_rule::{DestinationRule, TlsMode};
 pub use legacy::{LegacyPolicy, LegacyScope};
 pub use mesh_config::MeshConfig;
-pub use namespace::Namespace;
+pub use namespace::{GuardMode, LabelledMode, Namespace};
 pub use network_policy::NetworkPolicy;
 pub use peer_authentication::PeerAuthentication;
 pub use pod::{Pod, PodShape, Proxy};
