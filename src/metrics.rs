@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
 use crate::admission::Decision;
+use crate::evidence::TrafficStatus;
 use crate::inventory::shared::KindStatus;
 
 const KINDS: [&str; 6] = [
@@ -168,15 +169,37 @@ impl Metrics {
     }
 }
 
+fn unix_secs(at: std::time::SystemTime) -> u64 {
+    at.duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
 /// The serving certificate's expiry, so an alert can fire before renewal fails for good.
 pub fn certificate_expiry(not_after: std::time::SystemTime) -> String {
-    let secs = not_after
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
+    let secs = unix_secs(not_after);
     format!(
         "# HELP mtls_guard_serving_certificate_expiry_timestamp_seconds When the certificate being served expires.\n\
          # TYPE mtls_guard_serving_certificate_expiry_timestamp_seconds gauge\n\
          mtls_guard_serving_certificate_expiry_timestamp_seconds {secs}\n"
+    )
+}
+
+/// Whether the last Prometheus poll worked, how many plaintext edges it found, and when it
+/// last worked.
+pub fn traffic(status: TrafficStatus) -> String {
+    let at = status.last_success.map_or(0, unix_secs);
+    format!(
+        "# HELP mtls_guard_traffic_evidence_up 1 when the last Prometheus poll succeeded.\n\
+         # TYPE mtls_guard_traffic_evidence_up gauge\n\
+         mtls_guard_traffic_evidence_up {}\n\
+         # HELP mtls_guard_traffic_edges Plaintext (sender, destination) pairs seen in the window.\n\
+         # TYPE mtls_guard_traffic_edges gauge\n\
+         mtls_guard_traffic_edges {}\n\
+         # HELP mtls_guard_traffic_last_success_timestamp_seconds Unix time of the last successful poll (0: never).\n\
+         # TYPE mtls_guard_traffic_last_success_timestamp_seconds gauge\n\
+         mtls_guard_traffic_last_success_timestamp_seconds {at}\n",
+        u8::from(status.up),
+        status.edges,
     )
 }
 
@@ -213,5 +236,34 @@ mod tests {
         assert!(text.contains("mtls_guard_review_duration_seconds_bucket{le=\"0.0001\"} 1"));
         assert!(text.contains("mtls_guard_review_duration_seconds_count 2"));
         assert!(text.contains("mtls_guard_inventory_pods 7"));
+    }
+
+    #[test]
+    fn traffic_status_reads_as_gauges() {
+        let status = TrafficStatus {
+            up: false,
+            edges: 3,
+            last_success: Some(std::time::UNIX_EPOCH + Duration::from_secs(1_700_000_000)),
+        };
+        let text = traffic(status);
+        assert!(
+            text.contains("\nmtls_guard_traffic_evidence_up 0\n"),
+            "{text}"
+        );
+        assert!(text.contains("\nmtls_guard_traffic_edges 3\n"), "{text}");
+        assert!(text.contains("\nmtls_guard_traffic_last_success_timestamp_seconds 1700000000\n"));
+        let never = traffic(TrafficStatus {
+            up: true,
+            edges: 0,
+            last_success: None,
+        });
+        assert!(
+            never.contains("\nmtls_guard_traffic_evidence_up 1\n"),
+            "{never}"
+        );
+        assert!(
+            never.contains("last_success_timestamp_seconds 0\n"),
+            "{never}"
+        );
     }
 }

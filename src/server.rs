@@ -355,7 +355,7 @@ async fn metrics(State(state): State<Arc<AppState>>) -> Response {
         text.push_str(&crate::metrics::certificate_expiry(expiry));
     }
     if let Some(traffic) = &state.traffic {
-        text.push_str(&traffic.metrics_text());
+        text.push_str(&crate::metrics::traffic(traffic.status()));
     }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }

@@ -177,7 +177,7 @@ async fn the_poller_keeps_exactly_the_plaintext_edges_in_the_window() {
     assert!(bar[0].3 > 0, "{bar:?}");
 
     assert!(ev.senders_to("foo", "sleep").is_empty());
-    let metrics = traffic.metrics_text();
+    let metrics = mtls_guard::metrics::traffic(traffic.status());
     assert!(
         metrics.contains("mtls_guard_traffic_evidence_up 1"),
         "{metrics}"
@@ -204,9 +204,9 @@ async fn an_unreachable_prometheus_leaves_the_evidence_stale() {
         ev.stale_reason
     );
     assert!(ev.senders_to("foo", "httpbin").is_empty());
-    assert!(traffic
-        .metrics_text()
-        .contains("mtls_guard_traffic_evidence_up 0"));
+    assert!(
+        mtls_guard::metrics::traffic(traffic.status()).contains("mtls_guard_traffic_evidence_up 0")
+    );
 
     // The poller records the failure and keeps going.
     let polled = Arc::new(Traffic::new(EvidenceMode::Both, WINDOW));

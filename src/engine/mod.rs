@@ -17,7 +17,7 @@ mod view;
 use crate::inventory::{Index, WorkloadId};
 use crate::model::{MeshConfig, Mode, Origin, Rule};
 
-pub use crate::evidence::{Evidence, EvidenceMode};
+pub use crate::evidence::edges::{Evidence, EvidenceMode};
 pub use destination::host_matches;
 pub use mode::{Modes, Resolved};
 pub use verdict::{

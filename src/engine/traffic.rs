@@ -1,7 +1,7 @@
 //! Tier 3: plaintext that Istio's telemetry saw arriving at a server the change locks down.
 
 use super::verdict::{Client, Hit, Reason, Tier, VerdictBuilder};
-use crate::evidence::{Evidence, EvidenceMode};
+use crate::evidence::edges::{Evidence, EvidenceMode};
 use crate::inventory::Index;
 
 /// Adds observed senders to every locked-down server; under `--evidence traffic` the
