@@ -140,7 +140,7 @@ pub struct Record {
     pub change: Option<String>,
 }
 
-pub struct Outcome {
+pub struct Answer {
     pub response: AdmissionResponse,
     pub record: Record,
     pub verdict: Verdict,
@@ -155,7 +155,7 @@ pub struct Reply<'a> {
     response: &'a AdmissionResponse,
 }
 
-impl Outcome {
+impl Answer {
     /// The answer, serialised as it is written (no intermediate JSON tree).
     pub fn reply(&self) -> Reply<'_> {
         Reply {
@@ -258,7 +258,7 @@ pub fn unsynced(
     mode: GuardMode,
     allow: bool,
     why: &str,
-) -> Outcome {
+) -> Answer {
     let mut record = record(req, mode);
     record.decision = Decision::Unsynced;
     let mut response = AdmissionResponse::from(req);
@@ -273,7 +273,7 @@ pub fn unsynced(
         )
         .with_code(503);
     }
-    Outcome {
+    Answer {
         response,
         record,
         verdict: Verdict::default(),
@@ -286,7 +286,7 @@ pub fn overdue(
     req: &AdmissionRequest<DynamicObject>,
     mode: GuardMode,
     deadline: Duration,
-) -> Outcome {
+) -> Answer {
     let mut record = record(req, mode);
     record.decision = Decision::Timeout;
     let mut response = AdmissionResponse::from(req);
@@ -298,7 +298,7 @@ pub fn overdue(
         response.result =
             Status::failure(&format!("{why}; retry shortly"), "ServiceUnavailable").with_code(503);
     }
-    Outcome {
+    Answer {
         response,
         record,
         verdict: Verdict::default(),
@@ -310,7 +310,7 @@ pub fn decide(
     index: &Index,
     default_mode: GuardMode,
     req: &AdmissionRequest<DynamicObject>,
-) -> Outcome {
+) -> Answer {
     decide_with(
         index,
         &Evidence::inventory_only(),
@@ -326,7 +326,7 @@ fn namespace_review(
     req: &AdmissionRequest<DynamicObject>,
     mode: GuardMode,
     auth: &Authorization,
-) -> Outcome {
+) -> Answer {
     let mut record = record(req, mode);
     let mut response = AdmissionResponse::from(req);
     if permission_needed(req).is_some() {
@@ -361,7 +361,7 @@ fn namespace_review(
             }
         }
     }
-    Outcome {
+    Answer {
         response,
         record,
         verdict: Verdict::default(),
@@ -409,7 +409,7 @@ pub fn unjudged(
     index: &Index,
     default_mode: GuardMode,
     req: &AdmissionRequest<DynamicObject>,
-) -> Option<Outcome> {
+) -> Option<Answer> {
     let subject = Subject::of(index, req);
     matches!(subject, Subject::OtherConfigMap | Subject::Other)
         .then(|| not_reviewed(req, default_mode, &subject))
@@ -420,7 +420,7 @@ fn not_reviewed(
     req: &AdmissionRequest<DynamicObject>,
     mode: GuardMode,
     subject: &Subject,
-) -> Outcome {
+) -> Answer {
     let mut record = record(req, mode);
     record.decision = Decision::NotReviewed;
     let mut response = AdmissionResponse::from(req);
@@ -430,7 +430,7 @@ fn not_reviewed(
             record.kind
         )]);
     }
-    Outcome {
+    Answer {
         response,
         record,
         verdict: Verdict::default(),
@@ -529,7 +529,7 @@ pub fn decide_with(
     default_mode: GuardMode,
     req: &AdmissionRequest<DynamicObject>,
     auth: &Authorization,
-) -> Outcome {
+) -> Answer {
     let subject = Subject::of(index, req);
     let reviewed = match subject {
         Subject::Namespace => {
@@ -567,7 +567,7 @@ pub fn decide_with(
                 response.allowed = false;
                 response.result = Status::failure(&why, "BadRequest").with_code(400);
             }
-            return Outcome {
+            return Answer {
                 response,
                 record,
                 verdict: Verdict::default(),
@@ -615,7 +615,7 @@ pub fn decide_with(
         _ if verdict.breaks_clients() => response.warnings = Some(report::warnings(&verdict)),
         _ => {}
     }
-    Outcome {
+    Answer {
         response,
         record,
         verdict,

@@ -28,7 +28,7 @@ use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
 
-use crate::admission::{self, AdmissionError, Authorization, GuardMode, Outcome};
+use crate::admission::{self, AdmissionError, Answer, Authorization, GuardMode};
 use crate::evidence::Traffic;
 use crate::inventory::SharedIndex;
 use crate::limits::BodyBudget;
@@ -259,7 +259,7 @@ async fn decide(
     state: &Arc<AppState>,
     req: AdmissionRequest<DynamicObject>,
     started: Instant,
-) -> Outcome {
+) -> Answer {
     let req = Arc::new(req);
     let deadline = tokio::time::Instant::from_std(started + state.review_deadline);
     if tokio::time::Instant::now() >= deadline {
@@ -307,7 +307,7 @@ async fn authorize(state: &AppState, req: &AdmissionRequest<DynamicObject>) -> A
     }
 }
 
-fn overdue(state: &AppState, req: &AdmissionRequest<DynamicObject>) -> Outcome {
+fn overdue(state: &AppState, req: &AdmissionRequest<DynamicObject>) -> Answer {
     let mode = state
         .inventory
         .read(|index| admission::mode_for(index, state.mode, req.namespace.as_deref()));

@@ -161,7 +161,7 @@ fn unreviewed_kind_is_allowed_with_a_warning() {
 }
 
 /// The break-glass fixture as an UPDATE whose old object carried `old_reason`.
-fn glass_update(old_reason: Option<&str>, new_reason: &str) -> Outcome {
+fn glass_update(old_reason: Option<&str>, new_reason: &str) -> Answer {
     let mut review: Value =
         serde_json::from_slice(&fixture("seed-strict-policy-break-glass.json")).unwrap();
     let mut old = review["request"]["object"].clone();
@@ -337,7 +337,7 @@ fn decide_as(
     mode: GuardMode,
     req: &AdmissionRequest<DynamicObject>,
     auth: &Authorization,
-) -> Outcome {
+) -> Answer {
     decide_with(&seed(), &Evidence::inventory_only(), mode, req, auth)
 }
 

@@ -44,7 +44,7 @@ pub enum CheckError {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "UPPERCASE")]
-pub enum Operation {
+pub enum Verb {
     Create,
     Update,
     Delete,
@@ -52,7 +52,7 @@ pub enum Operation {
 
 /// What the webhook would answer for one object.
 #[derive(Debug)]
-pub enum Outcome {
+pub enum Ruling {
     /// A kind the webhook does not review (`apiVersion kind`).
     NotReviewed(String),
     Allowed,
@@ -76,15 +76,15 @@ pub struct Checked {
     pub source: String,
     /// `Kind namespace/name`.
     pub object: String,
-    pub operation: Option<Operation>,
+    pub verb: Option<Verb>,
     /// A DELETE of an object the inventory does not hold, judged as the manifest describes it.
     pub assumed_from_manifest: bool,
-    pub outcome: Outcome,
+    pub ruling: Ruling,
 }
 
 impl Checked {
     pub fn denied(&self) -> bool {
-        matches!(self.outcome, Outcome::Denied { .. })
+        matches!(self.ruling, Ruling::Denied { .. })
     }
 }
 
@@ -168,12 +168,12 @@ fn check_mesh_config(
     let old = index.mesh().clone();
     let verdict = engine::evaluate_mesh_change(index, &old, &new, &Evidence::inventory_only());
     let mode = admission::mode_for(index, mode, Some(&istio_namespace));
-    let outcome = match let_through(verdict, mode, break_glass(v)) {
-        Ok(outcome) => {
+    let ruling = match let_through(verdict, mode, break_glass(v)) {
+        Ok(ruling) => {
             index.set_mesh(new);
-            outcome
+            ruling
         }
-        Err(verdict) => Outcome::Denied {
+        Err(verdict) => Ruling::Denied {
             message: report::deny_message(&object, &verdict, None),
             verdict,
             fix: Fix::Advice(
@@ -184,13 +184,9 @@ fn check_mesh_config(
     Ok(Some(Checked {
         source: m.source.clone(),
         object,
-        operation: Some(if delete {
-            Operation::Delete
-        } else {
-            Operation::Update
-        }),
+        verb: Some(if delete { Verb::Delete } else { Verb::Update }),
         assumed_from_manifest: false,
-        outcome,
+        ruling,
     }))
 }
 
@@ -200,11 +196,11 @@ fn let_through(
     verdict: Verdict,
     mode: GuardMode,
     break_glass: Option<String>,
-) -> Result<Outcome, Verdict> {
+) -> Result<Ruling, Verdict> {
     match settle(&verdict, mode, break_glass.is_some()) {
         Decision::Denied => Err(verdict),
-        Decision::Allowed => Ok(Outcome::Allowed),
-        _ => Ok(Outcome::AllowedAnyway {
+        Decision::Allowed => Ok(Ruling::Allowed),
+        _ => Ok(Ruling::AllowedAnyway {
             verdict,
             break_glass,
         }),
@@ -240,9 +236,9 @@ pub fn check(
             results.push(Checked {
                 source: m.source.clone(),
                 object: format!("{kind_name} {}", m.name()),
-                operation: None,
+                verb: None,
                 assumed_from_manifest: false,
-                outcome: Outcome::NotReviewed(kind_name),
+                ruling: Ruling::NotReviewed(kind_name),
             });
             continue;
         };
@@ -258,23 +254,23 @@ pub fn check(
         }
         let object = rule.origin().to_string();
         let assumed_from_manifest = delete && old.is_none();
-        let (operation, change) = match (&old, delete) {
+        let (verb, change) = match (&old, delete) {
             (_, true) => (
-                Operation::Delete,
+                Verb::Delete,
                 Change {
                     old: Some(old.as_ref().unwrap_or(&rule)),
                     new: None,
                 },
             ),
             (Some(o), false) => (
-                Operation::Update,
+                Verb::Update,
                 Change {
                     old: Some(o),
                     new: Some(&rule),
                 },
             ),
             (None, false) => (
-                Operation::Create,
+                Verb::Create,
                 Change {
                     old: None,
                     new: Some(&rule),
@@ -284,24 +280,24 @@ pub fn check(
         let verdict = engine::evaluate(index, &change);
         let ns = &rule.origin().namespace;
         let mode = admission::mode_for(index, mode, (!ns.is_empty()).then_some(ns.as_str()));
-        let outcome = match let_through(verdict, mode, break_glass(&value)) {
-            Ok(outcome) => {
+        let ruling = match let_through(verdict, mode, break_glass(&value)) {
+            Ok(ruling) => {
                 if delete {
                     index.remove_rule(rule.origin());
                 } else {
                     index.upsert_rule(rule);
                 }
-                outcome
+                ruling
             }
             Err(verdict) => {
-                let fix = match operation {
-                    Operation::Delete => Fix::Advice(
+                let fix = match verb {
+                    Verb::Delete => Fix::Advice(
                         "deleting it is what locks the servers down: keep it until the clients send mTLS"
                             .into(),
                     ),
                     _ => patch::propose(index, change.old, &value, &rule, &verdict),
                 };
-                Outcome::Denied {
+                Ruling::Denied {
                     message: report::deny_message(&object, &verdict, None),
                     verdict,
                     fix,
@@ -311,9 +307,9 @@ pub fn check(
         results.push(Checked {
             source: m.source.clone(),
             object,
-            operation: Some(operation),
+            verb: Some(verb),
             assumed_from_manifest,
-            outcome,
+            ruling,
         });
     }
     Ok(results)
@@ -339,8 +335,8 @@ mod tests {
     }
 
     fn servers(c: &Checked) -> Vec<String> {
-        match &c.outcome {
-            Outcome::Denied { verdict, .. } => verdict
+        match &c.ruling {
+            Ruling::Denied { verdict, .. } => verdict
                 .servers
                 .iter()
                 .map(|s| format!("{}/{}", s.namespace, s.workload))
@@ -371,8 +367,8 @@ mod tests {
             GuardMode::Enforce,
         )
         .unwrap();
-        assert!(matches!(both[0].outcome, Outcome::Allowed));
-        assert_eq!(both[0].operation, Some(Operation::Create));
+        assert!(matches!(both[0].ruling, Ruling::Allowed));
+        assert_eq!(both[0].verb, Some(Verb::Create));
         assert!(both[1].denied());
         assert!(!servers(&both[1]).contains(&"foo/httpbin".to_string()));
     }
@@ -394,9 +390,9 @@ mod tests {
             GuardMode::Enforce,
         )
         .unwrap();
-        assert_eq!(out[0].operation, Some(Operation::Update));
+        assert_eq!(out[0].verb, Some(Verb::Update));
         assert!(out[0].denied());
-        let Outcome::Denied { fix, .. } = &out[0].outcome else {
+        let Ruling::Denied { fix, .. } = &out[0].ruling else {
             unreachable!()
         };
         assert!(

@@ -4,7 +4,7 @@ use std::fmt::Write;
 
 use serde_json::{json, Value};
 
-use super::{Checked, Fix, Outcome};
+use super::{Checked, Fix, Ruling};
 use crate::report;
 
 fn indent(text: &str, by: &str) -> String {
@@ -46,21 +46,21 @@ pub fn text(results: &[Checked]) -> String {
     let mut out = String::new();
     for c in results {
         let op = c
-            .operation
+            .verb
             .map(|o| format!("{o:?}").to_uppercase())
             .unwrap_or_default();
-        match &c.outcome {
-            Outcome::NotReviewed(kind) => {
+        match &c.ruling {
+            Ruling::NotReviewed(kind) => {
                 let _ = writeln!(
                     out,
                     "SKIP  {} ({}): mtls-guard does not review {kind}",
                     c.object, c.source
                 );
             }
-            Outcome::Allowed => {
+            Ruling::Allowed => {
                 let _ = writeln!(out, "OK    {} ({op}, {})", c.object, c.source);
             }
-            Outcome::AllowedAnyway {
+            Ruling::AllowedAnyway {
                 verdict,
                 break_glass,
             } => {
@@ -76,14 +76,14 @@ pub fn text(results: &[Checked]) -> String {
                     let _ = writeln!(out, "      {w}");
                 }
             }
-            Outcome::Denied { .. } => {
+            Ruling::Denied { .. } => {
                 let _ = writeln!(out, "DENY  {} ({op}, {})", c.object, c.source);
             }
         }
         if c.assumed_from_manifest {
             out.push_str("      (not in the inventory: judged as the manifest describes it)\n");
         }
-        if let Outcome::Denied { message, fix, .. } = &c.outcome {
+        if let Ruling::Denied { message, fix, .. } = &c.ruling {
             out.push_str(&indent(message, "      "));
             out.push_str(&indent(&fix_text(c, fix), "      "));
         }
@@ -111,13 +111,13 @@ pub fn json(results: &[Checked]) -> Value {
             let mut item = json!({
                 "source": c.source,
                 "object": c.object,
-                "operation": c.operation,
+                "operation": c.verb,
                 "assumedFromManifest": c.assumed_from_manifest,
             });
-            match &c.outcome {
-                Outcome::NotReviewed(_) => item["verdict"] = "not-reviewed".into(),
-                Outcome::Allowed => item["verdict"] = "allowed".into(),
-                Outcome::AllowedAnyway {
+            match &c.ruling {
+                Ruling::NotReviewed(_) => item["verdict"] = "not-reviewed".into(),
+                Ruling::Allowed => item["verdict"] = "allowed".into(),
+                Ruling::AllowedAnyway {
                     verdict,
                     break_glass,
                 } => {
@@ -129,7 +129,7 @@ pub fn json(results: &[Checked]) -> Value {
                     item["clients"] = clients(verdict);
                     item["warnings"] = json!(report::warnings(verdict));
                 }
-                Outcome::Denied {
+                Ruling::Denied {
                     verdict,
                     message,
                     fix,

@@ -10,7 +10,7 @@
 use std::collections::BTreeSet;
 
 use super::destination::{self, Asker};
-use super::mode::Modes;
+use super::mode::ModeResolver;
 use super::scope::selected_by;
 use super::verdict::{Client, Hit, Reason, Targets, VerdictBuilder, LISTED_UNMESHED};
 use super::view::View;
@@ -220,7 +220,7 @@ fn probed_without_rewrite(w: &Workload, port: u16) -> bool {
 }
 
 /// Why auto mTLS would send plaintext to this server through this Service, if it would.
-fn auto_mtls_plaintext(modes: &mut Modes, w: &Workload, route: &Route) -> Option<Reason> {
+fn auto_mtls_plaintext(modes: &mut ModeResolver, w: &Workload, route: &Route) -> Option<Reason> {
     let index = modes.view.index;
     if !modes.view.mesh.enable_auto_mtls {
         return Some(Reason::AutoMtlsOff);
@@ -369,8 +369,8 @@ fn cut_off<'a>(
 
 /// Tier 2: sidecar clients newly sending plaintext to one STRICT server port.
 pub(super) fn with_sidecar<'a>(
-    before: &mut Modes,
-    after: &mut Modes,
+    before: &mut ModeResolver,
+    after: &mut ModeResolver,
     hit: &Hit<'a>,
     w: &Workload,
     rules: &DestRules,

@@ -19,7 +19,7 @@ use crate::model::{MeshConfig, Mode, Origin, Rule};
 
 pub use crate::evidence::edges::{Evidence, EvidenceMode};
 pub use destination::host_matches;
-pub use mode::{Modes, Resolved};
+pub use mode::{ModeResolver, Resolved};
 pub use verdict::{
     Break, Client, PortChange, Reason, Server, Targets, Tier, Verdict, LISTED_UNMESHED,
 };
@@ -99,8 +99,8 @@ fn judge(
     evidence: &Evidence,
 ) -> Verdict {
     let index = after.index;
-    let mut before = Modes::new(before);
-    let mut after = Modes::new(after);
+    let mut before = ModeResolver::new(before);
+    let mut after = ModeResolver::new(after);
     let mut unmeshed = clients::Unmeshed::new(index);
     let mut out = VerdictBuilder::new(index, candidates.len());
     let mut hits = Vec::with_capacity(candidates.len());

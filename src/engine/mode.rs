@@ -107,7 +107,7 @@ struct Level<'a> {
 }
 
 /// Mode resolution in one view, remembering the mesh and namespace levels it has computed.
-pub struct Modes<'a> {
+pub struct ModeResolver<'a> {
     pub view: View<'a>,
     mesh: Resolved<'a>,
     /// Keyed by the workloads' shared copy of each namespace name, so the walk, which goes
@@ -117,9 +117,9 @@ pub struct Modes<'a> {
     last: usize,
 }
 
-impl<'a> Modes<'a> {
-    pub fn new(view: View<'a>) -> Modes<'a> {
-        Modes {
+impl<'a> ModeResolver<'a> {
+    pub fn new(view: View<'a>) -> ModeResolver<'a> {
+        ModeResolver {
             mesh: mesh_level(&view),
             view,
             levels: Vec::new(),
@@ -130,7 +130,7 @@ impl<'a> Modes<'a> {
 
     /// The level of `namespace`, taken from `twin` (the same index in another view of the
     /// same change) when that view has worked it out and the change does not touch it.
-    fn level(&mut self, namespace: &Arc<str>, twin: Option<&Modes<'a>>) -> &Level<'a> {
+    fn level(&mut self, namespace: &Arc<str>, twin: Option<&ModeResolver<'a>>) -> &Level<'a> {
         let at = match self.levels.get(self.last) {
             Some((name, _)) if Arc::ptr_eq(name, namespace) || name == namespace => self.last,
             _ => match self.by_namespace.get(namespace) {
@@ -202,10 +202,10 @@ impl<'a> Modes<'a> {
         self.port_sharing(None, id, port)
     }
 
-    /// [`Modes::port`], reusing what `twin`, a view of the same change, has worked out.
+    /// [`ModeResolver::port`], reusing what `twin`, a view of the same change, has worked out.
     pub fn port_like(
         &mut self,
-        twin: &Modes<'a>,
+        twin: &ModeResolver<'a>,
         id: WorkloadId,
         port: Option<u16>,
     ) -> Resolved<'a> {
@@ -214,7 +214,7 @@ impl<'a> Modes<'a> {
 
     fn port_sharing(
         &mut self,
-        twin: Option<&Modes<'a>>,
+        twin: Option<&ModeResolver<'a>>,
         id: WorkloadId,
         port: Option<u16>,
     ) -> Resolved<'a> {

@@ -71,17 +71,47 @@ impl Loader {
             .is_some_and(|b| *b == b'{' || *b == b'[');
         let name = path.display().to_string();
         if is_json {
-            return super::stream::add_json(self, &name, reader);
+            return self.add_json(&name, reader);
         }
         let mut text = String::new();
         std::io::Read::read_to_string(&mut reader, &mut text).map_err(io)?;
         self.add_str(&name, &text)
     }
 
+    /// Reads one JSON document from `reader`, list items one by one as they are split off.
+    fn add_json(&mut self, source: &str, reader: impl std::io::Read) -> Result<(), InventoryError> {
+        let parse = |message: String| InventoryError::Parse {
+            source_name: source.to_string(),
+            message,
+        };
+        let add = |bytes: &[u8], at: usize| self.add_item(source, bytes, at);
+        let rest = super::stream::split_json(reader, add, parse)?;
+        match serde_json::from_slice(&rest).map_err(|e| parse(e.to_string()))? {
+            // A top-level array: its elements were the items.
+            Value::Array(_) => Ok(()),
+            rest => self.add_value(source, rest),
+        }
+    }
+
+    /// One list item: a Pod, nearly all of a large inventory, is read straight into its typed
+    /// form (which checks `apiVersion` and `kind` as it meets them, so another kind fails at
+    /// once); anything else, or a Pod that does not read as one (reported with its name), as
+    /// JSON.
+    fn add_item(&mut self, source: &str, bytes: &[u8], at: usize) -> Result<(), InventoryError> {
+        if let Ok(pod) = serde_json::from_slice::<k8s_openapi::api::core::v1::Pod>(bytes) {
+            return self.add_pod(source, &pod);
+        }
+        let value: Value = serde_json::from_slice(bytes).map_err(|e| InventoryError::Parse {
+            source_name: source.to_string(),
+            message: format!("item {at}: {e}"),
+        })?;
+        self.add_value(source, value)
+    }
+
     pub fn add_str(&mut self, source_name: &str, text: &str) -> Result<(), InventoryError> {
         let trimmed = text.trim_start();
         if trimmed.starts_with('{') || trimmed.starts_with('[') {
-            return super::stream::add_json(self, source_name, text.as_bytes());
+            return self.add_json(source_name, text.as_bytes());
         }
         for doc in documents(source_name, text)? {
             self.add_value(source_name, doc)?;
@@ -90,7 +120,7 @@ impl Loader {
     }
 
     /// A Pod already read into its typed form.
-    pub(super) fn add_pod(
+    fn add_pod(
         &mut self,
         source_name: &str,
         pod: &core::Pod,
@@ -109,7 +139,7 @@ impl Loader {
         Ok(())
     }
 
-    pub(super) fn add_value(
+    fn add_value(
         &mut self,
         source_name: &str,
         value: Value,

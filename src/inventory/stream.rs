@@ -1,16 +1,10 @@
-//! Streaming read of JSON inventories: the document is read in blocks and every element of a
-//! `List`'s `items` (or of a top-level array) goes into the index as soon as its last byte is
-//! read, so a 100k-pod `kubectl get -o json` never sits in memory whole, and each item is
+//! Streaming split of JSON inventories: the document is read in blocks and every element of a
+//! `List`'s `items` (or of a top-level array) is handed to a sink as soon as its last byte is
+//! read, so a 100k-pod `kubectl get -o json` never sits in memory whole, and each item can be
 //! parsed from a byte slice (far faster than serde_json's byte-at-a-time reader). What is left
-//! of the document (a List's `kind` and `metadata`, or a single object) is parsed at the end.
+//! of the document (a List's `kind` and `metadata`, or a single object) is returned.
 
 use std::io::Read;
-
-use serde_json::Value;
-
-use super::file::{InventoryError, Loader};
-
-type Outcome = Result<(), InventoryError>;
 
 /// Bytes read from the file at a time.
 const BLOCK: usize = 1 << 20;
@@ -79,7 +73,11 @@ impl Splitter {
         false
     }
 
-    fn feed(&mut self, bytes: &[u8], item: &mut impl FnMut(&[u8], usize) -> Outcome) -> Outcome {
+    fn feed<E>(
+        &mut self,
+        bytes: &[u8],
+        item: &mut impl FnMut(&[u8], usize) -> Result<(), E>,
+    ) -> Result<(), E> {
         let mut i = 0;
         // Where the current item's bytes begin in this block.
         let mut start = 0;
@@ -107,13 +105,13 @@ impl Splitter {
 
     /// Scans the current item from `i`: strings are skipped to their next quote or escape at
     /// once. Returns where scanning stopped: the block's end, or just past the item's end.
-    fn item_run(
+    fn item_run<E>(
         &mut self,
         bytes: &[u8],
         mut i: usize,
         start: usize,
-        item: &mut impl FnMut(&[u8], usize) -> Outcome,
-    ) -> Result<usize, InventoryError> {
+        item: &mut impl FnMut(&[u8], usize) -> Result<(), E>,
+    ) -> Result<usize, E> {
         while i < bytes.len() {
             if self.in_string {
                 if self.escaped {
@@ -209,11 +207,11 @@ impl Splitter {
     }
 
     /// Hands over a complete item: its last piece is `tail`, after what earlier blocks held.
-    fn finish_item(
+    fn finish_item<E>(
         &mut self,
         tail: &[u8],
-        item: &mut impl FnMut(&[u8], usize) -> Outcome,
-    ) -> Outcome {
+        item: &mut impl FnMut(&[u8], usize) -> Result<(), E>,
+    ) -> Result<(), E> {
         self.place = Place::Between;
         let at = self.items;
         self.items += 1;
@@ -227,54 +225,29 @@ impl Splitter {
     }
 }
 
-/// One list item: a Pod, nearly all of a large inventory, is read straight into its typed form
-/// (which checks `apiVersion` and `kind` as it meets them, so another kind fails at once);
-/// anything else, or a Pod that does not read as one (reported with its name), as JSON.
-fn add_item(loader: &mut Loader, source: &str, bytes: &[u8], at: usize) -> Outcome {
-    if let Ok(pod) = serde_json::from_slice::<k8s_openapi::api::core::v1::Pod>(bytes) {
-        return loader.add_pod(source, &pod);
-    }
-    let value: Value = serde_json::from_slice(bytes).map_err(|e| InventoryError::Parse {
-        source_name: source.to_string(),
-        message: format!("item {at}: {e}"),
-    })?;
-    loader.add_value(source, value)
-}
-
-/// Reads one JSON document from `reader` into the loader.
-pub(super) fn add_json(loader: &mut Loader, source: &str, mut reader: impl Read) -> Outcome {
-    let io = |e: std::io::Error| InventoryError::Parse {
-        source_name: source.to_string(),
-        message: e.to_string(),
-    };
+/// Reads a JSON document from `reader`, handing each list item to `item` with its position,
+/// and returns the rest of the document. `fail` words a read error or a truncated list in
+/// the sink's error type.
+pub(super) fn split_json<E>(
+    mut reader: impl Read,
+    mut item: impl FnMut(&[u8], usize) -> Result<(), E>,
+    fail: impl Fn(String) -> E,
+) -> Result<Vec<u8>, E> {
     let mut splitter = Splitter::new();
     let mut block = vec![0; BLOCK];
-    let mut add = |bytes: &[u8], at: usize| add_item(loader, source, bytes, at);
     loop {
         let n = match reader.read(&mut block) {
             Ok(0) => break,
             Ok(n) => n,
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(io(e)),
+            Err(e) => return Err(fail(e.to_string())),
         };
-        splitter.feed(&block[..n], &mut add)?;
+        splitter.feed(&block[..n], &mut item)?;
     }
     if splitter.place != Place::Rest {
-        return Err(InventoryError::Parse {
-            source_name: source.to_string(),
-            message: "the document ends inside its list of items".into(),
-        });
+        return Err(fail("the document ends inside its list of items".into()));
     }
-    let rest: Value =
-        serde_json::from_slice(&splitter.rest).map_err(|e| InventoryError::Parse {
-            source_name: source.to_string(),
-            message: e.to_string(),
-        })?;
-    match rest {
-        // A top-level array: its elements were the items.
-        Value::Array(_) => Ok(()),
-        rest => loader.add_value(source, rest),
-    }
+    Ok(splitter.rest)
 }
 
 #[cfg(test)]
@@ -285,7 +258,7 @@ mod tests {
     fn split(doc: &str, chunk: usize) -> (Vec<String>, String) {
         let mut splitter = Splitter::new();
         let mut items = Vec::new();
-        let mut add = |bytes: &[u8], _at: usize| {
+        let mut add = |bytes: &[u8], _at: usize| -> Result<(), ()> {
             items.push(String::from_utf8(bytes.to_vec()).unwrap());
             Ok(())
         };
@@ -310,7 +283,7 @@ mod tests {
         for chunk in [1, 2, 3, 7, 64, doc.len()] {
             let (items, rest) = split(doc, chunk);
             assert_eq!(items, want, "chunk {chunk}");
-            let rest: Value = serde_json::from_str(&rest).unwrap();
+            let rest: serde_json::Value = serde_json::from_str(&rest).unwrap();
             assert_eq!(rest["items"], serde_json::json!([]), "chunk {chunk}");
             assert_eq!(rest["metadata"]["items"], serde_json::json!([1]));
             assert_eq!(rest["kind"], "List");

@@ -77,7 +77,7 @@ impl Workload {
         let s = &self.shape;
         !s.exclude_outbound_ports.is_empty()
             || !s.exclude_outbound_ranges.is_empty()
-            || s.include_outbound_ranges != crate::model::pod::Scope::All
+            || s.include_outbound_ranges != crate::model::pod::AllOr::All
     }
 }
 

@@ -95,16 +95,16 @@ impl FromStr for Cidr {
 
 /// `*` (everything) or an explicit list.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub enum Scope<T> {
+pub enum AllOr<T> {
     All,
     Only(Vec<T>),
 }
 
-impl<T: PartialEq> Scope<T> {
+impl<T: PartialEq> AllOr<T> {
     pub fn includes(&self, item: &T) -> bool {
         match self {
-            Scope::All => true,
-            Scope::Only(items) => items.contains(item),
+            AllOr::All => true,
+            AllOr::Only(items) => items.contains(item),
         }
     }
 }
@@ -121,10 +121,10 @@ pub struct PodShape {
     /// Non-proxy container ports: (name, number).
     pub container_ports: Vec<(Option<String>, u16)>,
     pub exclude_inbound_ports: Vec<u16>,
-    pub include_inbound_ports: Scope<u16>,
+    pub include_inbound_ports: AllOr<u16>,
     pub exclude_outbound_ports: Vec<u16>,
     pub exclude_outbound_ranges: Vec<Cidr>,
-    pub include_outbound_ranges: Scope<Cidr>,
+    pub include_outbound_ranges: AllOr<Cidr>,
     /// httpGet and gRPC probes: the kubelet sends them without a mesh certificate.
     pub probe_ports: Vec<NamedPort>,
     pub rewrite_probes: bool,
@@ -173,7 +173,7 @@ impl PodShape {
             return Some("excludeOutboundIPRanges");
         }
         match &self.include_outbound_ranges {
-            Scope::Only(ranges) if !ranges.iter().any(|c| c.contains(ip)) => {
+            AllOr::Only(ranges) if !ranges.iter().any(|c| c.contains(ip)) => {
                 Some("includeOutboundIPRanges")
             }
             _ => None,
@@ -206,10 +206,10 @@ fn ranges_list(s: &str) -> Vec<Cidr> {
         .collect()
 }
 
-fn scope<T>(value: Option<&String>, parse: fn(&str) -> Vec<T>) -> Scope<T> {
+fn all_or<T>(value: Option<&String>, parse: fn(&str) -> Vec<T>) -> AllOr<T> {
     match value.map(|v| v.trim()) {
-        None | Some("*") => Scope::All,
-        Some(v) => Scope::Only(parse(v)),
+        None | Some("*") => AllOr::All,
+        Some(v) => AllOr::Only(parse(v)),
     }
 }
 
@@ -339,14 +339,14 @@ impl Pod {
                 exclude_inbound_ports: annotations
                     .get(EXCLUDE_INBOUND_PORTS)
                     .map_or_else(Vec::new, |v| ports_list(v)),
-                include_inbound_ports: scope(annotations.get(INCLUDE_INBOUND_PORTS), ports_list),
+                include_inbound_ports: all_or(annotations.get(INCLUDE_INBOUND_PORTS), ports_list),
                 exclude_outbound_ports: annotations
                     .get(EXCLUDE_OUTBOUND_PORTS)
                     .map_or_else(Vec::new, |v| ports_list(v)),
                 exclude_outbound_ranges: annotations
                     .get(EXCLUDE_OUTBOUND_RANGES)
                     .map_or_else(Vec::new, |v| ranges_list(v)),
-                include_outbound_ranges: scope(
+                include_outbound_ranges: all_or(
                     annotations.get(INCLUDE_OUTBOUND_RANGES),
                     ranges_list,
                 ),

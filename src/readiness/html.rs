@@ -101,10 +101,10 @@ fn namespace_card(out: &mut String, n: &NamespaceReport) {
     let _ = write!(
         out,
         "<div class=\"card\" data-namespace=\"{}\"><h3>{}</h3><div class=\"muted\">namespace mode {}{}</div><div class=\"bar\">",
-        esc(&n.scope.name),
-        esc(&n.scope.name),
-        n.scope.mode,
-        n.scope
+        esc(&n.level.name),
+        esc(&n.level.name),
+        n.level.mode,
+        n.level
             .decided_by
             .as_ref()
             .map(|b| format!(" by {}", esc(b)))
@@ -137,9 +137,9 @@ fn namespace_card(out: &mut String, n: &NamespaceReport) {
         } else {
             String::new()
         },
-        badge(n.scope.status),
-        if n.scope.status == Status::Blocked {
-            format!(" <span class=\"muted\">{} client(s)</span>", n.scope.blocking_clients)
+        badge(n.level.status),
+        if n.level.status == Status::Blocked {
+            format!(" <span class=\"muted\">{} client(s)</span>", n.level.blocking_clients)
         } else {
             String::new()
         }

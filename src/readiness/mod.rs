@@ -18,7 +18,7 @@ use std::sync::Arc;
 use serde::Serialize;
 
 use crate::decision::{settle, Decision, GuardMode};
-use crate::engine::{self, Change, Modes, Tier, Verdict, View};
+use crate::engine::{self, Change, ModeResolver, Tier, Verdict, View};
 use crate::evidence::{window_text, Evidence, EvidenceMode};
 use crate::inventory::{Index, Workload, WorkloadId};
 use crate::model::{Mode, Origin, Proxy, RuleKind};
@@ -92,7 +92,7 @@ impl Suspects {
 /// A namespace-wide (or, for the mesh, root-namespace) lock-down.
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct ScopeReport {
+pub struct LockdownReport {
     pub name: String,
     pub mode: Mode,
     pub decided_by: Option<String>,
@@ -105,7 +105,7 @@ pub struct ScopeReport {
 #[derive(Debug, Clone, Serialize)]
 pub struct NamespaceReport {
     #[serde(flatten)]
-    pub scope: ScopeReport,
+    pub level: LockdownReport,
     pub strict: usize,
     pub ready: usize,
     pub blocked: usize,
@@ -126,7 +126,7 @@ pub struct TrafficStatus {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct MeshReport {
-    pub mesh: ScopeReport,
+    pub mesh: LockdownReport,
     pub namespaces: Vec<NamespaceReport>,
     pub workloads: Vec<WorkloadReport>,
     pub traffic: TrafficStatus,
@@ -143,8 +143,8 @@ impl MeshReport {
         });
         let namespaces = self.namespaces.iter().filter_map(|n| {
             Some((
-                format!("namespace {}", n.scope.name),
-                n.scope.lockdown.as_deref()?,
+                format!("namespace {}", n.level.name),
+                n.level.lockdown.as_deref()?,
             ))
         });
         let mesh = self
@@ -187,7 +187,7 @@ pub fn assess(index: &Index, evidence: Option<&Evidence>) -> MeshReport {
         name: "#mtls-guard-readiness".into(),
         created: 0,
     };
-    let mut modes = Modes::new(View::new(index, &key, None));
+    let mut modes = ModeResolver::new(View::new(index, &key, None));
     let mut groups: BTreeMap<(&str, &str), Vec<(WorkloadId, &Workload)>> = BTreeMap::new();
     for (id, w) in index
         .workloads()
@@ -215,7 +215,7 @@ pub fn assess(index: &Index, evidence: Option<&Evidence>) -> MeshReport {
         };
         let resolved = modes.namespace(&Arc::from(ns));
         namespaces.push(NamespaceReport {
-            scope: scope(index, evidence, ns, resolved.mode, resolved.by, false),
+            level: lockdown(index, evidence, ns, resolved.mode, resolved.by, false),
             strict: count(Status::Strict),
             ready: count(Status::Ready),
             blocked: count(Status::Blocked),
@@ -225,7 +225,7 @@ pub fn assess(index: &Index, evidence: Option<&Evidence>) -> MeshReport {
     let root = index.mesh().root_namespace.clone();
     let mesh_mode = modes.namespace(&Arc::from(root.as_str()));
     MeshReport {
-        mesh: scope(index, evidence, &root, mesh_mode.mode, mesh_mode.by, true),
+        mesh: lockdown(index, evidence, &root, mesh_mode.mode, mesh_mode.by, true),
         namespaces,
         workloads,
         traffic: TrafficStatus {
@@ -239,7 +239,7 @@ pub fn assess(index: &Index, evidence: Option<&Evidence>) -> MeshReport {
 
 fn workload(
     index: &Index,
-    modes: &mut Modes,
+    modes: &mut ModeResolver,
     evidence: Option<&Evidence>,
     ns: &str,
     name: &str,
@@ -303,15 +303,15 @@ fn workload(
 }
 
 /// A namespace (or with `mesh`, the whole mesh) locked down with one selector-less policy.
-fn scope(
+fn lockdown(
     index: &Index,
     evidence: Option<&Evidence>,
     name: &str,
     mode: Mode,
     by: Option<&Origin>,
     mesh: bool,
-) -> ScopeReport {
-    let mut report = ScopeReport {
+) -> LockdownReport {
+    let mut report = LockdownReport {
         name: name.to_string(),
         mode,
         decided_by: origin_text(by),

@@ -2,7 +2,7 @@
 
 use std::fmt::Write;
 
-use super::{Finding, MeshReport, ScopeReport, Status, Tier, WorkloadReport};
+use super::{Finding, LockdownReport, MeshReport, Status, Tier, WorkloadReport};
 
 /// Clients named in a table cell before "+N more".
 const LISTED: usize = 3;
@@ -82,7 +82,7 @@ fn grid(rows: &[Vec<String>]) -> String {
     out
 }
 
-fn scope_cell(s: &ScopeReport) -> String {
+fn level_cell(s: &LockdownReport) -> String {
     match s.status {
         Status::Blocked => format!("blocked ({} client(s))", s.blocking_clients),
         Status::Manual => format!("manual: {}", s.note.as_deref().unwrap_or("")),
@@ -139,13 +139,13 @@ pub fn table(r: &MeshReport) -> String {
     .to_vec()];
     for n in &r.namespaces {
         rows.push(vec![
-            n.scope.name.clone(),
-            n.scope.mode.to_string(),
+            n.level.name.clone(),
+            n.level.mode.to_string(),
             n.strict.to_string(),
             n.ready.to_string(),
             n.blocked.to_string(),
             n.manual.to_string(),
-            scope_cell(&n.scope),
+            level_cell(&n.level),
         ]);
     }
     out.push_str(&grid(&rows));
@@ -159,7 +159,7 @@ pub fn table(r: &MeshReport) -> String {
             .as_ref()
             .map(|b| format!(" by {b}"))
             .unwrap_or_default(),
-        scope_cell(&r.mesh)
+        level_cell(&r.mesh)
     );
     let _ = writeln!(out, "Traffic evidence: {}", traffic_text(r));
     let blocked: Vec<&WorkloadReport> = r

@@ -73,9 +73,9 @@ fn once_migrated_foo_httpbin_is_ready_with_the_yaml_to_apply() {
     let bar = find(&r, "bar", "httpbin");
     assert_eq!(bar.status, Status::Blocked);
     assert!(bar.blockers.iter().all(|b| b.tier == Tier::ClientConfig));
-    let foo = r.namespaces.iter().find(|n| n.scope.name == "foo").unwrap();
+    let foo = r.namespaces.iter().find(|n| n.level.name == "foo").unwrap();
     assert_eq!(
-        foo.scope.status,
+        foo.level.status,
         Status::Blocked,
         "foo/sleep is still blocked"
     );
@@ -88,7 +88,7 @@ fn with_auto_mtls_the_migrated_mesh_can_be_locked_down_whole() {
     index.set_mesh(crate::model::MeshConfig::default());
     let r = assess(&index, None);
     assert!(r.workloads.iter().all(|w| w.status == Status::Ready));
-    assert!(r.namespaces.iter().all(|n| n.scope.status == Status::Ready));
+    assert!(r.namespaces.iter().all(|n| n.level.status == Status::Ready));
     assert_eq!(r.mesh.status, Status::Ready);
     let mesh = r.mesh.lockdown.as_deref().unwrap();
     assert!(mesh.contains("namespace: istio-system"), "{mesh}");
