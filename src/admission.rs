@@ -11,9 +11,9 @@ use serde_json::Value;
 
 pub use crate::decision::{settle, Decision, GuardMode};
 use crate::engine::{self, Change, Evidence, Verdict};
+use crate::explain;
 use crate::inventory::Index;
 use crate::model::{Rule, RuleKind};
-use crate::report;
 
 pub const BREAK_GLASS_ANNOTATION: &str = "mtls-guard.io/break-glass";
 /// The API group of the permissions the guard asks the API server about.
@@ -441,7 +441,7 @@ fn not_reviewed(
 struct Reviewed {
     verdict: Verdict,
     object: Option<String>,
-    change: Option<report::SpecChange>,
+    change: Option<explain::SpecChange>,
 }
 
 fn review_rule(
@@ -454,7 +454,7 @@ fn review_rule(
     let old = read(kind, req.old_object.as_ref()).map_err(unreadable)?;
     let new = read(kind, req.object.as_ref()).map_err(unreadable)?;
     let change = match (&old, &new) {
-        (Some((_, o)), Some((_, n))) => report::spec_diff(*o, *n),
+        (Some((_, o)), Some((_, n))) => explain::spec_diff(*o, *n),
         _ => None,
     };
     let rules = Change {
@@ -503,7 +503,7 @@ fn review_mesh_config(
             new.root_namespace.clone(),
         ));
     }
-    let change = (!changed.is_empty()).then(|| report::SpecChange {
+    let change = (!changed.is_empty()).then(|| explain::SpecChange {
         paths: changed
             .iter()
             .map(|(k, ..)| format!("mesh.{k}"))
@@ -590,7 +590,7 @@ pub fn decide_with(
     match (record.decision, glass) {
         (Decision::Denied, _) => {
             response.allowed = false;
-            let mut message = report::deny_message(&object, &verdict, change_detail.as_deref());
+            let mut message = explain::deny_message(&object, &verdict, change_detail.as_deref());
             if let Some(why) = ignored {
                 message.push_str(&format!("\nBreak-glass annotation ignored: {why}."));
             }
@@ -599,8 +599,8 @@ pub fn decide_with(
         (Decision::BreakGlass | Decision::WouldDeny, glass) => {
             // Allowed although it would be denied: say so in warnings and the audit log.
             let mut audit =
-                HashMap::from([("would-deny".to_string(), report::would_deny_json(&verdict))]);
-            let mut warnings = report::warnings(&verdict);
+                HashMap::from([("would-deny".to_string(), explain::would_deny_json(&verdict))]);
+            let mut warnings = explain::warnings(&verdict);
             if let Some(reason) = glass {
                 let note = auth.note();
                 warnings.insert(
@@ -612,7 +612,7 @@ pub fn decide_with(
             response.warnings = Some(warnings);
             response.audit_annotations = audit;
         }
-        _ if verdict.breaks_clients() => response.warnings = Some(report::warnings(&verdict)),
+        _ if verdict.breaks_clients() => response.warnings = Some(explain::warnings(&verdict)),
         _ => {}
     }
     Answer {

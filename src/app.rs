@@ -17,7 +17,7 @@ use crate::config::{
 };
 use crate::evidence::{self, EvidenceMode, PrometheusClient, Traffic};
 use crate::inventory::{file, live, Index, InventoryError, SharedIndex};
-use crate::readiness;
+use crate::report;
 use crate::server::{self, AppState, Limits, ServeOptions};
 use crate::tls::{self, TlsError};
 
@@ -176,10 +176,10 @@ pub async fn report(args: &ReportArgs) -> Result<String, AppError> {
         }
         evidence = Some(traffic.evidence());
     }
-    let report = readiness::assess(&index, evidence.as_ref());
+    let report = report::assess(&index, evidence.as_ref());
     Ok(match args.output {
-        ReportOutput::Table => readiness::table(&report),
-        ReportOutput::Html => readiness::html(&report),
+        ReportOutput::Table => report::table(&report),
+        ReportOutput::Html => report::html(&report),
         ReportOutput::Json => {
             let mut text = serde_json::to_string_pretty(&report)
                 .map_err(|e| AppError::Io(std::io::Error::other(e)))?;

@@ -33,7 +33,7 @@ use crate::evidence::Traffic;
 use crate::inventory::SharedIndex;
 use crate::limits::BodyBudget;
 use crate::metrics::Metrics;
-use crate::readiness;
+use crate::report;
 use kube::core::admission::AdmissionRequest;
 use kube::core::DynamicObject;
 use tokio::sync::Semaphore;
@@ -331,8 +331,8 @@ async fn readiness_report(State(state): State<Arc<AppState>>) -> Response {
     let page = tokio::task::spawn_blocking(move || {
         let report = state
             .inventory
-            .read(|index| readiness::assess(index, evidence.as_ref()));
-        readiness::html(&report)
+            .read(|index| report::assess(index, evidence.as_ref()));
+        report::html(&report)
     })
     .await;
     match page {

@@ -18,9 +18,9 @@ use serde_json::Value;
 use crate::admission::{self, BREAK_GLASS_ANNOTATION};
 use crate::decision::{settle, Decision, GuardMode};
 use crate::engine::{self, Change, Evidence, Verdict};
+use crate::explain;
 use crate::inventory::Index;
 use crate::model::{MeshConfig, ModelError, Origin, Rule, RuleKind};
-use crate::report;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CheckError {
@@ -174,7 +174,7 @@ fn check_mesh_config(
             ruling
         }
         Err(verdict) => Ruling::Denied {
-            message: report::deny_message(&object, &verdict, None),
+            message: explain::deny_message(&object, &verdict, None),
             verdict,
             fix: Fix::Advice(
                 "keep the mesh config until the clients no longer depend on it".into(),
@@ -298,7 +298,7 @@ pub fn check(
                     _ => patch::propose(index, change.old, &value, &rule, &verdict),
                 };
                 Ruling::Denied {
-                    message: report::deny_message(&object, &verdict, None),
+                    message: explain::deny_message(&object, &verdict, None),
                     verdict,
                     fix,
                 }

@@ -5,7 +5,7 @@ use std::fmt::Write;
 use serde_json::{json, Value};
 
 use super::{Checked, Fix, Ruling};
-use crate::report;
+use crate::explain;
 
 fn indent(text: &str, by: &str) -> String {
     text.lines()
@@ -72,7 +72,7 @@ pub fn text(results: &[Checked]) -> String {
                     ),
                 };
                 let _ = writeln!(out, "OK    {} ({op}, {}) ({why})", c.object, c.source);
-                for w in report::warnings(verdict) {
+                for w in explain::warnings(verdict) {
                     let _ = writeln!(out, "      {w}");
                 }
             }
@@ -99,7 +99,7 @@ pub fn text(results: &[Checked]) -> String {
 
 /// The findings exactly as the `would-deny` audit annotation lists them.
 fn clients(verdict: &crate::engine::Verdict) -> Value {
-    serde_json::from_str(&report::would_deny_json(verdict)).unwrap_or(Value::Null)
+    serde_json::from_str(&explain::would_deny_json(verdict)).unwrap_or(Value::Null)
 }
 
 /// `{"denied": N, "results": [...]}`, with each finding's clients in the shape of the
@@ -127,7 +127,7 @@ pub fn json(results: &[Checked]) -> Value {
                     };
                     item["breakGlass"] = json!(break_glass);
                     item["clients"] = clients(verdict);
-                    item["warnings"] = json!(report::warnings(verdict));
+                    item["warnings"] = json!(explain::warnings(verdict));
                 }
                 Ruling::Denied {
                     verdict,
@@ -137,7 +137,7 @@ pub fn json(results: &[Checked]) -> Value {
                     item["verdict"] = "denied".into();
                     item["message"] = message.as_str().into();
                     item["clients"] = clients(verdict);
-                    item["warnings"] = json!(report::warnings(verdict));
+                    item["warnings"] = json!(explain::warnings(verdict));
                     match fix {
                         Fix::Patch { ops, ports } => {
                             item["patch"] = ops.clone();

@@ -120,11 +120,7 @@ impl Loader {
     }
 
     /// A Pod already read into its typed form.
-    fn add_pod(
-        &mut self,
-        source_name: &str,
-        pod: &core::Pod,
-    ) -> Result<(), InventoryError> {
+    fn add_pod(&mut self, source_name: &str, pod: &core::Pod) -> Result<(), InventoryError> {
         let pod = Pod::from_api(pod).map_err(|source| InventoryError::Object {
             source_name: source_name.to_string(),
             kind: "Pod".into(),
@@ -139,11 +135,7 @@ impl Loader {
         Ok(())
     }
 
-    fn add_value(
-        &mut self,
-        source_name: &str,
-        value: Value,
-    ) -> Result<(), InventoryError> {
+    fn add_value(&mut self, source_name: &str, value: Value) -> Result<(), InventoryError> {
         let kind = value.get("kind").and_then(Value::as_str).unwrap_or("");
         if kind == "List" || kind.ends_with("List") && value.get("items").is_some() {
             if let Value::Object(mut map) = value {

@@ -154,7 +154,7 @@ fn past_the_review_budget_network_policies_stop_ruling_suspects_out() {
         broken(&v)
     );
     assert!(v.denies(), "the suspects left unchecked are counted");
-    assert!(crate::report::deny_message("x", &v, None).contains("checked only in part"));
+    assert!(crate::explain::deny_message("x", &v, None).contains("checked only in part"));
 }
 
 #[test]

@@ -20,9 +20,9 @@ use serde::Serialize;
 use crate::decision::{settle, Decision, GuardMode};
 use crate::engine::{self, Change, ModeResolver, Tier, Verdict, View};
 use crate::evidence::{window_text, Evidence, EvidenceMode};
+use crate::explain::{findings, Finding};
 use crate::inventory::{Index, Workload, WorkloadId};
 use crate::model::{Mode, Origin, Proxy, RuleKind};
-use crate::report::{findings, Finding};
 use lockdown::Lockdown;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
