@@ -1,62 +1,17 @@
-//! What each subcommand does, wired from its parsed arguments.
+//! `mtls-guard serve`: the inventory, traffic evidence and certificate it needs, the two
+//! listeners, and the drain on SIGTERM.
 
-use std::io::Read;
 use std::sync::Arc;
-use std::time::Duration;
 
-use base64::Engine as _;
-
-use crate::admission::{self, AdmissionError};
+use super::inventory::cluster_client;
+use super::{load_inventory, AppError};
 use crate::certs::cluster::SelfManaged;
 use crate::certs::plan::Policy;
-use crate::certs::CertError;
-use crate::check::{self, CheckError};
-use crate::config::{
-    CertsArgs, CheckArgs, CheckOutput, ClusterArgs, EvidenceArgs, InventoryArgs, ReportArgs,
-    ReportOutput, ReviewArgs, ServeArgs, Unsynced,
-};
+use crate::config::{EvidenceArgs, ServeArgs, Unsynced};
 use crate::evidence::{self, EvidenceMode, PrometheusClient, Traffic};
-use crate::inventory::{file, live, Index, InventoryError, SharedIndex};
-use crate::report;
+use crate::inventory::{live, Index, SharedIndex};
 use crate::server::{self, AppState, Limits, ServeOptions};
-use crate::tls::{self, TlsError};
-
-#[derive(Debug, thiserror::Error)]
-pub enum AppError {
-    #[error(transparent)]
-    Inventory(#[from] InventoryError),
-    #[error(transparent)]
-    Tls(#[from] TlsError),
-    #[error(transparent)]
-    Admission(#[from] AdmissionError),
-    #[error(transparent)]
-    Io(#[from] std::io::Error),
-    #[error("--kubeconfig: {0}")]
-    Kubeconfig(String),
-    #[error("cluster inventory: {0}")]
-    ClusterSync(String),
-    #[error("{0}")]
-    Evidence(String),
-    #[error(transparent)]
-    Check(#[from] CheckError),
-    #[error(transparent)]
-    Cert(#[from] CertError),
-}
-
-/// A client for `--kubeconfig`, or for the default kubeconfig / in-cluster config.
-async fn cluster_client(kubeconfig: Option<&std::path::Path>) -> Result<kube::Client, String> {
-    let config = match kubeconfig {
-        Some(path) => {
-            let kc = kube::config::Kubeconfig::read_from(path)
-                .map_err(|e| format!("{}: {e}", path.display()))?;
-            kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
-                .await
-                .map_err(|e| e.to_string())?
-        }
-        None => kube::Config::infer().await.map_err(|e| e.to_string())?,
-    };
-    kube::Client::try_from(config).map_err(|e| e.to_string())
-}
+use crate::tls;
 
 /// Files, the live cluster, or the demo: in that order of what was asked for; with the
 /// cluster's client when it is the cluster.
@@ -83,117 +38,6 @@ async fn shared_inventory(
             Ok((Arc::new(SharedIndex::complete(load_inventory(inv)?)), None))
         }
     }
-}
-
-/// How long `check --cluster` and `report --cluster` wait for the first full list of every kind.
-const CLUSTER_SYNC_TIMEOUT: Duration = Duration::from_secs(60);
-
-/// The cluster's inventory, read once through the same watchers `serve` keeps running.
-async fn cluster_index(cluster: &ClusterArgs, inv: &InventoryArgs) -> Result<Index, AppError> {
-    let client = cluster_client(cluster.kubeconfig.as_deref())
-        .await
-        .map_err(AppError::Kubeconfig)?;
-    let shared = Arc::new(SharedIndex::syncing(
-        Index::new(inv.filters()),
-        CLUSTER_SYNC_TIMEOUT,
-    ));
-    live::spawn(client, Arc::clone(&shared));
-    let deadline = std::time::Instant::now() + CLUSTER_SYNC_TIMEOUT;
-    while let Err(why) = shared.readiness(std::time::Instant::now()) {
-        if std::time::Instant::now() > deadline {
-            return Err(AppError::ClusterSync(why));
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    Ok(shared.take())
-}
-
-/// Files or the demo, or with `--cluster` the live cluster.
-async fn inventory_for(cluster: &ClusterArgs, inv: &InventoryArgs) -> Result<Index, AppError> {
-    if cluster.cluster {
-        cluster_index(cluster, inv).await
-    } else {
-        Ok(load_inventory(inv)?)
-    }
-}
-
-pub fn load_inventory(args: &InventoryArgs) -> Result<Index, InventoryError> {
-    if args.inventory.is_empty() {
-        tracing::info!(
-            "no --inventory given: using the embedded demo inventory (the seed scenario)"
-        );
-        return file::demo(args.filters());
-    }
-    file::load(&args.inventory, args.filters(), args.allow_empty_inventory)
-}
-
-/// `mtls-guard review`: the AdmissionReview response JSON for one request.
-pub fn review(args: &ReviewArgs) -> Result<serde_json::Value, AppError> {
-    let body = if args.review == "-" {
-        let mut buf = Vec::new();
-        std::io::stdin().read_to_end(&mut buf)?;
-        buf
-    } else {
-        let mut buf = Vec::new();
-        file::open_regular(std::path::Path::new(&args.review))
-            .and_then(|mut f| f.read_to_end(&mut buf))
-            .map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", args.review)))?;
-        buf
-    };
-    let req = admission::parse_review(&body)?;
-    let index = load_inventory(&args.inventory)?;
-    Ok(admission::decide(&index, args.mode, &req).into_review_json())
-}
-
-/// `mtls-guard check`: the report to print, and whether any object would be denied.
-pub async fn check(args: &CheckArgs) -> Result<(String, bool), AppError> {
-    let manifests = check::read_manifests(&args.files)?;
-    let mut index = inventory_for(&args.cluster, &args.inventory).await?;
-    let results = check::check(&mut index, &manifests, args.delete, args.mode)?;
-    let denied = results.iter().any(check::Checked::denied);
-    let out = match args.output {
-        CheckOutput::Text => check::text(&results),
-        CheckOutput::Json => {
-            let mut text = serde_json::to_string_pretty(&check::json(&results))
-                .map_err(|e| AppError::Io(std::io::Error::other(e)))?;
-            text.push('\n');
-            text
-        }
-    };
-    Ok((out, denied))
-}
-
-/// `mtls-guard report`: the readiness report in the asked format. With a Prometheus URL the
-/// traffic is fetched once; if that fails the report says so and uses the inventory alone.
-pub async fn report(args: &ReportArgs) -> Result<String, AppError> {
-    let index = inventory_for(&args.cluster, &args.inventory).await?;
-    let mut evidence = None;
-    if let Some(opts) = args.prometheus.options(Duration::from_secs(30)) {
-        let client = PrometheusClient::new(opts).map_err(|e| AppError::Evidence(e.to_string()))?;
-        let traffic = Traffic::new(EvidenceMode::Both, *args.prometheus.traffic_window);
-        if let Err(e) = evidence::refresh_once(&client, &traffic).await {
-            tracing::warn!(error = %e, "traffic evidence unavailable; reporting on the inventory");
-        }
-        evidence = Some(traffic.evidence());
-    }
-    let report = report::assess(&index, evidence.as_ref());
-    Ok(match args.output {
-        ReportOutput::Table => report::table(&report),
-        ReportOutput::Html => report::html(&report),
-        ReportOutput::Json => {
-            let mut text = serde_json::to_string_pretty(&report)
-                .map_err(|e| AppError::Io(std::io::Error::other(e)))?;
-            text.push('\n');
-            text
-        }
-    })
-}
-
-/// `mtls-guard certs`: writes the files and returns the base64 caBundle.
-pub fn certs(args: &CertsArgs) -> Result<String, AppError> {
-    let generated = tls::generate(&args.names)?;
-    tls::write(&args.out, &generated)?;
-    Ok(base64::engine::general_purpose::STANDARD.encode(generated.ca_pem))
 }
 
 /// Spawns the Prometheus poller when a URL is set; reviews read what it last fetched.
