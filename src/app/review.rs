@@ -1,4 +1,5 @@
-//! `mtls-guard review`: one AdmissionReview from a file or stdin, answered offline (README "Commands").
+//! `mtls-guard review`: one AdmissionReview from a file or stdin, answered offline
+//! (README "Commands").
 
 use std::io::Read;
 
