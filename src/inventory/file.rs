@@ -306,3 +306,32 @@ pub fn demo(filters: Filters) -> Result<Index, InventoryError> {
     loader.add_str("embedded demo inventory", DEMO_INVENTORY)?;
     Ok(loader.finish())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn json_lists_arrays_and_single_objects_stream_into_the_index() {
+        let pod = |name: &str| json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": "a"}});
+        let list = json!({"apiVersion": "v1", "kind": "List", "items": [pod("p1"), pod("p2")], "metadata": {}});
+        let mut loader = Loader::new(Filters::default());
+        loader.add_str("list", &list.to_string()).unwrap();
+        loader
+            .add_str("array", &json!([pod("p3")]).to_string())
+            .unwrap();
+        loader.add_str("object", &pod("p4").to_string()).unwrap();
+        assert_eq!(loader.finish().pod_count(), 4);
+
+        let mut loader = Loader::new(Filters::default());
+        let err = loader
+            .add_str("junk", "{\"kind\": \"List\", \"items\": []} trailing")
+            .unwrap_err();
+        assert!(err.to_string().contains("junk"), "{err}");
+        let bad = json!({"kind": "List", "items": [{"apiVersion": "security.istio.io/v1", "kind": "PeerAuthentication",
+            "metadata": {"name": "x"}, "spec": {"mtls": {"mode": "NOPE"}}}]});
+        let err = loader.add_str("bad", &bad.to_string()).unwrap_err();
+        assert!(err.to_string().contains("PeerAuthentication x"), "{err}");
+    }
+}
