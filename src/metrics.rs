@@ -140,32 +140,35 @@ impl Metrics {
         );
         out.push_str("# TYPE mtls_guard_inventory_workloads gauge\n");
         let _ = writeln!(out, "mtls_guard_inventory_workloads {workloads}");
-        out.push_str(
-            "# HELP mtls_guard_inventory_synced 1 once a kind's first full list is in the index.\n",
+        per_kind(
+            &mut out,
+            "mtls_guard_inventory_synced",
+            "1 once a kind's first full list is in the index.",
+            kinds.iter().map(|k| (k.kind.as_str(), k.synced)),
         );
-        out.push_str("# TYPE mtls_guard_inventory_synced gauge\n");
-        for k in kinds {
-            let _ = writeln!(
-                out,
-                "mtls_guard_inventory_synced{{kind=\"{}\"}} {}",
-                k.kind.as_str(),
-                u8::from(k.synced)
-            );
-        }
-        out.push_str("# HELP mtls_guard_inventory_stale 1 while a kind's watch has failed for longer than --max-staleness.\n");
-        out.push_str("# TYPE mtls_guard_inventory_stale gauge\n");
-        for k in kinds {
-            let _ = writeln!(
-                out,
-                "mtls_guard_inventory_stale{{kind=\"{}\"}} {}",
-                k.kind.as_str(),
-                u8::from(k.stale)
-            );
-        }
+        per_kind(
+            &mut out,
+            "mtls_guard_inventory_stale",
+            "1 while a kind's watch has failed for longer than --max-staleness.",
+            kinds.iter().map(|k| (k.kind.as_str(), k.stale)),
+        );
         out.push_str("# HELP mtls_guard_ready 1 when the guard is ready to review.\n");
         out.push_str("# TYPE mtls_guard_ready gauge\n");
         let _ = writeln!(out, "mtls_guard_ready {}", u8::from(ready));
         out
+    }
+}
+
+/// A 0/1 gauge with one series per watched kind.
+fn per_kind<'a>(
+    out: &mut String,
+    name: &str,
+    help: &str,
+    values: impl Iterator<Item = (&'a str, bool)>,
+) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
+    for (kind, on) in values {
+        let _ = writeln!(out, "{name}{{kind=\"{kind}\"}} {}", u8::from(on));
     }
 }
 
@@ -229,6 +232,9 @@ mod tests {
         }];
         let text = m.render(7, 5, &kinds, true);
         assert!(text.contains("mtls_guard_inventory_synced{kind=\"Pod\"} 1"));
+        assert!(text.contains(
+            "# TYPE mtls_guard_inventory_stale gauge\nmtls_guard_inventory_stale{kind=\"Pod\"} 0\n"
+        ));
         assert!(text.contains(
             "mtls_guard_reviews_total{kind=\"Policy\",operation=\"CREATE\",verdict=\"denied\"} 1"
         ));

@@ -16,6 +16,16 @@ fn traffic(mode: EvidenceMode, senders: &[(&str, &str, u64)], stale: Option<&str
     }
 }
 
+/// The seed's lock-down judged with `evidence`.
+fn seed_lockdown_seen(evidence: &Evidence) -> Verdict {
+    let lockdown = seed_lockdown();
+    let change = Change {
+        old: None,
+        new: Some(&lockdown),
+    };
+    evaluate_with(&seed(), &change, evidence)
+}
+
 #[test]
 fn observed_plaintext_traffic_denies_naming_the_sender() {
     let ev = traffic(
@@ -23,14 +33,7 @@ fn observed_plaintext_traffic_denies_naming_the_sender() {
         &[("unknown", "unknown", 1200), ("bar", "sleep", 7)],
         None,
     );
-    let v = evaluate_with(
-        &seed(),
-        &Change {
-            old: None,
-            new: Some(&seed_lockdown()),
-        },
-        &ev,
-    );
+    let v = seed_lockdown_seen(&ev);
     let seen: Vec<_> = v
         .breaks
         .iter()
@@ -57,25 +60,11 @@ fn observed_plaintext_traffic_denies_naming_the_sender() {
 #[test]
 fn traffic_mode_turns_inventory_findings_into_warnings() {
     let ev = traffic(EvidenceMode::Traffic, &[], None);
-    let v = evaluate_with(
-        &seed(),
-        &Change {
-            old: None,
-            new: Some(&seed_lockdown()),
-        },
-        &ev,
-    );
+    let v = seed_lockdown_seen(&ev);
     assert_eq!(broken(&v), ["legacy/sleep: no-proxy"]);
     assert!(!v.denies(), "no plaintext seen: legacy/sleep only warns");
     let ev = traffic(EvidenceMode::Traffic, &[("unknown", "unknown", 3)], None);
-    let v = evaluate_with(
-        &seed(),
-        &Change {
-            old: None,
-            new: Some(&seed_lockdown()),
-        },
-        &ev,
-    );
+    let v = seed_lockdown_seen(&ev);
     assert!(v.denies(), "unknown plaintext sender seen");
 }
 
@@ -86,26 +75,12 @@ fn stale_or_unused_traffic_leaves_the_inventory_in_charge() {
         &[("unknown", "unknown", 3)],
         Some("connection refused"),
     );
-    let v = evaluate_with(
-        &seed(),
-        &Change {
-            old: None,
-            new: Some(&seed_lockdown()),
-        },
-        &ev,
-    );
+    let v = seed_lockdown_seen(&ev);
     assert!(v.denies(), "inventory decides while Prometheus is down");
     assert_eq!(v.traffic_unavailable.as_deref(), Some("connection refused"));
     assert!(v.breaks.iter().all(|b| b.tier != Tier::Traffic));
     let ev = traffic(EvidenceMode::Inventory, &[("unknown", "unknown", 3)], None);
-    let v = evaluate_with(
-        &seed(),
-        &Change {
-            old: None,
-            new: Some(&seed_lockdown()),
-        },
-        &ev,
-    );
+    let v = seed_lockdown_seen(&ev);
     assert!(
         v.breaks.iter().all(|b| b.tier != Tier::Traffic),
         "--evidence inventory ignores traffic"
