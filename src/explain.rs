@@ -260,6 +260,73 @@ fn short_reason(r: &Reason) -> &'static str {
     }
 }
 
+/// What one change would remove: findings share a cause when fixing one thing (a mesh
+/// setting, one DestinationRule, the proxies of the clients) clears them all.
+pub fn cause(r: &Reason) -> (String, &'static str) {
+    match r {
+        Reason::NoProxy => (
+            "clients without a proxy".into(),
+            "inject the sidecar (or enrol them in ambient) and restart them",
+        ),
+        Reason::HostNetwork => (
+            "hostNetwork clients: no proxy captures their traffic".into(),
+            "keep the ports they call PERMISSIVE with portLevelMtls",
+        ),
+        Reason::AmbientNotEnrolled => (
+            "clients that asked for ambient but were not enrolled by istio-cni".into(),
+            "check istio-cni on their nodes, then restart the pods",
+        ),
+        Reason::DestinationRule { rule, .. } | Reason::PlaintextSubset { rule, .. } => (
+            format!("DestinationRule {} sends plaintext", origin_name(rule)),
+            "set its tls.mode to ISTIO_MUTUAL, or delete it",
+        ),
+        Reason::AutoMtlsOff => (
+            "one mesh setting: auto mTLS is off (enableAutoMtls: false) and no DestinationRule \
+             sets ISTIO_MUTUAL"
+                .into(),
+            "set enableAutoMtls: true in the mesh config, or add DestinationRules with tls.mode \
+             ISTIO_MUTUAL for these servers",
+        ),
+        Reason::TargetNotLabelled => (
+            "server pods without security.istio.io/tlsMode=istio: auto mTLS sends them plaintext"
+                .into(),
+            "restart the servers so the injector labels them",
+        ),
+        Reason::NamespaceDisable { namespace, .. } => (
+            format!("namespace {namespace} is DISABLE, which turns auto mTLS off toward it"),
+            "make the namespace PERMISSIVE before locking its workloads down",
+        ),
+        Reason::HeadlessBackend { service, .. } => (
+            format!("headless Service {service} has a backend without a sidecar"),
+            "inject the backend's sidecar",
+        ),
+        Reason::AmbientToSidecar => (
+            "ambient clients of sidecars without networking.istio.io/tunnel=http".into(),
+            "upgrade the servers' sidecars to accept HBONE, or move them to ambient",
+        ),
+        Reason::OutboundBypass { annotation, .. } => (
+            format!("clients whose traffic bypasses their sidecar (traffic.sidecar.istio.io/{annotation})"),
+            "remove the exclusion, or keep the port PERMISSIVE",
+        ),
+        Reason::KubeletProbe { .. } => (
+            "probes with rewriting off (sidecar.istio.io/rewriteAppHTTPProbers: \"false\")".into(),
+            "turn probe rewriting back on",
+        ),
+        Reason::ExposedOutsideMesh { .. } => (
+            "Services open outside the mesh (NodePort, LoadBalancer, externalIPs)".into(),
+            "send outside traffic through an ingress gateway, or keep the port PERMISSIVE",
+        ),
+        Reason::ApiServerCalls { .. } => (
+            "the API server calls webhooks or aggregated APIs they serve".into(),
+            "keep those ports PERMISSIVE with portLevelMtls",
+        ),
+        Reason::ObservedPlaintext { .. } => (
+            "plaintext seen in traffic telemetry".into(),
+            "find the senders: they have no sidecar or bypass it",
+        ),
+    }
+}
+
 /// One client cut off, in the one shape `check -o json`, `report -o json` and the
 /// `would-deny` audit annotation share.
 #[derive(Debug, Clone, Serialize)]

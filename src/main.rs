@@ -49,10 +49,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
         }
         Command::Report(args) => {
-            print!(
-                "{}",
-                tokio::runtime::Runtime::new()?.block_on(app::report(&args))?
-            )
+            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+            tokio::runtime::Runtime::new()?.block_on(app::report(&args, &mut out))?
         }
         Command::Certs(args) => {
             let bundle = app::certs(&args)?;

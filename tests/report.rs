@@ -3,6 +3,8 @@
 
 mod common;
 mod prometheus;
+#[path = "../benches/support/synthetic.rs"]
+mod synthetic;
 
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
@@ -45,6 +47,10 @@ fn the_table_names_the_seed_blocker() {
         "{text}"
     );
     assert!(text.contains("Nothing can be locked down yet"), "{text}");
+    assert!(
+        text.starts_with("Why lock-downs are blocked (most edges first):\n  9 of 13 edge(s), 4 client(s) -> 3 server(s): one mesh setting"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -125,8 +131,11 @@ async fn observed_plaintext_from_prometheus_blocks_a_workload() {
     assert!(text.contains("# foo/httpbin"), "{text}");
 }
 
-/// Runs headless Chromium on a page, bounded in time.
-fn chromium(profile: &Path, args: &[String], page: &Path) -> Output {
+/// Runs headless Chromium on a page, bounded in time; returns what it printed. Its output
+/// goes to a file, not a pipe: a large DOM would fill a pipe nobody reads while we wait.
+fn chromium(profile: &Path, args: &[String], page: &Path) -> Vec<u8> {
+    std::fs::create_dir_all(profile).unwrap();
+    let printed = profile.join("stdout");
     let mut child = Command::new("chromium")
         .args([
             "--headless",
@@ -143,7 +152,7 @@ fn chromium(profile: &Path, args: &[String], page: &Path) -> Output {
         .arg(format!("--user-data-dir={}", profile.display()))
         .args(args)
         .arg(format!("file://{}", page.display()))
-        .stdout(Stdio::piped())
+        .stdout(std::fs::File::create(&printed).unwrap())
         .stderr(Stdio::null())
         .spawn()
         .expect("chromium is installed (run tests/browser/setup.sh)");
@@ -155,7 +164,7 @@ fn chromium(profile: &Path, args: &[String], page: &Path) -> Output {
         }
         std::thread::sleep(Duration::from_millis(100));
     }
-    child.wait_with_output().unwrap()
+    std::fs::read(printed).unwrap()
 }
 
 /// The element that starts with `open` (up to its closing `close`), from a serialized DOM.
@@ -178,7 +187,7 @@ fn the_html_page_renders_the_blocker_in_chromium() {
         &["--dump-dom".to_string()],
         &page,
     );
-    let dom = String::from_utf8_lossy(&dom.stdout);
+    let dom = String::from_utf8_lossy(&dom);
     assert!(dom.contains("<h1>mTLS migration readiness</h1>"), "{dom}");
     let row = element(&dom, "<tr data-workload=\"foo/httpbin\">", "</tr>");
     assert!(
@@ -191,12 +200,25 @@ fn the_html_page_renders_the_blocker_in_chromium() {
         "</path>",
     );
     assert!(edge.contains("var(--inventory)"), "{edge}");
-    let card = element(
-        &dom,
-        "<div class=\"card\" data-namespace=\"foo\">",
-        "</div></div>",
+    assert!(
+        edge.contains("url(#head-inventory)"),
+        "an arrowhead: {edge}"
     );
-    assert!(card.contains("0 ready · 2 blocked"), "{card}");
+    let causes = element(&dom, "<table class=\"causes\">", "</table>");
+    let first = element(causes, "<tr class=\"cause\">", "</tr>");
+    assert!(
+        first.contains("one mesh setting: auto mTLS is off") && first.contains("9 of 13 edge(s)"),
+        "the root cause comes first: {first}"
+    );
+    let foo = element(&dom, "<tr data-namespace=\"foo\">", "</tr>");
+    assert!(
+        foo.contains("<td class=\"n\">2</td>") && foo.contains("title=\"2 blocked\""),
+        "{foo}"
+    );
+    assert!(
+        dom.contains("<i class=\"blocked\"></i>blocked"),
+        "the bar has a legend"
+    );
 
     let shot = dir.path().join("report.png");
     chromium(
@@ -214,6 +236,67 @@ fn the_html_page_renders_the_blocker_in_chromium() {
     assert_eq!((width, height), (1400, 1000));
     // A blank 1400x1000 page compresses to a few kilobytes; this one has text, colour and lines.
     assert!(png.len() > 40_000, "{} bytes", png.len());
+}
+
+/// A 35k-pod mesh: 3,500 workloads in 175 namespaces, 175 of them without a proxy.
+fn large_mesh(dir: &Path) -> std::path::PathBuf {
+    let path = dir.join("mesh.json");
+    let inventory = synthetic::inventory(35_000);
+    std::fs::write(&path, serde_json::to_vec(&inventory).unwrap()).unwrap();
+    path
+}
+
+#[test]
+fn a_large_mesh_makes_a_short_page_that_chromium_renders() {
+    let dir = tempfile::tempdir().unwrap();
+    let inventory = large_mesh(dir.path());
+    let page = dir.path().join("report.html");
+    let html = ok_stdout(&report(&[
+        "--inventory",
+        inventory.to_str().unwrap(),
+        "-o",
+        "html",
+    ]));
+    std::fs::write(&page, &html).unwrap();
+    assert!(html.len() < 2_000_000, "{} bytes", html.len());
+    let rows = html.matches("<tr data-workload=").count();
+    assert!(
+        (2_900..=3_000).contains(&rows),
+        "rows stop at 3,000 workloads, whole namespaces at a time: {rows}"
+    );
+    assert!(
+        html.contains(&format!("lists {rows} of 3325 workloads")),
+        "the rest are counted"
+    );
+    assert!(
+        html.contains("150 more namespace(s)</summary>"),
+        "folded namespaces"
+    );
+    assert_eq!(
+        html.matches("<tr class=\"edge\">").count(),
+        200,
+        "edge rows stop at 200"
+    );
+    assert!(
+        html.contains("Drawn: the 10 of "),
+        "the graph says what it leaves out"
+    );
+
+    let dom = chromium(
+        &dir.path().join("profile"),
+        &["--dump-dom".to_string()],
+        &page,
+    );
+    let dom = String::from_utf8_lossy(&dom);
+    let svg = element(&dom, "<svg role=\"img\"", "</svg>");
+    assert!(
+        svg.matches("<rect ").count() <= 22,
+        "at most 10 clients and 12 servers"
+    );
+    assert!(
+        dom.contains("<h2>Ready to lock down now</h2>"),
+        "Chromium read the page to its last section"
+    );
 }
 
 #[tokio::test]

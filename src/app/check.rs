@@ -1,7 +1,7 @@
 //! `mtls-guard check`: manifests judged before they are applied (README "Commands").
 
 use super::inventory::inventory_for;
-use super::{pretty_json, AppError};
+use super::AppError;
 use crate::check;
 use crate::config::{CheckArgs, CheckOutput};
 
@@ -16,4 +16,12 @@ pub async fn check(args: &CheckArgs) -> Result<(String, bool), AppError> {
         CheckOutput::Json => pretty_json(&check::json(&results))?,
     };
     Ok((out, denied))
+}
+
+/// `value` as indented JSON, ending with a newline.
+fn pretty_json(value: &impl serde::Serialize) -> Result<String, AppError> {
+    let mut text =
+        serde_json::to_string_pretty(value).map_err(|e| AppError::Io(std::io::Error::other(e)))?;
+    text.push('\n');
+    Ok(text)
 }

@@ -42,11 +42,3 @@ pub enum AppError {
     #[error(transparent)]
     Cert(#[from] CertError),
 }
-
-/// `value` as indented JSON, ending with a newline, for a terminal or a file.
-fn pretty_json(value: &impl serde::Serialize) -> Result<String, AppError> {
-    let mut text =
-        serde_json::to_string_pretty(value).map_err(|e| AppError::Io(std::io::Error::other(e)))?;
-    text.push('\n');
-    Ok(text)
-}

@@ -1,12 +1,33 @@
 //! The readiness report as one self-contained HTML page: inline CSS and SVG, no scripts, no
 //! external assets, so it can be mailed, archived or served by the webhook as is.
 //!
-//! Every name comes from the cluster and is escaped.
+//! It reads top down as a platform engineer works: the causes that block the most first, then
+//! the namespaces, the top blockers as a graph, each namespace's workloads, and what can be
+//! applied now. Long lists are cut or folded (`<details>`) so a mesh of 100k pods still makes
+//! a page of a few megabytes at most. Every name comes from the cluster and is escaped.
 
 use std::fmt::Write;
 
 use super::table::{evidence_text, ports_text, status_text, traffic_text};
 use super::{MeshReport, NamespaceReport, Status, Tier, WorkloadReport};
+use crate::explain::cause;
+use crate::inventory::{Map, Set};
+
+/// Namespaces listed before the rest are folded away.
+const NAMESPACES_SHOWN: usize = 25;
+/// Clients and servers the graph draws: the ones in the most edges.
+const GRAPH_CLIENTS: usize = 10;
+const GRAPH_SERVERS: usize = 12;
+/// Rows of the edge table; `report -o json` has them all.
+const EDGE_ROWS: usize = 200;
+/// Up to this many workloads in the mesh, every namespace's table opens by itself.
+const OPEN_WORKLOADS: usize = 50;
+/// Workload rows on the page; namespaces past them get one line of counts.
+const WORKLOAD_ROWS: usize = 3000;
+/// A workload's blockers are listed one by one up to this many, else summed up by cause.
+const BLOCKERS_LISTED: usize = 5;
+/// Lock-downs whose YAML is on the page.
+const LOCKDOWNS_SHOWN: usize = 50;
 
 const CSS: &str = r#"
 :root{--inventory:#c62828;--client-config:#ef6c00;--traffic:#6a1b9a;--strict:#1b5e20;--ready:#2e7d32;--blocked:#c62828;--manual:#757575;--line:#d0d7de;--muted:#57606a}
@@ -21,25 +42,23 @@ h2{font-size:17px;margin:28px 0 10px;border-bottom:1px solid var(--line);padding
 .badge{display:inline-block;padding:1px 8px;border-radius:10px;color:#fff;font-size:12px;font-weight:600;white-space:nowrap}
 .strict{background:var(--strict)}.ready{background:var(--ready)}.blocked{background:var(--blocked)}.manual{background:var(--manual)}
 .ev-inventory{background:var(--inventory)}.ev-client-config{background:var(--client-config)}.ev-traffic{background:var(--traffic)}
-.cards{display:flex;flex-wrap:wrap;gap:12px}
-.card{background:#fff;border:1px solid var(--line);border-radius:8px;padding:12px 14px;min-width:240px;flex:0 1 300px}
-.card h3{margin:0 0 6px;font-size:15px}
-.bar{display:flex;height:10px;border-radius:5px;overflow:hidden;background:#eaeef2;margin:8px 0}
+.bar{display:flex;height:10px;width:220px;border-radius:5px;overflow:hidden;background:#eaeef2;margin-top:5px}
 .bar i{display:block;height:100%}
 .muted{color:var(--muted)}
-table{border-collapse:collapse;background:#fff;border:1px solid var(--line);width:100%}
+table{border-collapse:collapse;background:#fff;border:1px solid var(--line);width:100%;margin-bottom:8px}
 th,td{text-align:left;padding:6px 10px;border-bottom:1px solid var(--line);vertical-align:top}
 th{background:#f0f3f6;font-weight:600}
+td.n{text-align:right;font-variant-numeric:tabular-nums}
 td.arrow{color:var(--muted);text-align:center}
 td.nowrap{white-space:nowrap}
 svg text.head{font-weight:600;fill:#57606a}
 .legend span{margin-right:16px}
-.legend i{display:inline-block;width:22px;height:4px;vertical-align:middle;margin-right:6px;border-radius:2px}
+.legend i{display:inline-block;width:22px;height:8px;vertical-align:middle;margin-right:6px;border-radius:2px}
 svg{background:#fff;border:1px solid var(--line);border-radius:8px;margin-bottom:12px;max-width:100%}
 svg text{font:13px system-ui,"DejaVu Sans",sans-serif;fill:#1f2328}
 pre{background:#0d1117;color:#e6edf3;padding:12px;border-radius:6px;overflow:auto}
 details{margin-bottom:8px}
-summary{cursor:pointer;font-weight:600}
+summary{cursor:pointer;font-weight:600;padding:4px 0}
 "#;
 
 /// HTML-escapes text for element content and quoted attributes.
@@ -58,202 +77,58 @@ fn esc(s: &str) -> String {
     out
 }
 
-fn color(e: Tier) -> &'static str {
+fn tier_key(e: Tier) -> &'static str {
     match e {
-        Tier::Inventory => "var(--inventory)",
-        Tier::ClientConfig => "var(--client-config)",
-        Tier::Traffic => "var(--traffic)",
-    }
-}
-
-fn class(e: Tier) -> &'static str {
-    match e {
-        Tier::Inventory => "ev-inventory",
-        Tier::ClientConfig => "ev-client-config",
-        Tier::Traffic => "ev-traffic",
+        Tier::Inventory => "inventory",
+        Tier::ClientConfig => "client-config",
+        Tier::Traffic => "traffic",
     }
 }
 
 fn badge(s: Status) -> String {
-    format!("<span class=\"badge {0}\">{0}</span>", status_text(s))
+    format!("<b class=\"badge {0}\">{0}</b>", status_text(s))
 }
 
-/// (client, server, evidence, reason), each once, from every workload still to migrate.
-fn edges(r: &MeshReport) -> Vec<(&str, &str, Tier, &str)> {
-    let mut out: Vec<(&str, &str, Tier, &str)> = Vec::new();
-    for w in &r.workloads {
-        for b in &w.blockers {
-            for s in &b.servers {
-                if !out
-                    .iter()
-                    .any(|e| e.0 == b.client && e.1 == s.as_str() && e.2 == b.tier)
-                {
-                    out.push((&b.client, s, b.tier, &b.text));
-                }
+/// `open` on a `<details>` when `yes`.
+fn open(yes: bool) -> &'static str {
+    if yes {
+        " open"
+    } else {
+        ""
+    }
+}
+
+/// One (client, server) edge, with the evidence and reason of its first finding.
+struct Edge<'r> {
+    client: &'r str,
+    server: &'r str,
+    tier: Tier,
+    reason: &'r str,
+}
+
+/// Every edge once, sorted by client then server.
+fn edges(r: &MeshReport) -> Vec<Edge<'_>> {
+    let mut seen: Set<(&str, &str, Tier)> = Set::default();
+    let mut out = Vec::new();
+    for b in r.workloads.iter().flat_map(|w| &w.blockers) {
+        for s in &b.servers {
+            if seen.insert((&b.client, s, b.tier)) {
+                out.push(Edge {
+                    client: &b.client,
+                    server: s,
+                    tier: b.tier,
+                    reason: &b.text,
+                });
             }
         }
     }
+    out.sort_by(|a, b| (a.client, a.server).cmp(&(b.client, b.server)));
     out
 }
 
-fn namespace_card(out: &mut String, n: &NamespaceReport) {
-    let total = (n.strict + n.ready + n.blocked + n.manual).max(1);
-    let _ = write!(
-        out,
-        "<div class=\"card\" data-namespace=\"{}\"><h3>{}</h3><div class=\"muted\">namespace mode {}{}</div><div class=\"bar\">",
-        esc(&n.level.name),
-        esc(&n.level.name),
-        n.level.mode,
-        n.level
-            .decided_by
-            .as_ref()
-            .map(|b| format!(" by {}", esc(b)))
-            .unwrap_or_default()
-    );
-    for (count, s) in [
-        (n.strict, Status::Strict),
-        (n.ready, Status::Ready),
-        (n.blocked, Status::Blocked),
-        (n.manual, Status::Manual),
-    ] {
-        if count > 0 {
-            let _ = write!(
-                out,
-                "<i class=\"{}\" style=\"width:{}%\" title=\"{count} {}\"></i>",
-                status_text(s),
-                count * 100 / total,
-                status_text(s)
-            );
-        }
-    }
-    let _ = write!(
-        out,
-        "</div><div>{} strict · {} ready · {} blocked{}</div><div>namespace-wide STRICT: {}{}</div></div>",
-        n.strict,
-        n.ready,
-        n.blocked,
-        if n.manual > 0 {
-            format!(" · {} manual", n.manual)
-        } else {
-            String::new()
-        },
-        badge(n.level.status),
-        if n.level.status == Status::Blocked {
-            format!(" <span class=\"muted\">{} client(s)</span>", n.level.blocking_clients)
-        } else {
-            String::new()
-        }
-    );
-}
-
-/// Clients on the left, servers on the right, one line per edge in its evidence's color.
-fn graph(out: &mut String, edges: &[(&str, &str, Tier, &str)]) {
-    let mut clients: Vec<&str> = Vec::new();
-    let mut servers: Vec<&str> = Vec::new();
-    for (c, s, _, _) in edges {
-        if !clients.contains(c) {
-            clients.push(c);
-        }
-        if !servers.contains(s) {
-            servers.push(s);
-        }
-    }
-    let (width, box_w, row) = (900, 280, 36);
-    let height = 44 + row * clients.len().max(servers.len());
-    let y = |i: usize| 40 + row * i + 13;
-    let _ = write!(
-        out,
-        "<svg role=\"img\" aria-label=\"plaintext clients and the servers they block\" width=\"{width}\" height=\"{height}\" viewBox=\"0 0 {width} {height}\">"
-    );
-    for (c, s, e, reason) in edges {
-        let (Some(ci), Some(si)) = (
-            clients.iter().position(|x| x == c),
-            servers.iter().position(|x| x == s),
-        ) else {
-            continue;
-        };
-        let (x1, x2) = (20 + box_w, width - 20 - box_w);
-        let mid = (x1 + x2) / 2;
-        let _ = write!(
-            out,
-            "<path class=\"edge\" data-client=\"{}\" data-server=\"{}\" d=\"M{x1},{} C{mid},{} {mid},{} {x2},{}\" stroke=\"{}\" stroke-width=\"3\" fill=\"none\" opacity=\"0.85\"><title>{} → {}: {}</title></path>",
-            esc(c),
-            esc(s),
-            y(ci),
-            y(ci),
-            y(si),
-            y(si),
-            color(*e),
-            esc(c),
-            esc(s),
-            esc(reason)
-        );
-    }
-    let _ = write!(
-        out,
-        "<text class=\"head\" x=\"20\" y=\"22\">sends plaintext</text><text class=\"head\" x=\"{}\" y=\"22\">would reject it once STRICT</text>",
-        width - 20 - box_w
-    );
-    for (i, c) in clients.iter().enumerate() {
-        node(out, 20, y(i), box_w, c);
-    }
-    for (i, s) in servers.iter().enumerate() {
-        node(out, width - 20 - box_w, y(i), box_w, s);
-    }
-    out.push_str("</svg>");
-}
-
-fn node(out: &mut String, x: usize, y: usize, w: usize, label: &str) {
-    let _ = write!(
-        out,
-        "<rect x=\"{x}\" y=\"{}\" width=\"{w}\" height=\"26\" rx=\"6\" fill=\"#f6f8fa\" stroke=\"#8c959f\"/><text x=\"{}\" y=\"{}\">{}</text>",
-        y - 13,
-        x + 10,
-        y + 5,
-        esc(label)
-    );
-}
-
-fn workload_row(out: &mut String, w: &WorkloadReport) {
-    let mut blockers = String::new();
-    for b in &w.blockers {
-        let _ = write!(
-            blockers,
-            "<div><span class=\"badge {}\">{}</span> {} <span class=\"muted\">{}{}</span></div>",
-            class(b.tier),
-            evidence_text(b.tier),
-            esc(&b.client),
-            esc(&b.text),
-            if b.denies { "" } else { " (warning only)" }
-        );
-    }
-    if w.more_clients > 0 {
-        let _ = write!(
-            blockers,
-            "<div>+{} more client(s) without a proxy</div>",
-            w.more_clients
-        );
-    }
-    if let Some(note) = &w.note {
-        let _ = write!(blockers, "<div class=\"muted\">{}</div>", esc(note));
-    }
-    let _ = write!(
-        out,
-        "<tr data-workload=\"{}/{}\"><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"nowrap\">{}</td><td>{}</td><td>{blockers}</td></tr>",
-        esc(&w.namespace),
-        esc(&w.workload),
-        esc(&w.namespace),
-        esc(&w.workload),
-        w.proxy,
-        w.pods,
-        esc(&ports_text(w)),
-        badge(w.status)
-    );
-}
-
-pub fn html(r: &MeshReport) -> String {
+fn header(out: &mut String, r: &MeshReport) {
     let count = |s: Status| r.workloads.iter().filter(|w| w.status == s).count();
-    let mut out = String::from("<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>mtls-guard: mTLS migration readiness</title><style>");
+    out.push_str("<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>mtls-guard: mTLS migration readiness</title><style>");
     out.push_str(CSS);
     let _ = write!(
         out,
@@ -273,64 +148,459 @@ pub fn html(r: &MeshReport) -> String {
         badge(r.mesh.status),
         esc(&traffic_text(r))
     );
-    out.push_str("<h2>Namespaces</h2><div class=\"cards\">");
-    for n in &r.namespaces {
-        namespace_card(&mut out, n);
+}
+
+/// Causes first: the one mesh setting or rule behind most edges is the first line to read.
+fn causes(out: &mut String, r: &MeshReport) {
+    out.push_str("<h2>Why lock-downs are blocked</h2>");
+    if r.causes.is_empty() {
+        out.push_str("<p>No client still sends plaintext to a workload that is not STRICT.</p>");
+        return;
     }
-    out.push_str("</div><h2>What blocks what</h2>");
+    out.push_str("<table class=\"causes\"><thead><tr><th>cause</th><th>blocks</th><th>clients</th><th>servers</th><th>fix</th></tr></thead><tbody>");
+    for c in &r.causes {
+        let _ = write!(
+            out,
+            "<tr class=\"cause\"><td>{}</td><td class=\"nowrap\">{} of {} edge(s)</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td>{}</td></tr>",
+            esc(&c.cause),
+            c.edges,
+            r.edges,
+            c.clients,
+            c.servers,
+            esc(c.fix)
+        );
+    }
+    out.push_str("</tbody></table><p class=\"muted\">Edges and clients count what the verdicts name: each names its first clients without a proxy and counts the rest (the workloads below say how many).</p>");
+}
+
+fn status_legend(out: &mut String) {
+    out.push_str("<p class=\"legend\">");
+    for s in [
+        Status::Strict,
+        Status::Ready,
+        Status::Blocked,
+        Status::Manual,
+    ] {
+        let _ = write!(out, "<span><i class=\"{0}\"></i>{0}</span>", status_text(s));
+    }
+    out.push_str("</p>");
+}
+
+fn namespace_row(out: &mut String, n: &NamespaceReport) {
+    let total = (n.strict + n.ready + n.blocked + n.manual).max(1);
+    let _ = write!(
+        out,
+        "<tr data-namespace=\"{0}\"><td>{0}<div class=\"muted\">mode {1}{2}</div></td><td><div class=\"bar\">",
+        esc(&n.level.name),
+        n.level.mode,
+        n.level
+            .decided_by
+            .as_ref()
+            .map(|b| format!(" by {}", esc(b)))
+            .unwrap_or_default()
+    );
+    for (count, s) in [
+        (n.strict, Status::Strict),
+        (n.ready, Status::Ready),
+        (n.blocked, Status::Blocked),
+        (n.manual, Status::Manual),
+    ] {
+        if count > 0 {
+            let _ = write!(
+                out,
+                "<i class=\"{0}\" style=\"width:{1}%\" title=\"{count} {0}\"></i>",
+                status_text(s),
+                count * 100 / total
+            );
+        }
+    }
+    let _ = write!(
+        out,
+        "</div></td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td>{}{}</td></tr>",
+        n.strict,
+        n.ready,
+        n.blocked,
+        n.manual,
+        badge(n.level.status),
+        if n.level.status == Status::Blocked {
+            format!(" <span class=\"muted\">{} client(s)</span>", n.level.blocking_clients)
+        } else {
+            String::new()
+        }
+    );
+}
+
+fn namespace_table(out: &mut String, namespaces: &[&NamespaceReport]) {
+    out.push_str("<table class=\"namespaces\"><thead><tr><th>namespace</th><th>workloads</th><th>strict</th><th>ready</th><th>blocked</th><th>manual</th><th>namespace-wide STRICT</th></tr></thead><tbody>");
+    for n in namespaces {
+        namespace_row(out, n);
+    }
+    out.push_str("</tbody></table>");
+}
+
+/// Most blocked first; past [`NAMESPACES_SHOWN`] folded away.
+fn namespaces(out: &mut String, r: &MeshReport) {
+    out.push_str("<h2>Namespaces</h2>");
+    status_legend(out);
+    let mut sorted: Vec<&NamespaceReport> = r.namespaces.iter().collect();
+    sorted.sort_by(|a, b| {
+        b.blocked
+            .cmp(&a.blocked)
+            .then(a.level.name.cmp(&b.level.name))
+    });
+    let rest = sorted.split_off(sorted.len().min(NAMESPACES_SHOWN));
+    namespace_table(out, &sorted);
+    if !rest.is_empty() {
+        let _ = write!(
+            out,
+            "<details><summary>{} more namespace(s)</summary>",
+            rest.len()
+        );
+        namespace_table(out, &rest);
+        out.push_str("</details>");
+    }
+}
+
+/// The first `n` of `items` ranked by how often they occur, most first, ties by name.
+fn top<'r>(items: impl Iterator<Item = &'r str>, n: usize) -> Vec<&'r str> {
+    let mut counts: Map<&str, usize> = Map::default();
+    for i in items {
+        *counts.entry(i).or_default() += 1;
+    }
+    let mut ranked: Vec<(&str, usize)> = counts.into_iter().collect();
+    ranked.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+    ranked.truncate(n);
+    let mut names: Vec<&str> = ranked.into_iter().map(|(name, _)| name).collect();
+    names.sort_unstable();
+    names
+}
+
+fn edge_legend(out: &mut String) {
+    out.push_str("<p class=\"legend\">");
+    for e in [Tier::Inventory, Tier::ClientConfig, Tier::Traffic] {
+        let _ = write!(
+            out,
+            "<span><i class=\"ev-{}\"></i>{}</span>",
+            tier_key(e),
+            evidence_text(e)
+        );
+    }
+    out.push_str("</p>");
+}
+
+/// Where the `k`th of `n` lines meets a node at height `y`: spread over the box, not one point.
+fn spread(y: usize, k: usize, n: usize) -> f64 {
+    let step = if n > 1 { 18.0 / (n - 1) as f64 } else { 0.0 };
+    y as f64 - 9.0 + step * k as f64 + if n > 1 { 0.0 } else { 9.0 }
+}
+
+/// The top blockers: clients in the most edges, the servers they block most; every line
+/// ends in an arrowhead at the server, in its evidence's colour.
+fn graph(out: &mut String, edges: &[Edge]) {
+    let clients = top(edges.iter().map(|e| e.client), GRAPH_CLIENTS);
+    let shown_client = |c: &str| clients.binary_search(&c).is_ok();
+    let servers = top(
+        edges
+            .iter()
+            .filter(|e| shown_client(e.client))
+            .map(|e| e.server),
+        GRAPH_SERVERS,
+    );
+    let drawn: Vec<&Edge> = edges
+        .iter()
+        .filter(|e| shown_client(e.client) && servers.binary_search(&e.server).is_ok())
+        .collect();
+    let (width, box_w, row) = (900, 280, 36);
+    let height = 44 + row * clients.len().max(servers.len());
+    let y = |i: usize| 40 + row * i + 13;
+    let _ = write!(
+        out,
+        "<svg role=\"img\" aria-label=\"plaintext clients and the servers they block\" width=\"{width}\" height=\"{height}\" viewBox=\"0 0 {width} {height}\"><defs>"
+    );
+    for e in [Tier::Inventory, Tier::ClientConfig, Tier::Traffic] {
+        let _ = write!(
+            out,
+            "<marker id=\"head-{0}\" viewBox=\"0 0 10 10\" refX=\"10\" refY=\"5\" markerWidth=\"7\" markerHeight=\"7\" orient=\"auto\"><path d=\"M0,0L10,5L0,10z\" style=\"fill:var(--{0})\"/></marker>",
+            tier_key(e)
+        );
+    }
+    out.push_str("</defs>");
+    let out_degree = |c: &str| drawn.iter().filter(|e| e.client == c).count();
+    let in_degree = |s: &str| drawn.iter().filter(|e| e.server == s).count();
+    let mut sent = vec![0; clients.len()];
+    let mut received = vec![0; servers.len()];
+    let (x1, x2) = (20 + box_w, width - 20 - box_w);
+    let mid = (x1 + x2) / 2;
+    for e in &drawn {
+        let (Ok(ci), Ok(si)) = (
+            clients.binary_search(&e.client),
+            servers.binary_search(&e.server),
+        ) else {
+            continue;
+        };
+        let from = spread(y(ci), sent[ci], out_degree(e.client));
+        let to = spread(y(si), received[si], in_degree(e.server));
+        sent[ci] += 1;
+        received[si] += 1;
+        let key = tier_key(e.tier);
+        let _ = write!(
+            out,
+            "<path class=\"edge\" data-client=\"{0}\" data-server=\"{1}\" d=\"M{x1},{from:.1} C{mid},{from:.1} {mid},{to:.1} {x2},{to:.1}\" style=\"stroke:var(--{key})\" stroke-width=\"2\" fill=\"none\" opacity=\"0.85\" marker-end=\"url(#head-{key})\"><title>{0} → {1}: {2}</title></path>",
+            esc(e.client),
+            esc(e.server),
+            esc(e.reason)
+        );
+    }
+    let _ = write!(
+        out,
+        "<text class=\"head\" x=\"20\" y=\"22\">sends plaintext</text><text class=\"head\" x=\"{}\" y=\"22\">would reject it once STRICT</text>",
+        width - 20 - box_w
+    );
+    for (i, c) in clients.iter().enumerate() {
+        node(out, 20, y(i), box_w, c);
+    }
+    for (i, s) in servers.iter().enumerate() {
+        node(out, width - 20 - box_w, y(i), box_w, s);
+    }
+    out.push_str("</svg>");
+    let all_clients: Set<&str> = edges.iter().map(|e| e.client).collect();
+    let all_servers: Set<&str> = edges.iter().map(|e| e.server).collect();
+    if drawn.len() < edges.len() {
+        let _ = write!(
+            out,
+            "<p class=\"muted\">Drawn: the {} of {} clients in the most edges and {} of the {} servers, {} of {} edges.</p>",
+            clients.len(),
+            all_clients.len(),
+            servers.len(),
+            all_servers.len(),
+            drawn.len(),
+            edges.len()
+        );
+    }
+}
+
+fn node(out: &mut String, x: usize, y: usize, w: usize, label: &str) {
+    let _ = write!(
+        out,
+        "<rect x=\"{x}\" y=\"{}\" width=\"{w}\" height=\"26\" rx=\"6\" fill=\"#f6f8fa\" stroke=\"#8c959f\"/><text x=\"{}\" y=\"{}\">{}</text>",
+        y - 13,
+        x + 10,
+        y + 5,
+        esc(label)
+    );
+}
+
+fn edge_table(out: &mut String, edges: &[Edge]) {
+    let _ = write!(
+        out,
+        "<details{}><summary>Every edge ({})</summary><table class=\"edges\"><thead><tr><th>client</th><th></th><th>server</th><th>evidence</th><th>why</th></tr></thead><tbody>",
+        open(edges.len() <= 20),
+        edges.len()
+    );
+    for e in edges.iter().take(EDGE_ROWS) {
+        let _ = write!(
+            out,
+            "<tr class=\"edge\"><td>{}</td><td class=\"arrow\">→</td><td>{}</td><td><span class=\"badge ev-{}\">{}</span></td><td>{}</td></tr>",
+            esc(e.client),
+            esc(e.server),
+            tier_key(e.tier),
+            evidence_text(e.tier),
+            esc(e.reason)
+        );
+    }
+    out.push_str("</tbody></table>");
+    if edges.len() > EDGE_ROWS {
+        let _ = write!(
+            out,
+            "<p class=\"muted\">{} more edge(s): <code>mtls-guard report -o json</code> lists every finding.</p>",
+            edges.len() - EDGE_ROWS
+        );
+    }
+    out.push_str("</details>");
+}
+
+fn blockers(out: &mut String, r: &MeshReport) {
+    out.push_str("<h2>What blocks what</h2>");
     let edges = edges(r);
     if edges.is_empty() {
-        out.push_str("<p>No client still sends plaintext to a workload that is not STRICT.</p>");
+        out.push_str("<p>Nothing: every workload can be locked down or already is.</p>");
+        return;
+    }
+    edge_legend(out);
+    graph(out, &edges);
+    edge_table(out, &edges);
+}
+
+/// A workload's blockers one by one when few, else one line per cause with its clients.
+fn blocked_by(w: &WorkloadReport) -> String {
+    let mut cell = String::new();
+    if w.blockers.len() <= BLOCKERS_LISTED {
+        for b in &w.blockers {
+            let _ = write!(
+                cell,
+                "<div><span class=\"badge ev-{}\">{}</span> {} <span class=\"muted\">{}{}</span></div>",
+                tier_key(b.tier),
+                evidence_text(b.tier),
+                esc(&b.client),
+                esc(&b.text),
+                if b.denies { "" } else { " (warning only)" }
+            );
+        }
     } else {
-        out.push_str("<p class=\"legend\">");
-        for e in [Tier::Inventory, Tier::ClientConfig, Tier::Traffic] {
+        let mut by_cause: Vec<(String, Vec<&str>)> = Vec::new();
+        for b in &w.blockers {
+            let (text, _) = cause(&b.reason);
+            match by_cause.iter_mut().find(|(c, _)| *c == text) {
+                Some((_, clients)) => clients.push(&b.client),
+                None => by_cause.push((text, vec![&b.client])),
+            }
+        }
+        for (text, clients) in by_cause {
             let _ = write!(
-                out,
-                "<span><i style=\"background:{}\"></i>{}</span>",
-                color(e),
-                evidence_text(e)
+                cell,
+                "<div>{}: {} client(s), first {}</div>",
+                esc(&text),
+                clients.len(),
+                esc(clients[0])
             );
         }
-        out.push_str("</p>");
-        graph(&mut out, &edges);
-        out.push_str("<table class=\"edges\"><thead><tr><th>client</th><th></th><th>server</th><th>evidence</th><th>why</th></tr></thead><tbody>");
-        for (c, s, e, reason) in &edges {
-            let _ = write!(
-                out,
-                "<tr class=\"edge\"><td>{}</td><td class=\"arrow\">→</td><td>{}</td><td><span class=\"badge {}\">{}</span></td><td>{}</td></tr>",
-                esc(c),
-                esc(s),
-                class(*e),
-                evidence_text(*e),
-                esc(reason)
-            );
+    }
+    if w.more_clients > 0 {
+        let _ = write!(
+            cell,
+            "<div>+{} more client(s) without a proxy</div>",
+            w.more_clients
+        );
+    }
+    if let Some(note) = &w.note {
+        let _ = write!(cell, "<div class=\"muted\">{}</div>", esc(note));
+    }
+    cell
+}
+
+fn workload_row(out: &mut String, w: &WorkloadReport) {
+    let _ = write!(
+        out,
+        "<tr data-workload=\"{}/{}\"><td>{}</td><td>{}</td><td class=\"n\">{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+        esc(&w.namespace),
+        esc(&w.workload),
+        esc(&w.workload),
+        w.proxy,
+        w.pods,
+        esc(&ports_text(w)),
+        badge(w.status),
+        blocked_by(w)
+    );
+}
+
+fn counts_text(group: &[WorkloadReport]) -> String {
+    let count = |s: Status| group.iter().filter(|w| w.status == s).count();
+    let mut text = format!(
+        "{} blocked, {} ready, {} strict",
+        count(Status::Blocked),
+        count(Status::Ready),
+        count(Status::Strict)
+    );
+    if count(Status::Manual) > 0 {
+        let _ = write!(text, ", {} manual", count(Status::Manual));
+    }
+    text
+}
+
+/// One folded table per namespace, most blocked first as in the namespace table, until
+/// [`WORKLOAD_ROWS`] rows are on the page; the remaining namespaces get their counts.
+fn workloads(out: &mut String, r: &MeshReport) {
+    out.push_str("<h2>Workloads</h2>");
+    let unfold = r.workloads.len() <= OPEN_WORKLOADS;
+    let mut groups: Vec<&[WorkloadReport]> = r
+        .workloads
+        .chunk_by(|a, b| a.namespace == b.namespace)
+        .collect();
+    let blocked = |g: &[WorkloadReport]| g.iter().filter(|w| w.status == Status::Blocked).count();
+    groups.sort_by(|a, b| {
+        blocked(b)
+            .cmp(&blocked(a))
+            .then(a[0].namespace.cmp(&b[0].namespace))
+    });
+    let mut rows = 0;
+    let mut summarised = Vec::new();
+    for group in groups {
+        if rows + group.len() > WORKLOAD_ROWS && rows > 0 {
+            summarised.push(group);
+            continue;
         }
-        out.push_str("</tbody></table>");
+        rows += group.len();
+        let _ = write!(
+            out,
+            "<details{}><summary>{}: {}</summary><table class=\"workloads\"><thead><tr><th>workload</th><th>proxy</th><th>pods</th><th>ports</th><th>status</th><th>blocked by</th></tr></thead><tbody>",
+            open(unfold),
+            esc(&group[0].namespace),
+            counts_text(group)
+        );
+        for w in group {
+            workload_row(out, w);
+        }
+        out.push_str("</tbody></table></details>");
     }
-    out.push_str("<h2>Workloads</h2><table class=\"workloads\"><thead><tr><th>namespace</th><th>workload</th><th>proxy</th><th>pods</th><th>ports</th><th>status</th><th>blocked by</th></tr></thead><tbody>");
-    for w in &r.workloads {
-        workload_row(&mut out, w);
+    if summarised.is_empty() {
+        return;
     }
-    out.push_str("</tbody></table><h2>Ready to lock down now</h2>");
+    let _ = write!(
+        out,
+        "<details><summary>{} more namespace(s), counts only</summary><p class=\"muted\">The page lists {rows} of {} workloads; <code>mtls-guard report</code> and <code>-o json</code> list every one.</p><ul>",
+        summarised.len(),
+        r.workloads.len()
+    );
+    for group in summarised {
+        let _ = write!(
+            out,
+            "<li>{}: {}</li>",
+            esc(&group[0].namespace),
+            counts_text(group)
+        );
+    }
+    out.push_str("</ul></details>");
+}
+
+fn lockdowns(out: &mut String, r: &MeshReport) {
+    out.push_str("<h2>Ready to lock down now</h2>");
     let ready = r.lockdowns();
     if ready.is_empty() {
         out.push_str("<p>Nothing can be locked down yet without cutting someone off.</p>");
     }
-    for (what, yaml) in ready {
+    for (i, (what, yaml)) in ready.iter().take(LOCKDOWNS_SHOWN).enumerate() {
         let _ = write!(
             out,
-            "<details open><summary>{}</summary><pre>{}</pre></details>",
-            esc(&what),
+            "<details{}><summary>{}</summary><pre>{}</pre></details>",
+            open(i < 3),
+            esc(what),
             esc(yaml)
         );
     }
+    if ready.len() > LOCKDOWNS_SHOWN {
+        let _ = write!(
+            out,
+            "<p class=\"muted\">{} more: <code>mtls-guard report</code> prints the YAML of every one.</p>",
+            ready.len() - LOCKDOWNS_SHOWN
+        );
+    }
+}
+
+pub fn html(r: &MeshReport) -> String {
+    let mut out = String::with_capacity(64 * 1024);
+    header(&mut out, r);
+    causes(&mut out, r);
+    namespaces(&mut out, r);
+    blockers(&mut out, r);
+    workloads(&mut out, r);
+    lockdowns(&mut out, r);
     out.push_str("</main></body></html>\n");
     out
 }
 
 #[cfg(test)]
 mod tests {
-    use super::esc;
+    use super::{esc, spread, top};
 
     #[test]
     fn names_are_escaped() {
@@ -338,5 +608,18 @@ mod tests {
             esc("<img src=x onerror='a'>&\""),
             "&lt;img src=x onerror=&#39;a&#39;&gt;&amp;&quot;"
         );
+    }
+
+    #[test]
+    fn the_graph_draws_the_most_frequent_names_sorted() {
+        let names = ["b", "a", "c", "b", "c", "c"].into_iter();
+        assert_eq!(top(names, 2), ["b", "c"], "a occurs once");
+    }
+
+    #[test]
+    fn lines_into_one_node_spread_over_its_box() {
+        assert_eq!(spread(100, 0, 1), 100.0);
+        let ends: Vec<f64> = (0..3).map(|k| spread(100, k, 3)).collect();
+        assert_eq!(ends, [91.0, 100.0, 109.0]);
     }
 }

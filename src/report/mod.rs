@@ -20,8 +20,8 @@ use serde::Serialize;
 use crate::decision::{settle, Decision, GuardMode};
 use crate::engine::{self, Change, ModeResolver, Tier, Verdict, View};
 use crate::evidence::{window_text, Evidence, EvidenceMode};
-use crate::explain::{findings, Finding};
-use crate::inventory::{Index, Workload, WorkloadId};
+use crate::explain::{cause, findings, Finding};
+use crate::inventory::{Index, Set, Workload, WorkloadId};
 use crate::model::{Mode, Origin, Proxy, RuleKind};
 use lockdown::Lockdown;
 
@@ -124,9 +124,25 @@ pub struct TrafficStatus {
     pub stale: Option<String>,
 }
 
+/// Findings grouped by what would clear them.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CauseReport {
+    pub cause: String,
+    pub fix: &'static str,
+    /// (client, server) pairs it cuts off, among the clients the verdicts name.
+    pub edges: usize,
+    pub clients: usize,
+    pub servers: usize,
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct MeshReport {
     pub mesh: LockdownReport,
+    /// Most edges first: the few changes that unblock the most.
+    pub causes: Vec<CauseReport>,
+    /// Distinct (client, server) pairs named across all workloads.
+    pub edges: usize,
     pub namespaces: Vec<NamespaceReport>,
     pub workloads: Vec<WorkloadReport>,
     pub traffic: TrafficStatus,
@@ -224,8 +240,11 @@ pub fn assess(index: &Index, evidence: Option<&Evidence>) -> MeshReport {
     }
     let root = index.mesh().root_namespace.clone();
     let mesh_mode = modes.namespace(&Arc::from(root.as_str()));
+    let (causes, edges) = causes(&workloads);
     MeshReport {
         mesh: lockdown(index, evidence, &root, mesh_mode.mode, mesh_mode.by, true),
+        causes,
+        edges,
         namespaces,
         workloads,
         traffic: TrafficStatus {
@@ -235,6 +254,39 @@ pub fn assess(index: &Index, evidence: Option<&Evidence>) -> MeshReport {
             stale: evidence.and_then(|e| e.stale_reason.clone()),
         },
     }
+}
+
+/// The workloads' findings grouped by cause, most edges first, and the distinct edges in all.
+fn causes(workloads: &[WorkloadReport]) -> (Vec<CauseReport>, usize) {
+    #[derive(Default)]
+    struct Tally<'a> {
+        edges: Set<(&'a str, &'a str)>,
+        clients: Set<&'a str>,
+        servers: Set<&'a str>,
+    }
+    let mut by: BTreeMap<(String, &'static str), Tally> = BTreeMap::new();
+    let mut all: Set<(&str, &str)> = Set::default();
+    for b in workloads.iter().flat_map(|w| &w.blockers) {
+        let tally = by.entry(cause(&b.reason)).or_default();
+        tally.clients.insert(&b.client);
+        for s in &b.servers {
+            tally.edges.insert((&b.client, s));
+            tally.servers.insert(s);
+            all.insert((&b.client, s));
+        }
+    }
+    let mut causes: Vec<CauseReport> = by
+        .into_iter()
+        .map(|((cause, fix), t)| CauseReport {
+            cause,
+            fix,
+            edges: t.edges.len(),
+            clients: t.clients.len(),
+            servers: t.servers.len(),
+        })
+        .collect();
+    causes.sort_by(|a, b| b.edges.cmp(&a.edges).then_with(|| a.cause.cmp(&b.cause)));
+    (causes, all.len())
 }
 
 fn workload(

@@ -101,6 +101,23 @@ fn blocker_line(b: &Finding) -> String {
     )
 }
 
+/// The causes first, most edges first, each with its fix.
+fn causes(r: &MeshReport) -> String {
+    if r.causes.is_empty() {
+        return String::new();
+    }
+    let mut out = String::from("Why lock-downs are blocked (most edges first):\n");
+    for c in &r.causes {
+        let _ = writeln!(
+            out,
+            "  {} of {} edge(s), {} client(s) -> {} server(s): {}\n      fix: {}",
+            c.edges, r.edges, c.clients, c.servers, c.cause, c.fix
+        );
+    }
+    out.push('\n');
+    out
+}
+
 pub fn table(r: &MeshReport) -> String {
     let mut rows = vec![[
         "NAMESPACE",
@@ -124,7 +141,8 @@ pub fn table(r: &MeshReport) -> String {
             blocked_by(w),
         ]);
     }
-    let mut out = grid(&rows);
+    let mut out = causes(r);
+    out.push_str(&grid(&rows));
     out.push('\n');
     let mut rows = vec![[
         "NAMESPACE",

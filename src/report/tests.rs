@@ -26,6 +26,26 @@ fn find<'r>(r: &'r MeshReport, ns: &str, name: &str) -> &'r WorkloadReport {
 }
 
 #[test]
+fn findings_are_grouped_by_cause_most_edges_first() {
+    let r = assess(&seed(), None);
+    assert_eq!(r.edges, 13);
+    let counts: Vec<(usize, usize, usize)> = r
+        .causes
+        .iter()
+        .map(|c| (c.edges, c.clients, c.servers))
+        .collect();
+    assert_eq!(counts, [(9, 4, 3), (4, 1, 4)]);
+    assert!(r.causes[0]
+        .cause
+        .starts_with("one mesh setting: auto mTLS is off"));
+    assert!(r.causes[0].fix.contains("enableAutoMtls: true"));
+    assert_eq!(r.causes[1].cause, "clients without a proxy");
+    let migrated = assess(&migrated(), None);
+    assert_eq!(migrated.causes.len(), 1, "legacy/sleep has its sidecar now");
+    assert_eq!(migrated.causes[0].edges, migrated.edges);
+}
+
+#[test]
 fn the_seed_blocks_foo_httpbin_on_legacy_sleep() {
     let r = assess(&seed(), None);
     let w = find(&r, "foo", "httpbin");
