@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Reproduces BENCHMARKS.md: engine latency, index build, RSS, HTTPS throughput against the
-# bare server and OPA, and the live-watch figures on a real API server, one after the other
-# on this machine. Usage: benches/run.sh [OUT_DIR]   (about 15 minutes on 2 cores)
+# Reproduces BENCHMARKS.md: the offline commands (benches/offline.sh), engine latency, index
+# build, RSS, HTTPS throughput against the bare server and OPA, and the live-watch figures on
+# a real API server, one after the other on this machine.
+# Usage: benches/run.sh [OUT_DIR]   (about 30 minutes on 2 cores)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${1:-target/bench-run}
@@ -31,9 +32,11 @@ BARE=$(bench_bin bare_server)
 echo "== machine"
 echo "cores: $(nproc), memory: $(free -g | awk '/Mem:/ {print $2}') GiB, $(uname -sr)"
 
-for n in 1000 100000; do
+for n in 1000 10000 100000; do
   "$(bench_bin gen_inventory)" "$n" "$out/inventory-$n.json" 2>/dev/null
 done
+
+benches/offline.sh "$out"
 
 echo "== engine and admission latency (cargo bench --bench latency)"
 "$(bench_bin latency)"
@@ -64,16 +67,9 @@ print(f"rate {s['requestsPerSec']:.0f} req/s  p50={p['p50']*1000:.3f} ms  p99={p
 PY
 grep -E 'VmRSS|VmHWM' "/proc/$guard/status"
 
-"$OPA" run --server --log-level error --shutdown-grace-period 1 --addr 127.0.0.1:18445 --tls-cert-file "$CERT" --tls-private-key-file "$KEY" \
-  "inventory:$out/inventory-1000.json" benches/opa/policy.rego &
-opa=$!
-"$OPA" run --server --log-level error --shutdown-grace-period 1 --addr 127.0.0.1:18446 --tls-cert-file "$CERT" --tls-private-key-file "$KEY" \
-  "inventory:$out/inventory-100000.json" benches/opa/policy.rego &
-opa100k=$!
-trap 'kill $guard $bare $opa $opa100k 2>/dev/null || true' EXIT
+trap 'kill $guard $bare 2>/dev/null || true' EXIT
 python3 -c "import json,sys; r=json.load(open(sys.argv[1])); json.dump({'input': r}, open(sys.argv[2],'w'))" "$review" "$out/opa-input.json"
-for port in 18444 18445 18446; do for _ in $(seq 1 3000); do
-  curl -sk -o /dev/null "https://127.0.0.1:$port/" && break; sleep 0.1; done; done
+curl -sk -o /dev/null --retry 50 --retry-connrefused --retry-delay 0 "https://127.0.0.1:18444/"
 load() { # name url body
   "$OHA" --no-tui -z 10s -c 16 -m POST -T application/json -D "$3" --insecure --output-format json "$2" > "$out/$1.json"
   python3 - "$out/$1.json" "$1" <<'PY'
@@ -90,9 +86,15 @@ for round in 1 2; do
   load "bare-server-$round" "https://127.0.0.1:18444/validate" "$review"
   load "mtls-guard-100k-$round" "https://127.0.0.1:18443/validate" "$review"
 done
-load opa-1k "https://127.0.0.1:18445/v1/data/mtls/deny" "$out/opa-input.json"
-load opa-100k "https://127.0.0.1:18446/v1/data/mtls/deny" "$out/opa-input.json"
-kill "$opa" "$opa100k" 2>/dev/null || true
+echo "== OPA (benches/opa/policy.rego), one instance at a time, alone, at 1k, 10k and 100k pods"
+for n in 1000 10000 100000; do
+  "$OPA" run --server --log-level error --shutdown-grace-period 1 --addr 127.0.0.1:18445 --tls-cert-file "$CERT" --tls-private-key-file "$KEY" \
+    "inventory:$out/inventory-$n.json" benches/opa/policy.rego &
+  opa=$!
+  for _ in $(seq 1 3000); do curl -sk -o /dev/null "https://127.0.0.1:18445/" && break; sleep 0.1; done
+  load "opa-$n" "https://127.0.0.1:18445/v1/data/mtls/deny" "$out/opa-input.json"
+  kill "$opa" && wait "$opa" 2>/dev/null || true
+done
 
 echo "== live watch: 20k pods on a real kube-apiserver (cargo bench --bench watch)"
 "$(bench_bin watch)"

@@ -13,6 +13,7 @@ use crate::model::{
     self, ApiCaller, CallerKind, MeshConfig, ModelError, NetworkPolicy, Pod, Rule, RuleKind,
     Service,
 };
+use crate::yaml::StreamError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum InventoryError {
@@ -73,6 +74,14 @@ impl Loader {
         if is_json {
             return self.add_json(&name, reader);
         }
+        let one_document = crate::yaml::is_single_document_in(std::io::BufReader::new(
+            open_regular(path).map_err(io)?,
+        ));
+        if one_document {
+            let rest = crate::yaml::stream_items_from(reader, |item| self.add_value(&name, item))
+                .map_err(|e| streamed_err(&name, e))?;
+            return self.add_value(&name, rest);
+        }
         let mut text = String::new();
         std::io::Read::read_to_string(&mut reader, &mut text).map_err(io)?;
         self.add_str(&name, &text)
@@ -113,10 +122,15 @@ impl Loader {
         if trimmed.starts_with('{') || trimmed.starts_with('[') {
             return self.add_json(source_name, text.as_bytes());
         }
-        for doc in documents(source_name, text)? {
-            self.add_value(source_name, doc)?;
+        if !crate::yaml::is_single_document(text) {
+            for doc in documents(source_name, text)? {
+                self.add_value(source_name, doc)?;
+            }
+            return Ok(());
         }
-        Ok(())
+        let rest = crate::yaml::stream_items(text, |item| self.add_value(source_name, item))
+            .map_err(|e| streamed_err(source_name, e))?;
+        self.add_value(source_name, rest)
     }
 
     /// A Pod already read into its typed form.
@@ -273,6 +287,16 @@ fn typed<T: DeserializeOwned>(kind: &str, value: &Value) -> Result<T, ModelError
 }
 
 /// The documents of a YAML stream (JSON goes through the streaming reader instead).
+fn streamed_err(source_name: &str, e: StreamError<InventoryError>) -> InventoryError {
+    match e {
+        StreamError::Parse(message) => InventoryError::Parse {
+            source_name: source_name.to_string(),
+            message,
+        },
+        StreamError::Item(e) => e,
+    }
+}
+
 fn documents(source_name: &str, text: &str) -> Result<Vec<Value>, InventoryError> {
     crate::yaml::documents(text).map_err(|message| InventoryError::Parse {
         source_name: source_name.to_string(),
@@ -333,5 +357,32 @@ mod tests {
             "metadata": {"name": "x"}, "spec": {"mtls": {"mode": "NOPE"}}}]});
         let err = loader.add_str("bad", &bad.to_string()).unwrap_err();
         assert!(err.to_string().contains("PeerAuthentication x"), "{err}");
+    }
+
+    #[test]
+    fn a_yaml_list_streams_into_the_index_and_names_a_bad_item() {
+        let list = "apiVersion: v1\nkind: List\nitems:\n- apiVersion: v1\n  kind: Pod\n  metadata: {name: p1, namespace: a}\n- apiVersion: v1\n  kind: Pod\n  metadata: {name: p2, namespace: a}\n";
+        let mut loader = Loader::new(Filters::default());
+        loader.add_str("list.yaml", list).unwrap();
+        assert_eq!(loader.finish().pod_count(), 2);
+
+        let bad = "kind: List\nitems:\n- apiVersion: security.istio.io/v1\n  kind: PeerAuthentication\n  metadata: {name: x}\n  spec: {mtls: {mode: NOPE}}\n";
+        let err = Loader::new(Filters::default())
+            .add_str("bad.yaml", bad)
+            .unwrap_err();
+        assert!(err.to_string().contains("PeerAuthentication x"), "{err}");
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("list.yaml");
+        std::fs::write(&file, list).unwrap();
+        let index = load(std::slice::from_ref(&file), Filters::default(), false).unwrap();
+        assert_eq!(index.pod_count(), 2, "read from the file as a stream");
+        std::fs::write(&file, bad).unwrap();
+        let err = load(&[file], Filters::default(), false).unwrap_err();
+        assert!(err.to_string().contains("PeerAuthentication x"), "{err}");
+        let broken = "kind: List\nitems:\n- {kind: Pod\n";
+        let err = Loader::new(Filters::default())
+            .add_str("broken.yaml", broken)
+            .unwrap_err();
+        assert!(err.to_string().contains("broken.yaml"), "{err}");
     }
 }
