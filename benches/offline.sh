@@ -1,15 +1,21 @@
 #!/usr/bin/env bash
 # The offline commands on a 100k-pod List beside Python's json.load of the same file, the same
 # content as YAML, and the reviews' instruction counts under callgrind. Called by
-# benches/run.sh; alone: benches/offline.sh OUT_DIR (about 8 minutes; the YAML copy is made
-# once and kept in OUT_DIR).
+# benches/run.sh, which builds first; alone: `cargo build --release && cargo bench --no-run`,
+# then benches/offline.sh OUT_DIR (about 8 minutes; the inventory and its YAML copy are made
+# once and kept in OUT_DIR). Needs python3 with PyYAML, and valgrind (installed if missing).
 set -euo pipefail
-cd "$(dirname "$0")/.."
-out=$1
+out=${1:?usage: benches/offline.sh OUT_DIR}
 mkdir -p "$out"
+out=$(cd "$out" && pwd)
+cd "$(dirname "$0")/.."
 inv=$out/inventory-100000.json
 bench_bin() { ls -t target/release/deps/"$1"-* | grep -v '\.d$' | head -n1; }
-[ -f "$inv" ] || "$(bench_bin gen_inventory)" 100000 "$inv" 2>/dev/null
+if [ ! -f "$inv" ]; then
+  "$(bench_bin gen_inventory)" 100000 "$inv.tmp" 2>/dev/null
+  mv "$inv.tmp.review.json" "$inv.review.json"
+  mv "$inv.tmp" "$inv"
+fi
 GUARD=target/release/mtls-guard
 python3 -c "import json,sys; json.dump(json.load(open(sys.argv[1]))['request']['object'], open(sys.argv[2],'w'))" \
   "$inv.review.json" "$out/lockdown.json"
@@ -28,9 +34,12 @@ for round in 1 2; do
 done
 
 yaml=$out/inventory-100000.yaml
-[ -f "$yaml" ] || python3 -c "
+if [ ! -f "$yaml" ]; then
+  python3 -c "
 import json, sys, yaml
-yaml.dump(json.load(open(sys.argv[1])), open(sys.argv[2], 'w'), Dumper=yaml.CSafeDumper, sort_keys=False)" "$inv" "$yaml"
+yaml.dump(json.load(open(sys.argv[1])), open(sys.argv[2], 'w'), Dumper=yaml.CSafeDumper, sort_keys=False)" "$inv" "$yaml.tmp"
+  mv "$yaml.tmp" "$yaml"
+fi
 echo "== the same content as YAML ($(stat -L -c %s "$yaml") bytes)"
 run "review (YAML)" "$GUARD" review --inventory "$yaml" "$inv.review.json"
 run "json.load (JSON)" python3 -c 'import json,sys; json.load(open(sys.argv[1]))' "$inv"

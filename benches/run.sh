@@ -36,7 +36,7 @@ for n in 1000 10000 100000; do
   "$(bench_bin gen_inventory)" "$n" "$out/inventory-$n.json" 2>/dev/null
 done
 
-benches/offline.sh "$out"
+benches/offline.sh "$out" || echo "!! benches/offline.sh failed; the other figures follow"
 
 echo "== engine and admission latency (cargo bench --bench latency)"
 "$(bench_bin latency)"
@@ -67,7 +67,7 @@ print(f"rate {s['requestsPerSec']:.0f} req/s  p50={p['p50']*1000:.3f} ms  p99={p
 PY
 grep -E 'VmRSS|VmHWM' "/proc/$guard/status"
 
-trap 'kill $guard $bare 2>/dev/null || true' EXIT
+trap 'kill $guard $bare ${opa:-} 2>/dev/null || true' EXIT
 python3 -c "import json,sys; r=json.load(open(sys.argv[1])); json.dump({'input': r}, open(sys.argv[2],'w'))" "$review" "$out/opa-input.json"
 curl -sk -o /dev/null --retry 50 --retry-connrefused --retry-delay 0 "https://127.0.0.1:18444/"
 load() { # name url body

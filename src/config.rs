@@ -8,6 +8,40 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::admission::GuardMode;
+
+/// `--mode` values for clap; the mode itself is model vocabulary, which knows no CLI.
+impl clap::ValueEnum for GuardMode {
+    fn value_variants<'a>() -> &'a [Self] {
+        &[GuardMode::Enforce, GuardMode::Audit]
+    }
+
+    fn to_possible_value(&self) -> Option<clap::builder::PossibleValue> {
+        Some(clap::builder::PossibleValue::new(match self {
+            GuardMode::Enforce => "enforce",
+            GuardMode::Audit => "audit",
+        }))
+    }
+}
+
+/// `--evidence` values for clap, with the help each one shows.
+impl clap::ValueEnum for EvidenceMode {
+    fn value_variants<'a>() -> &'a [Self] {
+        &[
+            EvidenceMode::Inventory,
+            EvidenceMode::Traffic,
+            EvidenceMode::Both,
+        ]
+    }
+
+    fn to_possible_value(&self) -> Option<clap::builder::PossibleValue> {
+        let (name, help) = match self {
+            EvidenceMode::Inventory => ("inventory", "Only what the inventory shows (tiers 1 and 2); traffic is polled but not used to decide"),
+            EvidenceMode::Traffic => ("traffic", "Observed traffic decides about sidecar-less clients; the inventory alone only warns"),
+            EvidenceMode::Both => ("both", "Both: inventory findings and observed plaintext traffic deny"),
+        };
+        Some(clap::builder::PossibleValue::new(name).help(help))
+    }
+}
 use crate::evidence::{EvidenceMode, PrometheusOptions};
 use crate::inventory::Filters;
 

@@ -4,9 +4,9 @@
 //! AdmissionReview ─▶ admission ─▶ model::Rule (old, new) ─▶ engine::evaluate_with ─▶ Verdict
 //!                                                  ▲               ▲                    │
 //! inventory (files | demo | live watches) ─▶ Index ┘               │                    ▼
-//! evidence (Prometheus, polled in the background) ─▶ PlaintextEdges┘   report (message,
+//! evidence (Prometheus, polled in the background) ─▶ PlaintextEdges┘   explain (message,
 //!                                                                       warnings, audit)
-//! check (manifests ─▶ changes) and readiness (one lock-down per workload) reuse the engine.
+//! check (manifests ─▶ changes) and report (one lock-down per workload) reuse the engine.
 //! ```
 //!
 //! `engine` is pure: it sees an index snapshot, a change and a traffic snapshot, never the

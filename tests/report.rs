@@ -219,6 +219,10 @@ fn the_html_page_renders_the_blocker_in_chromium() {
         dom.contains("<i class=\"blocked\"></i>blocked"),
         "the bar has a legend"
     );
+    assert!(
+        dom.contains("<summary>Every edge (13)</summary>"),
+        "the edges the causes count"
+    );
 
     let shot = dir.path().join("report.png");
     chromium(

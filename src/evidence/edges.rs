@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 /// Which evidence tiers decide (`--evidence`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum EvidenceMode {
     /// Only what the inventory shows (tiers 1 and 2); traffic is polled but not used to decide.

@@ -150,6 +150,12 @@ impl Loader {
     }
 
     fn add_value(&mut self, source_name: &str, value: Value) -> Result<(), InventoryError> {
+        // A document that is a sequence of objects, as a JSON top-level array is.
+        if let Value::Array(items) = value {
+            return items
+                .into_iter()
+                .try_for_each(|item| self.add_value(source_name, item));
+        }
         let kind = value.get("kind").and_then(Value::as_str).unwrap_or("");
         if kind == "List" || kind.ends_with("List") && value.get("items").is_some() {
             if let Value::Object(mut map) = value {
@@ -379,6 +385,14 @@ mod tests {
         std::fs::write(&file, bad).unwrap();
         let err = load(&[file], Filters::default(), false).unwrap_err();
         assert!(err.to_string().contains("PeerAuthentication x"), "{err}");
+        let sequences = "- {apiVersion: v1, kind: Pod, metadata: {name: p3, namespace: a}}\n---\n- {apiVersion: v1, kind: Pod, metadata: {name: p4, namespace: a}}\n";
+        let mut loader = Loader::new(Filters::default());
+        loader.add_str("sequences.yaml", sequences).unwrap();
+        assert_eq!(
+            loader.finish().pod_count(),
+            2,
+            "a document that is a sequence is read whether or not others follow"
+        );
         let broken = "kind: List\nitems:\n- {kind: Pod\n";
         let err = Loader::new(Filters::default())
             .add_str("broken.yaml", broken)

@@ -29,7 +29,7 @@ pub enum LabelledMode {
 }
 
 /// Enforce denies a breaking change; audit allows it and reports what it would have denied.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum GuardMode {
     Enforce,

@@ -99,6 +99,19 @@ mod tests {
     }
 
     #[test]
+    fn a_null_or_missing_spec_is_an_empty_one_as_the_api_server_stores_it() {
+        for spec in [
+            json!({"metadata": {"name": "p", "namespace": "foo"}, "spec": null}),
+            json!({"metadata": {"name": "p", "namespace": "foo"}}),
+        ] {
+            let pa = read(&spec).unwrap();
+            assert_eq!((pa.mode, pa.selector), (Mode::Unset, None));
+        }
+        let wrong = json!({"metadata": {"name": "p", "namespace": "foo"}, "spec": "STRICT"});
+        assert!(read(&wrong).is_err());
+    }
+
+    #[test]
     fn missing_mtls_is_unset_and_port_levels_parse() {
         let pa = read(&json!({
             "metadata": {"name": "p", "namespace": "foo", "creationTimestamp": "2024-01-01T00:00:00Z"},

@@ -106,13 +106,13 @@ struct Edge<'r> {
     reason: &'r str,
 }
 
-/// Every edge once, sorted by client then server.
+/// Every (client, server) edge once, as the causes count them, sorted by client then server.
 fn edges(r: &MeshReport) -> Vec<Edge<'_>> {
-    let mut seen: Set<(&str, &str, Tier)> = Set::default();
+    let mut seen: Set<(&str, &str)> = Set::default();
     let mut out = Vec::new();
     for b in r.workloads.iter().flat_map(|w| &w.blockers) {
         for s in &b.servers {
-            if seen.insert((&b.client, s, b.tier)) {
+            if seen.insert((&b.client, s)) {
                 out.push(Edge {
                     client: &b.client,
                     server: s,
@@ -451,7 +451,10 @@ fn blocked_by(w: &WorkloadReport) -> String {
         for b in &w.blockers {
             let (text, _) = cause(&b.reason);
             match by_cause.iter_mut().find(|(c, _)| *c == text) {
-                Some((_, clients)) => clients.push(&b.client),
+                Some((_, clients)) if !clients.contains(&b.client.as_str()) => {
+                    clients.push(&b.client)
+                }
+                Some(_) => {}
                 None => by_cause.push((text, vec![&b.client])),
             }
         }
@@ -525,11 +528,14 @@ fn workloads(out: &mut String, r: &MeshReport) {
     let mut rows = 0;
     let mut summarised = Vec::new();
     for group in groups {
-        if rows + group.len() > WORKLOAD_ROWS && rows > 0 {
+        let room = WORKLOAD_ROWS - rows;
+        // Whole namespaces at a time, except a first one larger than the page.
+        if !summarised.is_empty() || room == 0 || (group.len() > room && rows > 0) {
             summarised.push(group);
             continue;
         }
-        rows += group.len();
+        let shown = &group[..group.len().min(room)];
+        rows += shown.len();
         let _ = write!(
             out,
             "<details{}><summary>{}: {}</summary><table class=\"workloads\"><thead><tr><th>workload</th><th>proxy</th><th>pods</th><th>ports</th><th>status</th><th>blocked by</th></tr></thead><tbody>",
@@ -537,10 +543,18 @@ fn workloads(out: &mut String, r: &MeshReport) {
             esc(&group[0].namespace),
             counts_text(group)
         );
-        for w in group {
+        for w in shown {
             workload_row(out, w);
         }
-        out.push_str("</tbody></table></details>");
+        out.push_str("</tbody></table>");
+        if shown.len() < group.len() {
+            let _ = write!(
+                out,
+                "<p class=\"muted\">{} more workload(s) in this namespace.</p>",
+                group.len() - shown.len()
+            );
+        }
+        out.push_str("</details>");
     }
     if summarised.is_empty() {
         return;
@@ -600,7 +614,70 @@ pub fn html(r: &MeshReport) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::{esc, spread, top};
+    use super::super::{LockdownReport, Suspects, TrafficStatus};
+    use super::*;
+    use crate::model::Mode;
+
+    fn workload(namespace: &str, n: usize) -> WorkloadReport {
+        WorkloadReport {
+            namespace: namespace.into(),
+            workload: format!("w-{n:05}"),
+            proxy: "sidecar",
+            pods: 1,
+            ports: Vec::new(),
+            status: Status::Blocked,
+            blockers: Vec::new(),
+            more_clients: 0,
+            suspects: Suspects::default(),
+            note: None,
+            lockdown: None,
+        }
+    }
+
+    fn mesh(workloads: Vec<WorkloadReport>) -> MeshReport {
+        MeshReport {
+            causes: Vec::new(),
+            edges: 0,
+            mesh: LockdownReport {
+                name: "istio-system".into(),
+                mode: Mode::Permissive,
+                decided_by: None,
+                status: Status::Blocked,
+                blocking_clients: 1,
+                note: None,
+                lockdown: None,
+            },
+            namespaces: Vec::new(),
+            workloads,
+            traffic: TrafficStatus {
+                used: false,
+                mode: None,
+                window: None,
+                stale: None,
+            },
+        }
+    }
+
+    #[test]
+    fn rows_stop_at_the_cap_even_inside_one_namespace_and_the_rest_is_counted() {
+        let mut all: Vec<WorkloadReport> =
+            (0..=WORKLOAD_ROWS).map(|n| workload("big", n)).collect();
+        all.extend((0..5).map(|n| workload("small", n)));
+        let page = html(&mesh(all));
+        assert_eq!(page.matches("<tr data-workload=").count(), WORKLOAD_ROWS);
+        assert!(
+            page.contains("1 more workload(s) in this namespace."),
+            "the big one is cut"
+        );
+        assert!(
+            page.contains("<li>small: 5 blocked, 0 ready, 0 strict</li>"),
+            "the next is counted"
+        );
+        assert!(page.contains(&format!(
+            "lists {WORKLOAD_ROWS} of {} workloads",
+            WORKLOAD_ROWS + 6
+        )));
+    }
 
     #[test]
     fn names_are_escaped() {

@@ -138,11 +138,11 @@ pub struct CauseReport {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct MeshReport {
-    pub mesh: LockdownReport,
     /// Most edges first: the few changes that unblock the most.
     pub causes: Vec<CauseReport>,
     /// Distinct (client, server) pairs named across all workloads.
     pub edges: usize,
+    pub mesh: LockdownReport,
     pub namespaces: Vec<NamespaceReport>,
     pub workloads: Vec<WorkloadReport>,
     pub traffic: TrafficStatus,
@@ -242,9 +242,9 @@ pub fn assess(index: &Index, evidence: Option<&Evidence>) -> MeshReport {
     let mesh_mode = modes.namespace(&Arc::from(root.as_str()));
     let (causes, edges) = causes(&workloads);
     MeshReport {
-        mesh: lockdown(index, evidence, &root, mesh_mode.mode, mesh_mode.by, true),
         causes,
         edges,
+        mesh: lockdown(index, evidence, &root, mesh_mode.mode, mesh_mode.by, true),
         namespaces,
         workloads,
         traffic: TrafficStatus {
