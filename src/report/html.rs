@@ -9,7 +9,7 @@
 use std::fmt::Write;
 
 use super::table::{evidence_text, ports_text, status_text, traffic_text};
-use super::{MeshReport, NamespaceReport, Status, Tier, WorkloadReport};
+use super::{LockdownReport, MeshReport, NamespaceReport, Status, Tier, WorkloadReport};
 use crate::explain::cause;
 use crate::inventory::{Map, Set};
 
@@ -89,6 +89,15 @@ fn badge(s: Status) -> String {
     format!("<b class=\"badge {0}\">{0}</b>", status_text(s))
 }
 
+/// ` by <policy>` when a policy decides the level's mode.
+fn by(level: &LockdownReport) -> String {
+    level
+        .decided_by
+        .as_ref()
+        .map(|b| format!(" by {}", esc(b)))
+        .unwrap_or_default()
+}
+
 /// `open` on a `<details>` when `yes`.
 fn open(yes: bool) -> &'static str {
     if yes {
@@ -140,11 +149,7 @@ fn header(out: &mut String, r: &MeshReport) {
         count(Status::Manual),
         esc(&r.mesh.name),
         r.mesh.mode,
-        r.mesh
-            .decided_by
-            .as_ref()
-            .map(|b| format!(" by {}", esc(b)))
-            .unwrap_or_default(),
+        by(&r.mesh),
         badge(r.mesh.status),
         esc(&traffic_text(r))
     );
@@ -193,11 +198,7 @@ fn namespace_row(out: &mut String, n: &NamespaceReport) {
         "<tr data-namespace=\"{0}\"><td>{0}<div class=\"muted\">mode {1}{2}</div></td><td><div class=\"bar\">",
         esc(&n.level.name),
         n.level.mode,
-        n.level
-            .decided_by
-            .as_ref()
-            .map(|b| format!(" by {}", esc(b)))
-            .unwrap_or_default()
+        by(&n.level)
     );
     for (count, s) in [
         (n.strict, Status::Strict),
@@ -614,7 +615,7 @@ pub fn html(r: &MeshReport) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::super::{LockdownReport, Suspects, TrafficStatus};
+    use super::super::{Suspects, TrafficStatus};
     use super::*;
     use crate::model::Mode;
 
