@@ -33,7 +33,8 @@ fn server_name(s: &Server) -> String {
     format!("{}/{}", s.namespace, s.workload)
 }
 
-fn tier_name(t: Tier) -> &'static str {
+/// The evidence tier in words: the deny message, `check` and `report` say it alike.
+pub fn tier_name(t: Tier) -> &'static str {
     match t {
         Tier::Inventory => "inventory",
         Tier::ClientConfig => "client config",

@@ -8,9 +8,9 @@
 
 use std::fmt::Write;
 
-use super::table::{evidence_text, ports_text, status_text, traffic_text};
+use super::table::{ports_text, status_text, traffic_text};
 use super::{LockdownReport, MeshReport, NamespaceReport, Status, Tier, WorkloadReport};
-use crate::explain::cause;
+use crate::explain::{cause, tier_name};
 use crate::inventory::{Map, Set};
 
 /// Namespaces listed before the rest are folded away.
@@ -240,15 +240,21 @@ fn namespace_table(out: &mut String, namespaces: &[&NamespaceReport]) {
 }
 
 /// Most blocked first; past [`NAMESPACES_SHOWN`] folded away.
-fn namespaces(out: &mut String, r: &MeshReport) {
-    out.push_str("<h2>Namespaces</h2>");
-    status_legend(out);
+/// The namespaces most blocked first, ties by name: the order of both namespace sections.
+fn most_blocked_first(r: &MeshReport) -> Vec<&NamespaceReport> {
     let mut sorted: Vec<&NamespaceReport> = r.namespaces.iter().collect();
     sorted.sort_by(|a, b| {
         b.blocked
             .cmp(&a.blocked)
             .then(a.level.name.cmp(&b.level.name))
     });
+    sorted
+}
+
+fn namespaces(out: &mut String, r: &MeshReport) {
+    out.push_str("<h2>Namespaces</h2>");
+    status_legend(out);
+    let mut sorted = most_blocked_first(r);
     let rest = sorted.split_off(sorted.len().min(NAMESPACES_SHOWN));
     namespace_table(out, &sorted);
     if !rest.is_empty() {
@@ -283,7 +289,7 @@ fn edge_legend(out: &mut String) {
             out,
             "<span><i class=\"ev-{}\"></i>{}</span>",
             tier_key(e),
-            evidence_text(e)
+            tier_name(e)
         );
     }
     out.push_str("</p>");
@@ -405,7 +411,7 @@ fn edge_table(out: &mut String, edges: &[Edge]) {
             esc(e.client),
             esc(e.server),
             tier_key(e.tier),
-            evidence_text(e.tier),
+            tier_name(e.tier),
             esc(e.reason)
         );
     }
@@ -441,7 +447,7 @@ fn blocked_by(w: &WorkloadReport) -> String {
                 cell,
                 "<div><span class=\"badge ev-{}\">{}</span> {} <span class=\"muted\">{}{}</span></div>",
                 tier_key(b.tier),
-                evidence_text(b.tier),
+                tier_name(b.tier),
                 esc(&b.client),
                 esc(&b.text),
                 if b.denies { "" } else { " (warning only)" }
@@ -497,16 +503,13 @@ fn workload_row(out: &mut String, w: &WorkloadReport) {
     );
 }
 
-fn counts_text(group: &[WorkloadReport]) -> String {
-    let count = |s: Status| group.iter().filter(|w| w.status == s).count();
+fn counts_text(n: &NamespaceReport) -> String {
     let mut text = format!(
         "{} blocked, {} ready, {} strict",
-        count(Status::Blocked),
-        count(Status::Ready),
-        count(Status::Strict)
+        n.blocked, n.ready, n.strict
     );
-    if count(Status::Manual) > 0 {
-        let _ = write!(text, ", {} manual", count(Status::Manual));
+    if n.manual > 0 {
+        let _ = write!(text, ", {} manual", n.manual);
     }
     text
 }
@@ -516,23 +519,21 @@ fn counts_text(group: &[WorkloadReport]) -> String {
 fn workloads(out: &mut String, r: &MeshReport) {
     out.push_str("<h2>Workloads</h2>");
     let unfold = r.workloads.len() <= OPEN_WORKLOADS;
-    let mut groups: Vec<&[WorkloadReport]> = r
+    let groups: Map<&str, &[WorkloadReport]> = r
         .workloads
         .chunk_by(|a, b| a.namespace == b.namespace)
+        .map(|g| (g[0].namespace.as_str(), g))
         .collect();
-    let blocked = |g: &[WorkloadReport]| g.iter().filter(|w| w.status == Status::Blocked).count();
-    groups.sort_by(|a, b| {
-        blocked(b)
-            .cmp(&blocked(a))
-            .then(a[0].namespace.cmp(&b[0].namespace))
-    });
     let mut rows = 0;
     let mut summarised = Vec::new();
-    for group in groups {
+    for n in most_blocked_first(r) {
+        let Some(&group) = groups.get(n.level.name.as_str()) else {
+            continue;
+        };
         let room = WORKLOAD_ROWS - rows;
         // Whole namespaces at a time, except a first one larger than the page.
         if !summarised.is_empty() || room == 0 || (group.len() > room && rows > 0) {
-            summarised.push(group);
+            summarised.push(n);
             continue;
         }
         let shown = &group[..group.len().min(room)];
@@ -541,8 +542,8 @@ fn workloads(out: &mut String, r: &MeshReport) {
             out,
             "<details{}><summary>{}: {}</summary><table class=\"workloads\"><thead><tr><th>workload</th><th>proxy</th><th>pods</th><th>ports</th><th>status</th><th>blocked by</th></tr></thead><tbody>",
             open(unfold),
-            esc(&group[0].namespace),
-            counts_text(group)
+            esc(&n.level.name),
+            counts_text(n)
         );
         for w in shown {
             workload_row(out, w);
@@ -566,13 +567,8 @@ fn workloads(out: &mut String, r: &MeshReport) {
         summarised.len(),
         r.workloads.len()
     );
-    for group in summarised {
-        let _ = write!(
-            out,
-            "<li>{}: {}</li>",
-            esc(&group[0].namespace),
-            counts_text(group)
-        );
+    for n in summarised {
+        let _ = write!(out, "<li>{}: {}</li>", esc(&n.level.name), counts_text(n));
     }
     out.push_str("</ul></details>");
 }
@@ -635,20 +631,36 @@ mod tests {
         }
     }
 
+    fn level(name: &str) -> LockdownReport {
+        LockdownReport {
+            name: name.into(),
+            mode: Mode::Permissive,
+            decided_by: None,
+            status: Status::Blocked,
+            blocking_clients: 1,
+            note: None,
+            lockdown: None,
+        }
+    }
+
+    /// A report of blocked `workloads`, with one namespace entry per namespace as `assess`
+    /// makes them.
     fn mesh(workloads: Vec<WorkloadReport>) -> MeshReport {
+        let namespaces = workloads
+            .chunk_by(|a, b| a.namespace == b.namespace)
+            .map(|g| NamespaceReport {
+                level: level(&g[0].namespace),
+                strict: 0,
+                ready: 0,
+                blocked: g.len(),
+                manual: 0,
+            })
+            .collect();
         MeshReport {
             causes: Vec::new(),
             edges: 0,
-            mesh: LockdownReport {
-                name: "istio-system".into(),
-                mode: Mode::Permissive,
-                decided_by: None,
-                status: Status::Blocked,
-                blocking_clients: 1,
-                note: None,
-                lockdown: None,
-            },
-            namespaces: Vec::new(),
+            mesh: level("istio-system"),
+            namespaces,
             workloads,
             traffic: TrafficStatus {
                 used: false,

@@ -2,7 +2,8 @@
 
 use std::fmt::Write;
 
-use super::{Finding, LockdownReport, MeshReport, Status, Tier, WorkloadReport};
+use super::{Finding, LockdownReport, MeshReport, Status, WorkloadReport};
+use crate::explain::tier_name;
 
 /// Clients named in a table cell before "+N more".
 const LISTED: usize = 3;
@@ -13,14 +14,6 @@ pub(super) fn status_text(s: Status) -> &'static str {
         Status::Ready => "ready",
         Status::Blocked => "blocked",
         Status::Manual => "manual",
-    }
-}
-
-pub(super) fn evidence_text(e: Tier) -> &'static str {
-    match e {
-        Tier::Inventory => "inventory",
-        Tier::ClientConfig => "client config",
-        Tier::Traffic => "traffic",
     }
 }
 
@@ -95,7 +88,7 @@ fn blocker_line(b: &Finding) -> String {
         "    - {} -> {} [{}]: {}{}\n",
         b.client,
         b.servers.join(", "),
-        evidence_text(b.tier),
+        tier_name(b.tier),
         b.text,
         if b.denies { "" } else { " (warning only)" }
     )
