@@ -16,10 +16,7 @@ impl clap::ValueEnum for GuardMode {
     }
 
     fn to_possible_value(&self) -> Option<clap::builder::PossibleValue> {
-        Some(clap::builder::PossibleValue::new(match self {
-            GuardMode::Enforce => "enforce",
-            GuardMode::Audit => "audit",
-        }))
+        Some(clap::builder::PossibleValue::new(self.as_str()))
     }
 }
 

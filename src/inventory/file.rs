@@ -84,7 +84,7 @@ impl Loader {
         }
         let mut text = String::new();
         std::io::Read::read_to_string(&mut reader, &mut text).map_err(io)?;
-        self.add_str(&name, &text)
+        self.add_documents(&name, &text)
     }
 
     /// Reads one JSON document from `reader`, list items one by one as they are split off.
@@ -95,11 +95,8 @@ impl Loader {
         };
         let add = |bytes: &[u8], at: usize| self.add_item(source, bytes, at);
         let rest = super::stream::split_json(reader, add, parse)?;
-        match serde_json::from_slice(&rest).map_err(|e| parse(e.to_string()))? {
-            // A top-level array: its elements were the items.
-            Value::Array(_) => Ok(()),
-            rest => self.add_value(source, rest),
-        }
+        let rest = serde_json::from_slice(&rest).map_err(|e| parse(e.to_string()))?;
+        self.add_value(source, rest)
     }
 
     /// One list item: a Pod, nearly all of a large inventory, is read straight into its typed
@@ -117,16 +114,20 @@ impl Loader {
         self.add_value(source, value)
     }
 
+    /// Several YAML documents, each read whole.
+    fn add_documents(&mut self, source_name: &str, text: &str) -> Result<(), InventoryError> {
+        documents(source_name, text)?
+            .into_iter()
+            .try_for_each(|doc| self.add_value(source_name, doc))
+    }
+
     pub fn add_str(&mut self, source_name: &str, text: &str) -> Result<(), InventoryError> {
         let trimmed = text.trim_start();
         if trimmed.starts_with('{') || trimmed.starts_with('[') {
             return self.add_json(source_name, text.as_bytes());
         }
         if !crate::yaml::is_single_document(text) {
-            for doc in documents(source_name, text)? {
-                self.add_value(source_name, doc)?;
-            }
-            return Ok(());
+            return self.add_documents(source_name, text);
         }
         let rest = crate::yaml::stream_items(text, |item| self.add_value(source_name, item))
             .map_err(|e| streamed_err(source_name, e))?;

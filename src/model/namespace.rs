@@ -48,12 +48,18 @@ impl FromStr for GuardMode {
     }
 }
 
-impl fmt::Display for GuardMode {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
+impl GuardMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
             GuardMode::Enforce => "enforce",
             GuardMode::Audit => "audit",
-        })
+        }
+    }
+}
+
+impl fmt::Display for GuardMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 
