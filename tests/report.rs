@@ -285,6 +285,10 @@ fn a_large_mesh_makes_a_short_page_that_chromium_renders() {
         html.contains("Drawn: the 10 of "),
         "the graph says what it leaves out"
     );
+    assert!(
+        html.contains("<div>clients without a proxy: 10 client(s), first "),
+        "many blockers are summed up by cause, distinct clients counted"
+    );
 
     let dom = chromium(
         &dir.path().join("profile"),

@@ -454,24 +454,26 @@ fn blocked_by(w: &WorkloadReport) -> String {
             );
         }
     } else {
-        let mut by_cause: Vec<(String, Vec<&str>)> = Vec::new();
+        // (cause, first client, distinct clients): a set, as a workload can have thousands.
+        let mut by_cause: Vec<(String, &str, Set<&str>)> = Vec::new();
         for b in &w.blockers {
             let (text, _) = cause(&b.reason);
-            match by_cause.iter_mut().find(|(c, _)| *c == text) {
-                Some((_, clients)) if !clients.contains(&b.client.as_str()) => {
-                    clients.push(&b.client)
+            let at = match by_cause.iter().position(|(c, _, _)| *c == text) {
+                Some(at) => at,
+                None => {
+                    by_cause.push((text, &b.client, Set::default()));
+                    by_cause.len() - 1
                 }
-                Some(_) => {}
-                None => by_cause.push((text, vec![&b.client])),
-            }
+            };
+            by_cause[at].2.insert(&b.client);
         }
-        for (text, clients) in by_cause {
+        for (text, first, clients) in by_cause {
             let _ = write!(
                 cell,
                 "<div>{}: {} client(s), first {}</div>",
                 esc(&text),
                 clients.len(),
-                esc(clients[0])
+                esc(first)
             );
         }
     }
