@@ -26,7 +26,7 @@ pub enum Kind {
 
 /// The kind of deployment `d`: every 20th has no proxy, every 10th (offset 1) is ambient.
 pub fn kind(d: usize) -> Kind {
-    if d % 20 == 0 {
+    if d.is_multiple_of(20) {
         Kind::NoProxy
     } else if d % 10 == 1 {
         Kind::Ambient
