@@ -24,5 +24,6 @@ cp "target/$target/release/mtls-guard" "$context/mtls-guard"
 strip "$context/mtls-guard"
 cp Dockerfile "$context/Dockerfile"
 echo "build-image: building $tag with $engine" >&2
-"$engine" build --quiet --build-arg "VERSION=$version" -t "$tag" "$context" >&2
+revision=$(git rev-parse HEAD 2>/dev/null || echo unknown)
+"$engine" build --quiet --build-arg "VERSION=$version" --build-arg "REVISION=$revision" -t "$tag" "$context" >&2
 echo "$tag"
