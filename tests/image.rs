@@ -66,7 +66,12 @@ fn image() -> String {
                 "podman image inspect",
             );
             let mb = size.parse::<f64>().unwrap_or(0.0) / 1e6;
-            println!("image {tag}: {mb:.1} MB");
+            // cargo hides a passing test's output: tests/run.sh prints this file.
+            std::fs::write(
+                root().join("target/image-size.txt"),
+                format!("image {tag}: {mb:.1} MB\n"),
+            )
+            .unwrap();
             tag
         })
         .clone()
@@ -83,8 +88,9 @@ impl Drop for Container {
     }
 }
 
-/// Runs the image hardened as the Deployment runs it, with `tls` mounted read-only at /tls and
-/// `extra` mounts, on the host's network so loopback ports are shared.
+/// Runs the image hardened as the Deployment runs it (read-only root), with `mounts` as
+/// (host directory, `path:ro` or `path:rw` inside), on the host's network so loopback ports
+/// are shared.
 fn run(name: &str, mounts: &[(PathBuf, &str)], args: &[String]) -> Container {
     let _ = podman().args(["rm", "-f", "-t", "0", name]).output();
     let mut cmd = podman();
@@ -99,7 +105,7 @@ fn run(name: &str, mounts: &[(PathBuf, &str)], args: &[String]) -> Container {
     ])
     .args(["--user", "65532:65532", "--cap-drop", "ALL"]);
     for (host, inside) in mounts {
-        cmd.arg("-v").arg(format!("{}:{inside}:ro", host.display()));
+        cmd.arg("-v").arg(format!("{}:{inside}", host.display()));
     }
     ok(cmd.arg(image()).args(args).output().unwrap(), "podman run");
     Container {
@@ -123,20 +129,22 @@ fn readable_by_the_image(dir: &Path) {
     std::os::unix::fs::chown(dir, Some(65532), Some(65532)).unwrap();
 }
 
-fn tls_args(port: u16, ops: u16) -> Vec<String> {
+fn listen_args(port: u16, ops: u16) -> Vec<String> {
     [
         "serve",
         "--listen",
         &format!("127.0.0.1:{port}"),
         "--metrics-listen",
         &format!("127.0.0.1:{ops}"),
-        "--tls-cert",
-        "/tls/tls.crt",
-        "--tls-key",
-        "/tls/tls.key",
     ]
     .map(String::from)
     .to_vec()
+}
+
+fn tls_args(port: u16, ops: u16) -> Vec<String> {
+    let mut args = listen_args(port, ops);
+    args.extend(["--tls-cert", "/tls/tls.crt", "--tls-key", "/tls/tls.key"].map(String::from));
+    args
 }
 
 fn block_on<F: std::future::Future>(f: F) -> F::Output {
@@ -166,18 +174,22 @@ fn status(url: &str) -> u16 {
 
 #[test]
 fn the_image_serves_the_demo_read_only_and_drains_on_stop() {
-    let (certs, ca_pem) = serving_certs();
+    // The root filesystem is read-only: the dev certificate goes to the one writable volume.
+    let certs = tempfile::tempdir().unwrap();
+    readable_by_the_image(certs.path());
     let (port, ops) = (free_port(), free_port());
-    let mut args = tls_args(port, ops);
-    args.push("--demo".into());
+    let mut args = listen_args(port, ops);
+    args.extend(["--demo", "--dev-cert-dir", "/certs"].map(String::from));
     let container = run(
         "mtls-guard-test-demo",
-        &[(certs.path().to_path_buf(), "/tls")],
+        &[(certs.path().to_path_buf(), "/certs:rw")],
         &args,
     );
     wait_for("/readyz", || {
         status(&format!("http://127.0.0.1:{ops}/readyz")) == 200
     });
+    assert_eq!(status(&format!("http://127.0.0.1:{ops}/healthz")), 200);
+    let ca_pem = std::fs::read_to_string(certs.path().join("ca.crt")).unwrap();
     let body = std::fs::read(root().join("tests/data/seed-strict-policy.json")).unwrap();
     let review: serde_json::Value = block_on(async {
         ControlPlane::client_trusting(&ca_pem)
@@ -246,8 +258,8 @@ fn the_api_server_calls_the_containerised_guard() {
     let _container = run(
         "mtls-guard-test-cluster",
         &[
-            (certs.path().to_path_buf(), "/tls"),
-            (kube.path().to_path_buf(), "/kube"),
+            (certs.path().to_path_buf(), "/tls:ro"),
+            (kube.path().to_path_buf(), "/kube:ro"),
         ],
         &args,
     );

@@ -12,7 +12,9 @@ tests/image/setup.sh
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 status=0
+rm -f target/image-size.txt
 cargo test --locked "$@" 2>&1 | tee "$log" || status=$?
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
      END { printf "tests: %d passed, %d failed\n", p, f }' "$log" | tee target/test-summary.txt
+cat target/image-size.txt 2>/dev/null || true
 exit "$status"
