@@ -227,7 +227,9 @@ fn check_answers_as_the_webhook_would_under_audit_and_break_glass() {
     let text = stdout(&glass);
     assert_eq!(glass.status.code(), Some(0), "{text}");
     assert!(
-        text.contains("(break-glass: INC-4711 legacy decommissioned tonight)"),
+        text.contains(
+            "(break-glass: INC-4711 legacy decommissioned tonight (who may do this was not checked: no API server))"
+        ),
         "{text}"
     );
     let json = check(&[
@@ -239,6 +241,10 @@ fn check_answers_as_the_webhook_would_under_audit_and_break_glass() {
     let v: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
     assert_eq!(v["denied"], 0);
     assert_eq!(v["results"][0]["verdict"], "break-glass");
+    assert_eq!(
+        v["results"][0]["breakGlassPermission"],
+        "not checked: no API server"
+    );
     assert_eq!(v["results"][0]["clients"][0]["client"], "legacy/sleep");
 }
 

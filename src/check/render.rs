@@ -5,6 +5,7 @@ use std::fmt::Write;
 use serde_json::{json, Value};
 
 use super::{Checked, Fix, Ruling};
+use crate::admission::Authorization;
 use crate::explain;
 
 fn indent(text: &str, by: &str) -> String {
@@ -65,7 +66,10 @@ pub fn text(results: &[Checked]) -> String {
                 break_glass,
             } => {
                 let why = match break_glass {
-                    Some(reason) => format!("break-glass: {reason}"),
+                    // `check` asks no API server: who may use break-glass is unknown here.
+                    Some(reason) => {
+                        format!("break-glass: {reason}{}", Authorization::NotChecked.note())
+                    }
                     None => format!(
                         "audit: would deny, {} client(s) cut off",
                         verdict.client_count()
@@ -126,6 +130,9 @@ pub fn json(results: &[Checked]) -> Value {
                         None => "would-deny".into(),
                     };
                     item["breakGlass"] = json!(break_glass);
+                    if break_glass.is_some() {
+                        item["breakGlassPermission"] = "not checked: no API server".into();
+                    }
                     item["clients"] = clients(verdict);
                     item["warnings"] = json!(explain::warnings(verdict));
                 }
