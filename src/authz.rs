@@ -6,13 +6,21 @@ use k8s_openapi::api::authentication::v1::UserInfo;
 use k8s_openapi::api::authorization::v1::{
     ResourceAttributes, SubjectAccessReview, SubjectAccessReviewSpec,
 };
+use std::sync::Arc;
+
 use kube::api::{Api, PostParams};
+use tokio::sync::Semaphore;
 
 use crate::admission::{Authorization, Permission, PERMISSION_GROUP};
+
+/// Questions in flight at once: they are rare, and forged reviews must not make the guard ask
+/// without limit. A question waiting here is still bounded by its review's deadline.
+const CONCURRENT_QUESTIONS: usize = 4;
 
 #[derive(Clone)]
 pub struct Authorizer {
     api: Api<SubjectAccessReview>,
+    questions: Arc<Semaphore>,
 }
 
 impl std::fmt::Debug for Authorizer {
@@ -46,10 +54,14 @@ impl Authorizer {
     pub fn new(client: kube::Client) -> Authorizer {
         Authorizer {
             api: Api::all(client),
+            questions: Arc::new(Semaphore::new(CONCURRENT_QUESTIONS)),
         }
     }
 
     pub async fn check(&self, user: &UserInfo, p: &Permission) -> Authorization {
+        let Ok(_turn) = self.questions.acquire().await else {
+            return Authorization::Refused("the authorization check was not made".into());
+        };
         let asked = self
             .api
             .create(&PostParams::default(), &review_of(user, p))

@@ -268,10 +268,10 @@ async fn decide(
     let work = {
         let (state, req) = (Arc::clone(state), Arc::clone(&req));
         async move {
-            // The permit bounds the API server questions too: forged reviews cannot make the
-            // guard ask without limit.
-            let permit = Arc::clone(&state.reviews).acquire_owned().await.ok();
+            // Asked before taking a decision permit: a slow API server delays only the
+            // reviews that need its word, not every review behind the permit.
             let auth = authorize(&state, &req).await;
+            let permit = Arc::clone(&state.reviews).acquire_owned().await.ok();
             tokio::task::spawn_blocking(move || {
                 let _permit = permit;
                 let evidence = state

@@ -141,3 +141,68 @@ async fn the_ops_port_serves_probes_metrics_and_the_report_only_when_asked() {
     assert_eq!(status, StatusCode::OK);
     assert!(page.contains("<html"), "{}", &page[..page.len().min(200)]);
 }
+
+/// An API server that accepts connections and never answers: the authorizer waits on it.
+async fn silent_api_server() -> crate::authz::Authorizer {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((conn, _)) = listener.accept().await {
+            held.push(conn);
+        }
+    });
+    let config = kube::Config::new(url.parse().unwrap());
+    crate::authz::Authorizer::new(kube::Client::try_from(config).unwrap())
+}
+
+/// The seed's lock-down with a break-glass reason this request sets: it needs the API
+/// server's word on who may use it.
+fn break_glass_review() -> Vec<u8> {
+    let mut review: serde_json::Value =
+        serde_json::from_slice(&fixture("seed-strict-policy.json")).unwrap();
+    review["request"]["object"]["metadata"]["annotations"] =
+        serde_json::json!({ "mtls-guard.io/break-glass": "INC-1 legacy retired tonight" });
+    serde_json::to_vec(&review).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_review_stuck_past_its_deadline_is_answered_and_does_not_hold_up_others() {
+    let index = file::demo(Filters::default()).unwrap();
+    let st = Arc::new(
+        AppState::new(
+            Arc::new(SharedIndex::complete(index)),
+            GuardMode::Enforce,
+            false,
+        )
+        .with_authorizer(Some(silent_api_server().await))
+        .with_review_limits(1, Duration::from_millis(500)),
+    );
+    let stuck = {
+        let router = webhook_router(Arc::clone(&st), &limits());
+        tokio::spawn(send(
+            router,
+            post("/validate", "application/json", break_glass_review()),
+        ))
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // Decided, not answered as overdue: the stuck review does not hold the one permit.
+    let other = seed_review(Arc::clone(&st)).await;
+    assert_eq!(other["response"]["status"]["code"], 403, "{other}");
+    assert!(!stuck.is_finished(), "the other review was answered first");
+
+    let (status, body) = stuck.await.unwrap();
+    assert_eq!(status, StatusCode::OK);
+    let review: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(review["response"]["allowed"], false, "enforce denies");
+    assert_eq!(review["response"]["status"]["code"], 503, "{review}");
+    let message = review["response"]["status"]["message"].as_str().unwrap();
+    assert!(message.contains("review deadline"), "{message}");
+    let (_, metrics) = send(ops_router(st, &limits(), false), get("/metrics")).await;
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.contains("verdict=\"timeout\"") && l.ends_with(" 1")),
+        "{metrics}"
+    );
+}
