@@ -1,7 +1,8 @@
 //! The guard through faults of the API server it watches: kube-apiserver killed and started
 //! again, and etcd's history compacted, while reviews keep coming. No review may be decided on
 //! a store older than `--max-staleness`, readiness must drop meanwhile, the guard must recover
-//! without a restart, and its index must then equal a fresh list of the cluster.
+//! without a restart, and its index must then equal a fresh list of the cluster. A discovery
+//! the API server refuses must keep the guard unready, never count a kind as empty.
 
 mod cluster;
 mod common;
@@ -236,6 +237,70 @@ fn a_crd_deleted_while_watched_counts_as_empty_not_as_failing() {
         cp.log_tail("guard.log").contains("no longer served"),
         "{}",
         cp.log_tail("guard.log")
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+#[test]
+fn a_forbidden_discovery_keeps_the_guard_unready_instead_of_counting_kinds_as_empty() {
+    let cp = ControlPlane::start();
+    cp.install_guard_prerequisites();
+    cp.apply_seed_workloads();
+    // Nobody may read the discovery documents: the API server answers 403, which says
+    // nothing about whether the Istio kinds exist.
+    let subjects = cp.ok(&[
+        "get",
+        "clusterrolebinding",
+        "system:discovery",
+        "-o",
+        "jsonpath={.subjects}",
+    ]);
+    cp.ok(&[
+        "patch",
+        "clusterrolebinding",
+        "system:discovery",
+        "--type",
+        "json",
+        "-p",
+        r#"[{"op": "replace", "path": "/subjects", "value": []}]"#,
+    ]);
+    let (mut child, _, ops, _) = cp.start_guard_with(common::BIN, &[]);
+    let readyz = format!("http://127.0.0.1:{ops}/readyz");
+    let guard_log = || std::fs::read_to_string(cp.dir.path().join("guard.log")).unwrap_or_default();
+    cp.wait_until(
+        "the failing discovery to be logged",
+        Duration::from_secs(60),
+        || guard_log().contains("discovery failed"),
+    );
+    cp.wait_until("the other kinds to sync", Duration::from_secs(60), || {
+        guard_log()
+            .lines()
+            .any(|l| l.contains("synced") && l.contains("kind=\"Pod\""))
+    });
+    let why = get_text(&readyz);
+    assert_eq!(get(&readyz), 503, "{why}");
+    assert!(why.contains("PeerAuthentication"), "{why}");
+    assert!(
+        !guard_log().contains("CRD not installed"),
+        "{}",
+        guard_log()
+    );
+
+    // Discovery allowed again: the guard finds the kinds by itself and turns ready.
+    cp.ok(&[
+        "patch",
+        "clusterrolebinding",
+        "system:discovery",
+        "--type",
+        "merge",
+        "-p",
+        &format!(r#"{{"subjects": {subjects}}}"#),
+    ]);
+    cp.wait_until(
+        "readiness once discovery answers",
+        Duration::from_secs(60),
+        || get(&readyz) == 200,
     );
     let _ = child.kill();
     let _ = child.wait();
