@@ -258,3 +258,49 @@ async fn the_serving_certificates_expiry_is_a_metric() {
         "{expiry} vs {now}"
     );
 }
+
+#[tokio::test]
+async fn a_huge_update_logs_its_changed_paths_in_a_kilobyte_and_no_values() {
+    let guard = Guard::start(&[]).await;
+    let spec = |secret: &str| {
+        let extra: serde_json::Map<String, serde_json::Value> = (0..30_000)
+            .map(|i| (format!("k{i}"), format!("{secret}-{i}").into()))
+            .collect();
+        serde_json::json!({
+            "host": "httpbin.foo.svc.cluster.local",
+            "trafficPolicy": {"tls": {"mode": "SIMPLE", "credentialName": secret, "sni": secret}},
+            "extra": extra,
+        })
+    };
+    let object = |secret: &str| {
+        serde_json::json!({
+            "apiVersion": "networking.istio.io/v1", "kind": "DestinationRule",
+            "metadata": {"name": "httpbin", "namespace": "foo"},
+            "spec": spec(secret),
+        })
+    };
+    let review = serde_json::json!({
+        "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+        "request": {
+            "uid": "huge-update", "operation": "UPDATE", "namespace": "foo", "name": "httpbin",
+            "kind": {"group": "networking.istio.io", "version": "v1", "kind": "DestinationRule"},
+            "resource": {"group": "networking.istio.io", "version": "v1", "resource": "destinationrules"},
+            "userInfo": {"username": "alice"},
+            "object": object("s3cr3t-new"),
+            "oldObject": object("s3cr3t-old"),
+        }
+    });
+    let r = guard.validate(serde_json::to_vec(&review).unwrap()).await;
+    assert_eq!(r.status(), 200);
+    let log = logged(&guard, 1).await;
+    let line = log
+        .lines()
+        .find(|l| l.contains("admission decision"))
+        .unwrap_or_else(|| panic!("no decision line: {log}"));
+    assert!(
+        line.contains("/spec/extra/"),
+        "the changed paths are named: {line}"
+    );
+    assert!(line.len() < 2048, "a {} byte log line", line.len());
+    assert!(!log.contains("s3cr3t"), "a value was logged: {line}");
+}
