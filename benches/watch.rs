@@ -1,6 +1,9 @@
 //! Live-watch figures: time to ready and resident memory of `mtls-guard serve` watching a real
-//! kube-apiserver holding a synthetic 20k-pod mesh, under the manifests' least-privilege RBAC.
-//! `cargo bench --bench watch` (builds the control plane like the e2e suite).
+//! kube-apiserver holding a synthetic mesh (20k pods, or `MTLS_GUARD_BENCH_PODS`), under the
+//! manifests' least-privilege RBAC; then a burst of pod deletions (every ambient pod, a tenth
+//! of them), after which the guard must answer a mesh-wide lock-down as `review` does on a
+//! dump of the same state. `cargo bench --bench watch` (builds the control plane like the e2e
+//! suite); `MTLS_GUARD_BENCH_BIN` runs another build of the guard.
 
 #[path = "../tests/cluster/mod.rs"]
 mod cluster;
@@ -11,7 +14,21 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-const PODS: usize = 20_000;
+fn pods() -> usize {
+    std::env::var("MTLS_GUARD_BENCH_PODS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20_000)
+}
+
+/// A mesh-wide STRICT PeerAuthentication, as the API server sends it for review.
+const MESH_LOCKDOWN: &str = r#"{"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+  "request": {"uid": "mesh-lockdown", "operation": "CREATE", "namespace": "istio-system", "name": "default",
+    "kind": {"group": "security.istio.io", "version": "v1", "kind": "PeerAuthentication"},
+    "resource": {"group": "security.istio.io", "version": "v1", "resource": "peerauthentications"},
+    "userInfo": {"username": "bench"},
+    "object": {"apiVersion": "security.istio.io/v1", "kind": "PeerAuthentication",
+      "metadata": {"name": "default", "namespace": "istio-system"}, "spec": {"mtls": {"mode": "STRICT"}}}}}"#;
 
 fn status(pid: u32, field: &str) -> String {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
@@ -29,7 +46,8 @@ fn main() {
     let cp = cluster::ControlPlane::start();
     cp.install_guard_prerequisites();
 
-    let inventory = synthetic::inventory(PODS);
+    let pods = pods();
+    let inventory = synthetic::inventory(pods);
     let mut items = inventory["items"].as_array().cloned().unwrap_or_default();
     // The API server allocates Service IPs from its own range.
     for svc in items.iter_mut().filter(|i| i["kind"] == "Service") {
@@ -56,12 +74,15 @@ fn main() {
         cp.ok(&["create", "-f", file.to_str().unwrap(), "-o", "name"]);
     }
     println!(
-        "created {PODS} pods and their mesh objects in {:.1?}",
+        "created {pods} pods and their mesh objects in {:.1?}",
         started.elapsed()
     );
 
     let started = Instant::now();
-    let (mut guard, _, ops_port, _) = cp.start_guard(env!("CARGO_BIN_EXE_mtls-guard"));
+    // MTLS_GUARD_BENCH_BIN measures another build, e.g. the image's static musl binary.
+    let bin = std::env::var("MTLS_GUARD_BENCH_BIN")
+        .unwrap_or_else(|_| env!("CARGO_BIN_EXE_mtls-guard").to_string());
+    let (mut guard, port, ops_port, ca) = cp.start_guard(&bin);
     let client = reqwest::Client::new();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -88,12 +109,77 @@ fn main() {
     };
     let pid = guard.id();
     println!(
-        "watching {PODS} pods: ready after {ready:.2?}; VmRSS {}; VmHWM {}",
+        "watching {pods} pods: ready after {ready:.2?}; VmRSS {}; VmHWM {}",
         status(pid, "VmRSS:"),
         status(pid, "VmHWM:")
     );
     std::thread::sleep(Duration::from_secs(5));
     println!("5 s later: VmRSS {}", status(pid, "VmRSS:"));
+
+    let guard_client = cluster::ControlPlane::client_trusting(&ca);
+    let answer = || {
+        rt.block_on(async {
+            let r = guard_client
+                .post(format!("https://127.0.0.1:{port}/validate"))
+                .header("content-type", "application/json")
+                .body(MESH_LOCKDOWN)
+                .send()
+                .await
+                .ok()?;
+            r.json::<Value>().await.ok().map(|v| v["response"].clone())
+        })
+    };
+    let before = answer().expect("the guard answers");
+    let started = Instant::now();
+    let deleted = cp.ok(&[
+        "delete",
+        "pods",
+        "-A",
+        "-l",
+        "istio.io/dataplane-mode=ambient",
+        "--wait=false",
+        "-o",
+        "name",
+    ]);
+    let burst = deleted.lines().count();
+    println!("burst: deleted {burst} pods in {:.1?}", started.elapsed());
+    let dump = cp.dir.path().join("dump.json");
+    let listed = cp.ok(&[
+        "get",
+        "pods,services,namespaces,configmaps,peerauthentications,destinationrules",
+        "-A",
+        "-o",
+        "json",
+    ]);
+    std::fs::write(&dump, listed).unwrap();
+    let review = dir.join("mesh-lockdown.json");
+    std::fs::write(&review, MESH_LOCKDOWN).unwrap();
+    let offline = std::process::Command::new(env!("CARGO_BIN_EXE_mtls-guard"))
+        .args(["review", "--inventory"])
+        .arg(&dump)
+        .arg(&review)
+        .output()
+        .unwrap();
+    let offline: Value = serde_json::from_slice(&offline.stdout).expect("review answers");
+    let offline = &offline["response"];
+    assert_ne!(&before, offline, "the burst changes the answer");
+    loop {
+        if answer().as_ref() == Some(offline) {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(300),
+            "the guard never answered as review on the dump: {}",
+            answer().unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    println!(
+        "after the burst the guard answers as `review` on a dump of the cluster ({:.1?} after it began); VmRSS {}; VmHWM {}",
+        started.elapsed(),
+        status(pid, "VmRSS:"),
+        status(pid, "VmHWM:")
+    );
     let _ = guard.kill();
     let _ = guard.wait();
 }
