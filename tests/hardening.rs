@@ -1046,7 +1046,7 @@ fn padded_seed_review(bytes: usize) -> Vec<u8> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn eight_large_reviews_at_once_all_get_an_answer_and_the_seed_is_not_delayed() {
+async fn eight_large_reviews_at_once_are_all_judged_and_the_seed_is_not_delayed() {
     let guard = Guard::start(&[]).await;
     let body = padded_seed_review(2_700_000);
     let large: Vec<_> = (0..8)
@@ -1061,12 +1061,13 @@ async fn eight_large_reviews_at_once_all_get_an_answer_and_the_seed_is_not_delay
                     .await
                     .expect("a large review gets an answer, not a broken connection");
                 let status = r.status().as_u16();
-                assert!(status != 503 || r.headers().contains_key("retry-after"));
                 let review: serde_json::Value = r.json().await.unwrap();
                 (status, review)
             })
         })
         .collect();
+    // Let the large bodies get under way first.
+    tokio::time::sleep(Duration::from_millis(20)).await;
     let seed = tokio::time::timeout(
         Duration::from_secs(1),
         guard.validate_fixture("seed-strict-policy.json"),
@@ -1076,16 +1077,12 @@ async fn eight_large_reviews_at_once_all_get_an_answer_and_the_seed_is_not_delay
     assert_eq!(seed["response"]["allowed"], false);
     for upload in large {
         let (status, review) = upload.await.unwrap();
-        match status {
-            200 => {
-                assert_eq!(
-                    review["response"]["allowed"], false,
-                    "judged, not waved through"
-                );
-            }
-            503 => {}
-            other => panic!("a large review got {other}: {review}"),
-        }
+        // 21.6 MB fit the default 32 MiB budget: every one is judged.
+        assert_eq!(status, 200, "{review}");
+        assert_eq!(
+            review["response"]["allowed"], false,
+            "judged, not waved through"
+        );
     }
 }
 
