@@ -41,7 +41,7 @@ pub enum Authorization {
 
 impl Authorization {
     /// Words for a warning when the step was skipped.
-    pub fn note(&self) -> &'static str {
+    fn note(&self) -> &'static str {
         match self {
             Authorization::NotChecked => " (who may do this was not checked: no API server)",
             _ => "",

@@ -60,7 +60,7 @@ impl Authorizer {
 
     pub async fn check(&self, user: &UserInfo, p: &Permission) -> Authorization {
         let Ok(_turn) = self.questions.acquire().await else {
-            return Authorization::Refused("the authorization check was not made".into());
+            return Authorization::Refused("internal: the question limiter is closed".into());
         };
         let asked = self
             .api

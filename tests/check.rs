@@ -228,7 +228,7 @@ fn check_answers_as_the_webhook_would_under_audit_and_break_glass() {
     assert_eq!(glass.status.code(), Some(0), "{text}");
     assert!(
         text.contains(
-            "(break-glass: INC-4711 legacy decommissioned tonight (who may do this was not checked: no API server))"
+            "(break-glass: INC-4711 legacy decommissioned tonight (who may use it is not checked by `check`))"
         ),
         "{text}"
     );
@@ -243,7 +243,7 @@ fn check_answers_as_the_webhook_would_under_audit_and_break_glass() {
     assert_eq!(v["results"][0]["verdict"], "break-glass");
     assert_eq!(
         v["results"][0]["breakGlassPermission"],
-        "not checked: no API server"
+        "not checked by check"
     );
     assert_eq!(v["results"][0]["clients"][0]["client"], "legacy/sleep");
 }

@@ -5,7 +5,6 @@ use std::fmt::Write;
 use serde_json::{json, Value};
 
 use super::{Checked, Fix, Ruling};
-use crate::admission::Authorization;
 use crate::explain;
 
 fn indent(text: &str, by: &str) -> String {
@@ -66,9 +65,9 @@ pub fn text(results: &[Checked]) -> String {
                 break_glass,
             } => {
                 let why = match break_glass {
-                    // `check` asks no API server: who may use break-glass is unknown here.
+                    // `check` sends no SubjectAccessReview, even with --cluster.
                     Some(reason) => {
-                        format!("break-glass: {reason}{}", Authorization::NotChecked.note())
+                        format!("break-glass: {reason} (who may use it is not checked by `check`)")
                     }
                     None => format!(
                         "audit: would deny, {} client(s) cut off",
@@ -131,7 +130,7 @@ pub fn json(results: &[Checked]) -> Value {
                     };
                     item["breakGlass"] = json!(break_glass);
                     if break_glass.is_some() {
-                        item["breakGlassPermission"] = "not checked: no API server".into();
+                        item["breakGlassPermission"] = "not checked by check".into();
                     }
                     item["clients"] = clients(verdict);
                     item["warnings"] = json!(explain::warnings(verdict));
