@@ -2,7 +2,7 @@
 # Reproduces BENCHMARKS.md: the offline commands (benches/offline.sh), engine latency, index
 # build, RSS, HTTPS throughput against the bare server and OPA, and the live-watch figures on
 # a real API server, one after the other on this machine.
-# Usage: benches/run.sh [OUT_DIR]   (about 40 minutes on 2 cores)
+# Usage: benches/run.sh [OUT_DIR]   (about 42 minutes on 2 cores)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${1:-target/bench-run}
@@ -98,7 +98,7 @@ done
 
 echo "== live watch: 20k pods on a real kube-apiserver (cargo bench --bench watch)"
 "$(bench_bin watch)"
-echo "== live watch: 100k pods, then 10k of them deleted at once (about 10 minutes)"
+echo "== live watch: 100k pods, then 10k of them deleted by one kubectl call (about 12 minutes)"
 MTLS_GUARD_BENCH_PODS=100000 "$(bench_bin watch)"
 
 echo "== through the API server: dry-run policy writes with and without the guard (cargo bench --bench apiserver)"

@@ -1,7 +1,7 @@
 //! Live-watch figures: time to ready and resident memory of `mtls-guard serve` watching a real
 //! kube-apiserver holding a synthetic mesh (20k pods, or `MTLS_GUARD_BENCH_PODS`), under the
 //! manifests' least-privilege RBAC; then a burst of pod deletions (every ambient pod, a tenth
-//! of them), after which the guard must answer a mesh-wide lock-down as `review` does on a
+//! of them, in one `kubectl delete`), after which the guard must answer a mesh-wide lock-down as `review` does on a
 //! dump of the same state. `cargo bench --bench watch` (builds the control plane like the e2e
 //! suite); `MTLS_GUARD_BENCH_BIN` runs another build of the guard.
 
@@ -154,7 +154,7 @@ fn main() {
     std::fs::write(&dump, listed).unwrap();
     let review = dir.join("mesh-lockdown.json");
     std::fs::write(&review, MESH_LOCKDOWN).unwrap();
-    let offline = std::process::Command::new(env!("CARGO_BIN_EXE_mtls-guard"))
+    let offline = std::process::Command::new(&bin)
         .args(["review", "--inventory"])
         .arg(&dump)
         .arg(&review)
@@ -164,13 +164,14 @@ fn main() {
     let offline = &offline["response"];
     assert_ne!(&before, offline, "the burst changes the answer");
     loop {
-        if answer().as_ref() == Some(offline) {
+        let now = answer();
+        if now.as_ref() == Some(offline) {
             break;
         }
         assert!(
             started.elapsed() < Duration::from_secs(300),
             "the guard never answered as review on the dump: {}",
-            answer().unwrap_or_default()
+            now.unwrap_or_default()
         );
         std::thread::sleep(Duration::from_millis(100));
     }
