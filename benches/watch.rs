@@ -1,9 +1,9 @@
 //! Live-watch figures: time to ready and resident memory of `mtls-guard serve` watching a real
 //! kube-apiserver holding a synthetic mesh (20k pods, or `MTLS_GUARD_BENCH_PODS`), under the
 //! manifests' least-privilege RBAC; then a burst of pod deletions (every ambient pod, a tenth
-//! of them, in one `kubectl delete`), after which the guard must answer a mesh-wide lock-down as `review` does on a
-//! dump of the same state. `cargo bench --bench watch` (builds the control plane like the e2e
-//! suite); `MTLS_GUARD_BENCH_BIN` runs another build of the guard.
+//! of them, in one `kubectl delete`), after which the guard must answer a mesh-wide lock-down
+//! as `review` does on a dump of the same state. `cargo bench --bench watch` (builds the
+//! control plane like the e2e suite); `MTLS_GUARD_BENCH_BIN` runs another build of the guard.
 
 #[path = "../tests/cluster/mod.rs"]
 mod cluster;
@@ -118,16 +118,7 @@ fn main() {
 
     let guard_client = cluster::ControlPlane::client_trusting(&ca);
     let answer = || {
-        rt.block_on(async {
-            let r = guard_client
-                .post(format!("https://127.0.0.1:{port}/validate"))
-                .header("content-type", "application/json")
-                .body(MESH_LOCKDOWN)
-                .send()
-                .await
-                .ok()?;
-            r.json::<Value>().await.ok().map(|v| v["response"].clone())
-        })
+        cluster::ControlPlane::post_review(&guard_client, port, MESH_LOCKDOWN.as_bytes().to_vec())
     };
     let before = answer().expect("the guard answers");
     let started = Instant::now();
@@ -143,25 +134,9 @@ fn main() {
     ]);
     let burst = deleted.lines().count();
     println!("burst: deleted {burst} pods in {:.1?}", started.elapsed());
-    let dump = cp.dir.path().join("dump.json");
-    let listed = cp.ok(&[
-        "get",
-        "pods,services,namespaces,configmaps,peerauthentications,destinationrules",
-        "-A",
-        "-o",
-        "json",
-    ]);
-    std::fs::write(&dump, listed).unwrap();
     let review = dir.join("mesh-lockdown.json");
     std::fs::write(&review, MESH_LOCKDOWN).unwrap();
-    let offline = std::process::Command::new(&bin)
-        .args(["review", "--inventory"])
-        .arg(&dump)
-        .arg(&review)
-        .output()
-        .unwrap();
-    let offline: Value = serde_json::from_slice(&offline.stdout).expect("review answers");
-    let offline = &offline["response"];
+    let offline = &cp.review_on_dump(&bin, &review);
     assert_ne!(&before, offline, "the burst changes the answer");
     loop {
         let now = answer();

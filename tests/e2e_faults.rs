@@ -52,20 +52,7 @@ fn get_text(url: &str) -> String {
 /// The guard's answer to the seed's lock-down, posted straight to it.
 fn review(client: &reqwest::Client, port: u16) -> Option<Value> {
     let body = std::fs::read(common::data("seed-strict-policy.json")).unwrap();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        let r = client
-            .post(format!("https://127.0.0.1:{port}/validate"))
-            .header("content-type", "application/json")
-            .body(body)
-            .send()
-            .await
-            .ok()?;
-        r.json::<Value>().await.ok().map(|v| v["response"].clone())
-    })
+    ControlPlane::post_review(client, port, body)
 }
 
 #[test]
@@ -156,28 +143,7 @@ fn an_api_server_restart_and_a_compacted_history_leave_no_stale_decision() {
     );
 
     // Its index equals a fresh list: the same answer as `review` on a dump of the cluster.
-    let dump = cp.dir.path().join("dump.json");
-    let listed = cp.ok(&[
-        "get",
-        "pods,services,namespaces,configmaps,peerauthentications,policies,meshpolicies,destinationrules",
-        "-A",
-        "-o",
-        "json",
-    ]);
-    std::fs::write(&dump, listed).unwrap();
-    let offline = std::process::Command::new(common::BIN)
-        .args(["review", "--inventory"])
-        .arg(&dump)
-        .arg(common::data("seed-strict-policy.json"))
-        .output()
-        .unwrap();
-    assert!(
-        offline.status.success(),
-        "{}",
-        String::from_utf8_lossy(&offline.stderr)
-    );
-    let offline: Value = serde_json::from_slice(&offline.stdout).unwrap();
-    let offline = &offline["response"];
+    let offline = &cp.review_on_dump(common::BIN, &common::data("seed-strict-policy.json"));
     assert_eq!(
         offline["allowed"], true,
         "legacy/sleep is migrated: {offline}"

@@ -175,15 +175,19 @@ async fn logged(guard: &Guard, n: usize) -> String {
     }
 }
 
+/// The first decision line of a log.
+fn decision_line(log: &str) -> &str {
+    log.lines()
+        .find(|l| l.contains("admission decision"))
+        .unwrap_or_else(|| panic!("no decision line: {log}"))
+}
+
 #[tokio::test]
 async fn text_logs_carry_no_terminal_colour_codes_when_not_on_a_terminal() {
     let guard = Guard::start(&[]).await;
     guard.validate_fixture("pa-permissive-foo.json").await;
     let log = logged(&guard, 1).await;
-    let line = log
-        .lines()
-        .find(|l| l.contains("admission decision"))
-        .unwrap_or_else(|| panic!("no decision line: {log}"));
+    let line = decision_line(&log);
     assert!(line.contains("verdict=\"allowed\""), "{line}");
     assert!(
         !log.contains('\u{1b}'),
@@ -293,10 +297,7 @@ async fn a_huge_update_logs_its_changed_paths_in_a_kilobyte_and_no_values() {
     let r = guard.validate(serde_json::to_vec(&review).unwrap()).await;
     assert_eq!(r.status(), 200);
     let log = logged(&guard, 1).await;
-    let line = log
-        .lines()
-        .find(|l| l.contains("admission decision"))
-        .unwrap_or_else(|| panic!("no decision line: {log}"));
+    let line = decision_line(&log);
     assert!(
         line.contains("/spec/extra/"),
         "the changed paths are named: {line}"

@@ -437,12 +437,65 @@ impl ControlPlane {
         (child, port, ops_port, pair.ca_pem)
     }
 
+    /// The `response` a guard on `port` gives the AdmissionReview `body`, posted straight to it;
+    /// `None` when it does not answer.
+    pub fn post_review(
+        client: &reqwest::Client,
+        port: u16,
+        body: Vec<u8>,
+    ) -> Option<serde_json::Value> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let r = client
+                .post(format!("https://127.0.0.1:{port}/validate"))
+                .header("content-type", "application/json")
+                .body(body)
+                .send()
+                .await
+                .ok()?;
+            r.json::<serde_json::Value>()
+                .await
+                .ok()
+                .map(|v| v["response"].clone())
+        })
+    }
+
     /// An HTTPS client trusting only `ca_pem` (the guard's serving CA from `start_guard`).
     pub fn client_trusting(ca_pem: &str) -> reqwest::Client {
         reqwest::Client::builder()
             .add_root_certificate(reqwest::Certificate::from_pem(ca_pem.as_bytes()).unwrap())
             .build()
             .unwrap()
+    }
+
+    /// The `response` that `bin review` gives `request` (an AdmissionReview file) on a kubectl
+    /// dump of the cluster as it is now: what a guard watching it must answer too.
+    pub fn review_on_dump(&self, bin: &str, request: &Path) -> serde_json::Value {
+        let dump = self.dir.path().join("dump.json");
+        let listed = self.ok(&[
+            "get",
+            "pods,services,namespaces,configmaps,peerauthentications,policies,meshpolicies,destinationrules",
+            "-A",
+            "-o",
+            "json",
+        ]);
+        write(&dump, &listed);
+        let out = Command::new(bin)
+            .args(["review", "--inventory"])
+            .arg(&dump)
+            .arg(request)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let answer: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        answer["response"].clone()
     }
 
     /// The ValidatingWebhookConfiguration of `manifests/base/install.yaml`, pointed at a
