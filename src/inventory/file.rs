@@ -10,8 +10,8 @@ use serde_json::Value;
 
 use super::{Filters, Index};
 use crate::model::{
-    self, ApiCaller, CallerKind, MeshConfig, ModelError, NetworkPolicy, Pod, Rule, RuleKind,
-    Service,
+    self, ApiCaller, CallerKind, MeshConfig, ModelError, NetworkPolicy, Pod, PodObject, Rule,
+    RuleKind, Service,
 };
 use crate::yaml::StreamError;
 
@@ -99,13 +99,14 @@ impl Loader {
         self.add_value(source, rest)
     }
 
-    /// One list item: a Pod, nearly all of a large inventory, is read straight into its typed
-    /// form (which checks `apiVersion` and `kind` as it meets them, so another kind fails at
-    /// once); anything else, or a Pod that does not read as one (reported with its name), as
-    /// JSON.
+    /// One list item: a Pod, nearly all of a large inventory, is read straight into the part
+    /// the guard uses (which checks `apiVersion` and `kind` as it meets them, so another kind
+    /// fails at once); anything else, or a Pod that does not read as one (reported with its
+    /// name), as JSON.
     fn add_item(&mut self, source: &str, bytes: &[u8], at: usize) -> Result<(), InventoryError> {
-        if let Ok(pod) = serde_json::from_slice::<k8s_openapi::api::core::v1::Pod>(bytes) {
-            return self.add_pod(source, &pod);
+        match serde_json::from_slice::<PodObject>(bytes) {
+            Ok(pod) if pod.names_its_kind => return self.add_pod(source, &pod),
+            _ => {}
         }
         let value: Value = serde_json::from_slice(bytes).map_err(|e| InventoryError::Parse {
             source_name: source.to_string(),
@@ -134,9 +135,8 @@ impl Loader {
         self.add_value(source_name, rest)
     }
 
-    /// A Pod already read into its typed form.
-    fn add_pod(&mut self, source_name: &str, pod: &core::Pod) -> Result<(), InventoryError> {
-        let pod = Pod::from_api(pod).map_err(|source| InventoryError::Object {
+    fn add_pod(&mut self, source_name: &str, pod: &PodObject) -> Result<(), InventoryError> {
+        let pod = Pod::read(pod).map_err(|source| InventoryError::Object {
             source_name: source_name.to_string(),
             kind: "Pod".into(),
             name: pod
@@ -199,7 +199,7 @@ impl Loader {
         }
         match (group, kind) {
             ("", "Pod") => {
-                let pod = typed::<core::Pod>(kind, &value).map_err(object_err)?;
+                let pod = typed::<PodObject>(kind, &value).map_err(object_err)?;
                 self.add_pod(source_name, &pod)?;
             }
             ("", "Service") => {

@@ -17,7 +17,8 @@ use serde::de::DeserializeOwned;
 
 use super::{file::is_mesh_config, Item, Set, SharedIndex, WatchedKind};
 use crate::model::{
-    ApiCaller, CallerKind, MeshConfig, ModelError, NetworkPolicy, Pod, Rule, RuleKind, Service,
+    ApiCaller, CallerKind, MeshConfig, ModelError, NetworkPolicy, Pod, PodObject, Rule, RuleKind,
+    Service,
 };
 
 pub const CRD_RECHECK: Duration = Duration::from_secs(60);
@@ -64,11 +65,11 @@ pub fn spawn(client: Client, shared: Arc<SharedIndex>) {
         )
     });
     spawn_watch(
-        Api::<core::Pod>::all(client.clone()),
+        Api::<PodObject>::all(client.clone()),
         cfg(),
         &shared,
         WatchedKind::Pod,
-        |p| Pod::from_api(p).map(Item::Pod),
+        |p| Pod::read(p).map(Item::Pod),
     );
     spawn_watch(
         Api::<core::Namespace>::all(client.clone()),

@@ -266,7 +266,7 @@ mod tests {
     use std::net::IpAddr;
 
     fn pod(ns: &str, name: &str, app: &str) -> Pod {
-        Pod::from_api(
+        Pod::read(
             &serde_json::from_value(json!({
                 "metadata": {"name": name, "namespace": ns, "labels": {"app": app},
                     "ownerReferences": [{"apiVersion": "apps/v1", "kind": "StatefulSet", "name": app, "uid": "u", "controller": true}]},

@@ -153,11 +153,11 @@ mod tests {
     use super::*;
 
     fn pod(ns: &str, name: &str, app: &str) -> Pod {
-        let mut pod = k8s_openapi::api::core::v1::Pod::default();
+        let mut pod = crate::model::PodObject::default();
         pod.metadata.name = Some(name.into());
         pod.metadata.namespace = Some(ns.into());
         pod.metadata.labels = Some([("app".to_string(), app.to_string())].into());
-        let mut pod = Pod::from_api(&pod).unwrap();
+        let mut pod = Pod::read(&pod).unwrap();
         pod.workload = app.into();
         pod
     }

@@ -13,6 +13,7 @@ pub mod namespace;
 pub mod network_policy;
 pub mod peer_authentication;
 pub mod pod;
+pub mod pod_object;
 pub mod service;
 
 use std::collections::BTreeMap;
@@ -29,6 +30,7 @@ pub use namespace::{GuardMode, LabelledMode, Namespace};
 pub use network_policy::NetworkPolicy;
 pub use peer_authentication::PeerAuthentication;
 pub use pod::{Pod, PodShape, Proxy};
+pub use pod_object::PodObject;
 pub use service::{Service, TargetPort};
 
 pub type Labels = BTreeMap<String, String>;

@@ -3,21 +3,20 @@
 use std::net::IpAddr;
 use std::str::FromStr;
 
-use k8s_openapi::api::core::v1 as core;
-
+use super::pod_object::{Container, PodObject, Probe};
 use super::{Labels, ModelError};
 
 pub const PROXY_CONTAINER: &str = "istio-proxy";
 pub const TLS_MODE_LABEL: &str = "security.istio.io/tlsMode";
 pub const TUNNEL_LABEL: &str = "networking.istio.io/tunnel";
 pub const DATAPLANE_MODE_LABEL: &str = "istio.io/dataplane-mode";
-const AMBIENT_REDIRECTION: &str = "ambient.istio.io/redirection";
-const REWRITE_PROBES: &str = "sidecar.istio.io/rewriteAppHTTPProbers";
-const EXCLUDE_INBOUND_PORTS: &str = "traffic.sidecar.istio.io/excludeInboundPorts";
-const INCLUDE_INBOUND_PORTS: &str = "traffic.sidecar.istio.io/includeInboundPorts";
-const EXCLUDE_OUTBOUND_PORTS: &str = "traffic.sidecar.istio.io/excludeOutboundPorts";
-const EXCLUDE_OUTBOUND_RANGES: &str = "traffic.sidecar.istio.io/excludeOutboundIPRanges";
-const INCLUDE_OUTBOUND_RANGES: &str = "traffic.sidecar.istio.io/includeOutboundIPRanges";
+pub(super) const AMBIENT_REDIRECTION: &str = "ambient.istio.io/redirection";
+pub(super) const REWRITE_PROBES: &str = "sidecar.istio.io/rewriteAppHTTPProbers";
+pub(super) const EXCLUDE_INBOUND_PORTS: &str = "traffic.sidecar.istio.io/excludeInboundPorts";
+pub(super) const INCLUDE_INBOUND_PORTS: &str = "traffic.sidecar.istio.io/includeInboundPorts";
+pub(super) const EXCLUDE_OUTBOUND_PORTS: &str = "traffic.sidecar.istio.io/excludeOutboundPorts";
+pub(super) const EXCLUDE_OUTBOUND_RANGES: &str = "traffic.sidecar.istio.io/excludeOutboundIPRanges";
+pub(super) const INCLUDE_OUTBOUND_RANGES: &str = "traffic.sidecar.istio.io/includeOutboundIPRanges";
 /// The proxy's own ports: the status port is never captured, the others are not the app's.
 const PROXY_PORTS: [u16; 3] = [15020, 15021, 15090];
 
@@ -213,7 +212,7 @@ fn all_or<T>(value: Option<&String>, parse: fn(&str) -> Vec<T>) -> AllOr<T> {
     }
 }
 
-fn probe_port(probe: &core::Probe) -> Option<NamedPort> {
+fn probe_port(probe: &Probe) -> Option<NamedPort> {
     use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
     if let Some(http) = &probe.http_get {
         return match &http.port {
@@ -266,20 +265,18 @@ const GATEWAY_NAME_LABELS: [&str; 2] = [
 /// `networking/core/listener.go` `BuildListeners`: `Router` goes to `buildGatewayListeners` in
 /// `gateway.go`, `Waypoint` to `buildWaypointListeners`), and only the sidecar's inbound
 /// listeners apply PeerAuthentication.
-fn is_gateway(labels: &Labels, spec: &core::PodSpec) -> bool {
+fn is_gateway(labels: &Labels, containers: &[Container], init: &[Container]) -> bool {
     if GATEWAY_NAME_LABELS.iter().any(|l| labels.contains_key(*l)) {
         return true;
     }
-    spec.containers
+    containers
         .iter()
-        .chain(spec.init_containers.iter().flatten())
-        .filter(|c| c.name == PROXY_CONTAINER)
-        .flat_map(|c| c.args.iter().flatten())
-        .any(|a| a == "router" || a == "waypoint")
+        .chain(init)
+        .any(|c| c.name == PROXY_CONTAINER && c.gateway_args)
 }
 
 impl Pod {
-    pub fn from_api(pod: &core::Pod) -> Result<Pod, ModelError> {
+    pub fn read(pod: &PodObject) -> Result<Pod, ModelError> {
         let meta = &pod.metadata;
         let name = meta
             .name
@@ -288,11 +285,11 @@ impl Pod {
         let labels: Labels = meta.labels.clone().unwrap_or_default();
         let empty = Default::default();
         let annotations = meta.annotations.as_ref().unwrap_or(&empty);
-        let spec = pod.spec.clone().unwrap_or_default();
-        let host_network = spec.host_network == Some(true);
-        let is_proxy = |c: &core::Container| c.name == PROXY_CONTAINER;
-        let sidecar = spec.containers.iter().any(is_proxy)
-            || spec.init_containers.iter().flatten().any(is_proxy);
+        let spec = &pod.spec;
+        let host_network = spec.host_network;
+        let is_proxy = |c: &Container| c.name == PROXY_CONTAINER;
+        let sidecar =
+            spec.containers.iter().any(is_proxy) || spec.init_containers.iter().any(is_proxy);
         let proxy = if host_network {
             Proxy::None
         } else if sidecar {
@@ -302,12 +299,12 @@ impl Pod {
         } else {
             Proxy::None
         };
-        let gateway = is_gateway(&labels, &spec);
+        let gateway = is_gateway(&labels, &spec.containers, &spec.init_containers);
         let app_containers = spec.containers.iter().filter(|c| !is_proxy(c));
         let mut container_ports = Vec::new();
         let mut probe_ports = Vec::new();
         for c in app_containers {
-            for p in c.ports.iter().flatten() {
+            for p in &c.ports {
                 if let Ok(port) = u16::try_from(p.container_port) {
                     container_ports.push((p.name.clone(), port));
                 }
@@ -319,12 +316,8 @@ impl Pod {
                 probe_ports.extend(probe_port(probe));
             }
         }
-        let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
-        let ip = pod
-            .status
-            .as_ref()
-            .and_then(|s| s.pod_ip.as_deref())
-            .and_then(|ip| ip.parse().ok());
+        let phase = pod.status.phase.as_deref();
+        let ip = pod.status.pod_ip.as_deref().and_then(|ip| ip.parse().ok());
         Ok(Pod {
             namespace: meta.namespace.clone().unwrap_or_default(),
             workload: workload_name(meta),
@@ -365,7 +358,7 @@ mod tests {
     use serde_json::json;
 
     fn pod(value: serde_json::Value) -> Pod {
-        Pod::from_api(&serde_json::from_value(value).unwrap()).unwrap()
+        Pod::read(&serde_json::from_value(value).unwrap()).unwrap()
     }
 
     #[test]

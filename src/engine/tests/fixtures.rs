@@ -239,7 +239,8 @@ impl PodFixture {
     }
 
     pub(super) fn build(self) -> Pod {
-        let mut pod = Pod::from_api(&self.pod).unwrap();
+        let object = serde_json::to_value(&self.pod).unwrap();
+        let mut pod = Pod::read(&serde_json::from_value(object).unwrap()).unwrap();
         pod.workload = self.workload;
         pod
     }
