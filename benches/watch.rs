@@ -3,7 +3,9 @@
 //! manifests' least-privilege RBAC; then a burst of pod deletions (every ambient pod, a tenth
 //! of them, in one `kubectl delete`), after which the guard must answer a mesh-wide lock-down
 //! as `review` does on a dump of the same state. `cargo bench --bench watch` (builds the
-//! control plane like the e2e suite); `MTLS_GUARD_BENCH_BIN` runs another build of the guard.
+//! control plane like the e2e suite); `MTLS_GUARD_BENCH_BIN` runs other builds of the guard,
+//! comma-separated: each is started alone on the same cluster and measured to ready and
+//! settled, one after the other, and the last one takes the burst.
 
 #[path = "../tests/cluster/mod.rs"]
 mod cluster;
@@ -78,11 +80,67 @@ fn main() {
         started.elapsed()
     );
 
-    let started = Instant::now();
-    // MTLS_GUARD_BENCH_BIN measures another build, e.g. the image's static musl binary.
-    let bin = std::env::var("MTLS_GUARD_BENCH_BIN")
+    // MTLS_GUARD_BENCH_BIN measures other builds, e.g. the image's static musl binary.
+    let bins = std::env::var("MTLS_GUARD_BENCH_BIN")
         .unwrap_or_else(|_| env!("CARGO_BIN_EXE_mtls-guard").to_string());
-    let (mut guard, port, ops_port, ca) = cp.start_guard(&bin);
+    let bins: Vec<&str> = bins.split(',').collect();
+    let (last, earlier) = bins.split_last().expect("a guard to run");
+    for bin in earlier {
+        let (mut guard, ..) = start_measured(&cp, bin);
+        let _ = guard.kill();
+        let _ = guard.wait();
+    }
+    let bin = *last;
+    let (mut guard, port, ca) = start_measured(&cp, bin);
+    let guard_client = cluster::ControlPlane::client_trusting(&ca);
+    let answer = || {
+        cluster::ControlPlane::post_review(&guard_client, port, MESH_LOCKDOWN.as_bytes().to_vec())
+    };
+    let before = answer().expect("the guard answers");
+    let started = Instant::now();
+    let deleted = cp.ok(&[
+        "delete",
+        "pods",
+        "-A",
+        "-l",
+        "istio.io/dataplane-mode=ambient",
+        "--wait=false",
+        "-o",
+        "name",
+    ]);
+    let burst = deleted.lines().count();
+    println!("burst: deleted {burst} pods in {:.1?}", started.elapsed());
+    let review = dir.join("mesh-lockdown.json");
+    std::fs::write(&review, MESH_LOCKDOWN).unwrap();
+    let offline = &cp.review_on_dump(bin, &review);
+    assert_ne!(&before, offline, "the burst changes the answer");
+    loop {
+        let now = answer();
+        if now.as_ref() == Some(offline) {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(300),
+            "the guard never answered as review on the dump: {}",
+            now.unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let pid = guard.id();
+    println!(
+        "after the burst the guard answers as `review` on a dump of the cluster ({:.1?} after it began); VmRSS {}; VmHWM {}",
+        started.elapsed(),
+        status(pid, "VmRSS:"),
+        status(pid, "VmHWM:")
+    );
+    let _ = guard.kill();
+    let _ = guard.wait();
+}
+
+/// Starts `bin` on the cluster and reports its time to ready and its memory then and 5 s later.
+fn start_measured(cp: &cluster::ControlPlane, bin: &str) -> (std::process::Child, u16, String) {
+    let started = Instant::now();
+    let (guard, port, ops_port, ca) = cp.start_guard(bin);
     let client = reqwest::Client::new();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -109,53 +167,12 @@ fn main() {
     };
     let pid = guard.id();
     println!(
-        "watching {pods} pods: ready after {ready:.2?}; VmRSS {}; VmHWM {}",
+        "{bin}: watching {} pods: ready after {ready:.2?}; VmRSS {}; VmHWM {}",
+        pods(),
         status(pid, "VmRSS:"),
         status(pid, "VmHWM:")
     );
     std::thread::sleep(Duration::from_secs(5));
     println!("5 s later: VmRSS {}", status(pid, "VmRSS:"));
-
-    let guard_client = cluster::ControlPlane::client_trusting(&ca);
-    let answer = || {
-        cluster::ControlPlane::post_review(&guard_client, port, MESH_LOCKDOWN.as_bytes().to_vec())
-    };
-    let before = answer().expect("the guard answers");
-    let started = Instant::now();
-    let deleted = cp.ok(&[
-        "delete",
-        "pods",
-        "-A",
-        "-l",
-        "istio.io/dataplane-mode=ambient",
-        "--wait=false",
-        "-o",
-        "name",
-    ]);
-    let burst = deleted.lines().count();
-    println!("burst: deleted {burst} pods in {:.1?}", started.elapsed());
-    let review = dir.join("mesh-lockdown.json");
-    std::fs::write(&review, MESH_LOCKDOWN).unwrap();
-    let offline = &cp.review_on_dump(&bin, &review);
-    assert_ne!(&before, offline, "the burst changes the answer");
-    loop {
-        let now = answer();
-        if now.as_ref() == Some(offline) {
-            break;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(300),
-            "the guard never answered as review on the dump: {}",
-            now.unwrap_or_default()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    println!(
-        "after the burst the guard answers as `review` on a dump of the cluster ({:.1?} after it began); VmRSS {}; VmHWM {}",
-        started.elapsed(),
-        status(pid, "VmRSS:"),
-        status(pid, "VmHWM:")
-    );
-    let _ = guard.kill();
-    let _ = guard.wait();
+    (guard, port, ca)
 }
