@@ -44,6 +44,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         idle_timeout: Duration::from_secs(60),
         drain_delay: Duration::ZERO,
         shutdown_grace: Duration::from_secs(1),
+        connections: None,
     };
     server::serve(listener, Some(config), app, opts, async {
         let _ = tokio::signal::ctrl_c().await;

@@ -172,6 +172,33 @@ fn per_kind<'a>(
     }
 }
 
+/// TLS connections accepted on the webhook port, by the protocol agreed in the handshake: a
+/// count rising with the reviews says the API server does not keep its connections, and pays
+/// a handshake per call.
+#[derive(Debug, Default)]
+pub struct Connections {
+    http2: AtomicU64,
+    http1: AtomicU64,
+}
+
+impl Connections {
+    pub fn accepted(&self, http2: bool) {
+        let counter = if http2 { &self.http2 } else { &self.http1 };
+        counter.fetch_add(1, Relaxed);
+    }
+
+    pub fn render(&self) -> String {
+        format!(
+            "# HELP mtls_guard_connections_total TLS connections accepted on the webhook port, by protocol.\n\
+             # TYPE mtls_guard_connections_total counter\n\
+             mtls_guard_connections_total{{protocol=\"h2\"}} {}\n\
+             mtls_guard_connections_total{{protocol=\"http/1.1\"}} {}\n",
+            self.http2.load(Relaxed),
+            self.http1.load(Relaxed)
+        )
+    }
+}
+
 fn unix_secs(at: std::time::SystemTime) -> u64 {
     at.duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())

@@ -32,7 +32,7 @@ use crate::admission::{self, AdmissionError, Answer, Authorization, GuardMode};
 use crate::evidence::Traffic;
 use crate::inventory::SharedIndex;
 use crate::limits::BodyBudget;
-use crate::metrics::Metrics;
+use crate::metrics::{Connections, Metrics};
 use crate::report;
 use kube::core::admission::AdmissionRequest;
 use kube::core::DynamicObject;
@@ -45,6 +45,7 @@ pub struct AppState {
     /// Allow (rather than deny) reviews that arrive before the inventory is ready.
     pub allow_unsynced: bool,
     pub metrics: Metrics,
+    pub connections: Arc<Connections>,
     pub shutting_down: AtomicBool,
     /// The webhook listener is up: it waits for a serving certificate first.
     pub webhook_listening: AtomicBool,
@@ -68,6 +69,7 @@ impl AppState {
             mode,
             allow_unsynced,
             metrics: Metrics::default(),
+            connections: Arc::default(),
             shutting_down: AtomicBool::new(false),
             webhook_listening: AtomicBool::new(false),
             traffic: None,
@@ -351,6 +353,7 @@ async fn metrics(State(state): State<Arc<AppState>>) -> Response {
         &state.inventory.status(Instant::now()),
         state.readiness().is_ok(),
     );
+    text.push_str(&state.connections.render());
     if let Some(expiry) = state.serving_certificate.get().and_then(|r| r.not_after()) {
         text.push_str(&crate::metrics::certificate_expiry(expiry));
     }
@@ -371,6 +374,8 @@ pub struct ServeOptions {
     /// Time between readiness turning off and the listener closing, for endpoints to catch up.
     pub drain_delay: Duration,
     pub shutdown_grace: Duration,
+    /// Where TLS connections are counted, when they are.
+    pub connections: Option<Arc<Connections>>,
 }
 
 /// Serves `app` until `shutdown` resolves, over TLS when `tls` is given, then drains: it
@@ -465,6 +470,9 @@ impl Connection {
             Err(_) => return tracing::debug!(%peer, "TLS handshake timed out"),
         };
         let http2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
+        if let Some(connections) = &self.opts.connections {
+            connections.accepted(http2);
+        }
         self.serve(tls, http2).await
     }
 

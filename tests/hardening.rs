@@ -874,6 +874,60 @@ async fn over_http2_a_body_declared_over_the_limit_gets_a_clean_413() {
     assert!(body.contains("over --max-body-bytes 65536"), "{body}");
 }
 
+/// The webhook's `mtls_guard_connections_total` for `protocol`.
+async fn connections(guard: &Guard, protocol: &str) -> u64 {
+    let metrics = guard.ops_get("/metrics").await.text().await.unwrap();
+    let series = format!("mtls_guard_connections_total{{protocol=\"{protocol}\"}} ");
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(series.as_str()))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no {series}in {metrics}"))
+}
+
+#[tokio::test]
+async fn connections_are_counted_once_each_by_protocol_however_many_reviews_they_carry() {
+    let guard = Guard::start(&[]).await;
+    let (h2_before, h1_before) = (
+        connections(&guard, "h2").await,
+        connections(&guard, "http/1.1").await,
+    );
+    let tls = tls_connect(
+        guard.port,
+        client_config(&guard.ca(), rustls::ALL_VERSIONS, b"h2"),
+    )
+    .await;
+    let (mut sender, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(tls),
+    )
+    .await
+    .unwrap();
+    tokio::spawn(conn);
+    let seed = std::fs::read(data("seed-strict-policy.json")).unwrap();
+    for _ in 0..3 {
+        let req = hyper::Request::post("https://localhost/validate")
+            .header("content-type", "application/json")
+            .body(axum::body::Body::from(seed.clone()))
+            .unwrap();
+        assert_eq!(sender.send_request(req).await.unwrap().status(), 200);
+    }
+    let http1 = guard.client();
+    for _ in 0..3 {
+        let answer = http1
+            .post(guard.url("/validate"))
+            .header("content-type", "application/json")
+            .body(seed.clone())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), 200);
+        answer.bytes().await.unwrap();
+    }
+    assert_eq!(connections(&guard, "h2").await, h2_before + 1);
+    assert_eq!(connections(&guard, "http/1.1").await, h1_before + 1);
+}
+
 /// A request body sent slowly: `left` bytes in 64 KiB chunks, one every 100 ms.
 struct SlowBody {
     left: usize,

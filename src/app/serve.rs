@@ -150,6 +150,7 @@ pub async fn serve(args: ServeArgs) -> Result<(), AppError> {
         idle_timeout: *args.idle_timeout,
         drain_delay: *args.drain_delay,
         shutdown_grace: *args.shutdown_grace,
+        connections: None,
     };
     // Probes and metrics come up first: while the guard waits for its certificate, the
     // kubelet sees it alive and not ready, with the reason.
@@ -191,6 +192,10 @@ pub async fn serve(args: ServeArgs) -> Result<(), AppError> {
                 .store(true, std::sync::atomic::Ordering::Release);
             tracing::info!("shutdown requested: readiness off, draining");
         }
+    };
+    let opts = ServeOptions {
+        connections: Some(Arc::clone(&state.connections)),
+        ..opts
     };
     server::serve(listener, Some(tls_config), app, opts, drain).await;
     Ok(())
