@@ -18,16 +18,21 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[((sorted.len() - 1) as f64 * p).round() as usize]
 }
 
+/// The total of a metric's series whose labels contain `filter`.
+fn total(metrics: &str, name: &str, filter: &str) -> f64 {
+    metrics
+        .lines()
+        .filter(|l| l.starts_with(name) && l.contains(filter))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
 /// The sum and count of a histogram's series whose labels contain `filter`.
 fn histogram(metrics: &str, name: &str, filter: &str) -> (f64, f64) {
-    let value = |suffix: &str| {
-        metrics
-            .lines()
-            .filter(|l| l.starts_with(&format!("{name}{suffix}")) && l.contains(filter))
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-            .sum::<f64>()
-    };
-    (value("_sum"), value("_count"))
+    (
+        total(metrics, &format!("{name}_sum"), filter),
+        total(metrics, &format!("{name}_count"), filter),
+    )
 }
 
 fn main() {
@@ -141,6 +146,10 @@ fn main() {
         1e3 * sum / count.max(1.0),
         1e3 * gsum / gcount.max(1.0)
     );
+    // Whether the API server keeps its connections to the guard, or pays a handshake per call.
+    let h2 = total(&own, "mtls_guard_connections_total", "\"h2\"");
+    let http1 = total(&own, "mtls_guard_connections_total", "\"http/1.1\"");
+    println!("TLS connections the guard accepted for those calls: {h2} over HTTP/2, {http1} over HTTP/1.1");
     let _ = guard.kill();
     let _ = guard.wait();
 }
