@@ -220,15 +220,10 @@ pub fn assess(index: &Index, evidence: Option<&Evidence>) -> MeshReport {
         .map(|((ns, name), shapes)| workload(index, &mut modes, evidence, ns, name, shapes))
         .collect();
     let mut namespaces = Vec::new();
-    let mut names: Vec<&str> = workloads.iter().map(|w| w.namespace.as_str()).collect();
-    names.dedup();
-    for ns in names {
-        let count = |s: Status| {
-            workloads
-                .iter()
-                .filter(|w| w.namespace == ns && w.status == s)
-                .count()
-        };
+    // Sorted by namespace, so each namespace's workloads are one run.
+    for members in workloads.chunk_by(|a, b| a.namespace == b.namespace) {
+        let ns = members[0].namespace.as_str();
+        let count = |s: Status| members.iter().filter(|w| w.status == s).count();
         let resolved = modes.namespace(&Arc::from(ns));
         namespaces.push(NamespaceReport {
             level: lockdown(index, evidence, ns, resolved.mode, resolved.by, false),
