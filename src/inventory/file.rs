@@ -102,11 +102,14 @@ impl Loader {
     /// One list item: a Pod, nearly all of a large inventory, is read straight into the part
     /// the guard uses (which checks `apiVersion` and `kind` as it meets them, so another kind
     /// fails at once); anything else, or a Pod that does not read as one (reported with its
-    /// name), as JSON.
+    /// name), as JSON. An item that names neither kind nor version, as in the API server's
+    /// own `PodList` (`kubectl get --raw /api/v1/pods`), is a Pod when it has containers.
     fn add_item(&mut self, source: &str, bytes: &[u8], at: usize) -> Result<(), InventoryError> {
-        match serde_json::from_slice::<PodObject>(bytes) {
-            Ok(pod) if pod.names_its_kind => return self.add_pod(source, &pod),
-            _ => {}
+        if let Ok(pod) = serde_json::from_slice::<PodObject>(bytes) {
+            let unnamed = !pod.names_its_kind && !pod.names_its_version;
+            if pod.names_its_kind || unnamed && !pod.spec.containers.is_empty() {
+                return self.add_pod(source, &pod);
+            }
         }
         let value: Value = serde_json::from_slice(bytes).map_err(|e| InventoryError::Parse {
             source_name: source.to_string(),
@@ -364,6 +367,31 @@ mod tests {
             "metadata": {"name": "x"}, "spec": {"mtls": {"mode": "NOPE"}}}]});
         let err = loader.add_str("bad", &bad.to_string()).unwrap_err();
         assert!(err.to_string().contains("PeerAuthentication x"), "{err}");
+    }
+
+    #[test]
+    fn the_api_servers_own_pod_list_reads_though_its_items_name_no_kind() {
+        let raw = json!({"kind": "PodList", "apiVersion": "v1", "metadata": {}, "items": [
+            {"metadata": {"name": "p1", "namespace": "a"}, "spec": {"containers": [{"name": "app"}]}},
+            {"metadata": {"name": "svc", "namespace": "a"}, "spec": {"ports": [{"port": 80}]}}]});
+        let mut loader = Loader::new(Filters::default());
+        loader.add_str("raw", &raw.to_string()).unwrap();
+        let index = loader.finish();
+        assert_eq!(
+            index.pod_count(),
+            1,
+            "the item without containers is no Pod"
+        );
+    }
+
+    #[test]
+    fn a_probe_without_a_port_does_not_fail_the_pod() {
+        let pod = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "namespace": "a"},
+            "spec": {"containers": [{"name": "app", "readinessProbe": {"httpGet": {"path": "/"}},
+                "livenessProbe": {"grpc": {"port": null}}}]}});
+        let mut loader = Loader::new(Filters::default());
+        loader.add_str("probe", &pod.to_string()).unwrap();
+        assert_eq!(loader.finish().pod_count(), 1);
     }
 
     #[test]

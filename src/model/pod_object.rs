@@ -8,7 +8,6 @@
 //! resource (kind `Pod`, version `v1`) with its `ObjectMeta`, so the live watch lists and watches
 //! it like the generated type.
 
-use std::borrow::Cow;
 use std::fmt;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
@@ -32,12 +31,15 @@ pub(super) const READ_ANNOTATIONS: [&str; 7] = [
 #[derive(Clone, Debug, Default, Deserialize)]
 pub struct PodObject {
     /// Whether the object named its version (`v1`) and its kind (`Pod`); either is checked as
-    /// it is read, so another kind's object is not a Pod with fields missing. An API server's
-    /// list leaves both out of its items; an inventory file names them.
+    /// it is read, so another kind's object is not a Pod with fields missing. The API server
+    /// leaves both out of a list's items; `kubectl get -o` puts them back.
     #[serde(default, rename = "apiVersion", deserialize_with = "api_version")]
     pub names_its_version: bool,
     #[serde(default, rename = "kind", deserialize_with = "kind")]
     pub names_its_kind: bool,
+    /// Only what the guard and the watch read: name, namespace, resource version, labels, the
+    /// annotations in [`READ_ANNOTATIONS`], and each owner's kind, name and `controller`. The
+    /// rest (uid, timestamps, owners' uids) stays empty.
     #[serde(default, deserialize_with = "metadata")]
     pub metadata: ObjectMeta,
     #[serde(default, deserialize_with = "or_default")]
@@ -94,8 +96,11 @@ pub struct Probe {
     pub grpc: Option<PortOf<i32>>,
 }
 
+/// A probe's port; a missing or empty one reads as 0, as in the generated API type.
 #[derive(Clone, Debug, Deserialize)]
+#[serde(bound = "T: Deserialize<'de> + Default")]
 pub struct PortOf<T> {
+    #[serde(default, deserialize_with = "or_default")]
     pub port: T,
 }
 
@@ -170,7 +175,7 @@ impl<'de> Visitor<'de> for GatewayRole {
     type Value = bool;
 
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("a list of strings")
+        f.write_str("container arguments (strings)")
     }
 
     fn visit_str<E: de::Error>(self, v: &str) -> Result<bool, E> {
@@ -259,7 +264,7 @@ fn metadata<'de, D: Deserializer<'de>>(d: D) -> Result<ObjectMeta, D::Error> {
 }
 
 /// Keeps [`READ_ANNOTATIONS`] only: others can be large (a last applied configuration is the
-/// whole object again) and are skipped unread.
+/// whole object again), and neither their keys nor their values are allocated.
 struct ReadAnnotations;
 
 impl<'de> Visitor<'de> for ReadAnnotations {
@@ -279,14 +284,38 @@ impl<'de> Visitor<'de> for ReadAnnotations {
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
         let mut kept = Labels::new();
-        while let Some(key) = map.next_key::<Cow<'de, str>>()? {
-            if READ_ANNOTATIONS.contains(&key.as_ref()) {
-                kept.insert(key.into_owned(), map.next_value()?);
+        while let Some(ReadAnnotation(read)) = map.next_key()? {
+            if let Some(key) = read {
+                kept.insert(key.to_string(), map.next_value()?);
             } else {
                 map.next_value::<IgnoredAny>()?;
             }
         }
         Ok(Some(kept))
+    }
+}
+
+/// An annotation's key: which of [`READ_ANNOTATIONS`] it is, if any, compared without
+/// allocating it.
+struct ReadAnnotation(Option<&'static str>);
+
+impl<'de> Deserialize<'de> for ReadAnnotation {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<ReadAnnotation, D::Error> {
+        d.deserialize_str(ReadAnnotationKey).map(ReadAnnotation)
+    }
+}
+
+struct ReadAnnotationKey;
+
+impl Visitor<'_> for ReadAnnotationKey {
+    type Value = Option<&'static str>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("an annotation's key")
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(READ_ANNOTATIONS.into_iter().find(|k| *k == v))
     }
 }
 
