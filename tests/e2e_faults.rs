@@ -2,7 +2,8 @@
 //! again, and etcd's history compacted, while reviews keep coming. No review may be decided on
 //! a store older than `--max-staleness`, readiness must drop meanwhile, the guard must recover
 //! without a restart, and its index must then equal a fresh list of the cluster. A discovery
-//! the API server refuses must keep the guard unready, never count a kind as empty.
+//! the API server refuses must keep the guard unready, never count a kind as empty. An API
+//! server that does not stream lists gets paged ones.
 
 mod cluster;
 mod common;
@@ -268,6 +269,31 @@ fn a_forbidden_discovery_keeps_the_guard_unready_instead_of_counting_kinds_as_em
         Duration::from_secs(60),
         || get(&readyz) == 200,
     );
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+#[test]
+fn an_api_server_that_does_not_stream_lists_gets_pages_and_the_guard_still_judges() {
+    let mut cp = ControlPlane::start();
+    // As Kubernetes 1.33 ships: streamed lists (sendInitialEvents) are refused with a 422.
+    cp.reconfigure_apiserver(&["--feature-gates=WatchList=false"]);
+    cp.install_guard_prerequisites();
+    cp.apply_seed_workloads();
+    let (mut child, port, ops, ca) = cp.start_guard_with(common::BIN, &[]);
+    let guard_log = || std::fs::read_to_string(cp.dir.path().join("guard.log")).unwrap_or_default();
+    cp.wait_until("the guard to be ready", Duration::from_secs(60), || {
+        get(&format!("http://127.0.0.1:{ops}/readyz")) == 200
+    });
+    assert!(
+        guard_log().contains("does not stream lists"),
+        "{}",
+        guard_log()
+    );
+    let answer = review(&ControlPlane::client_trusting(&ca), port).expect("an answer");
+    let message = answer["status"]["message"].as_str().unwrap_or("");
+    assert_eq!(answer["allowed"], false, "{answer}");
+    assert!(message.contains("legacy/sleep"), "{answer}");
     let _ = child.kill();
     let _ = child.wait();
 }

@@ -11,7 +11,9 @@ use std::time::{Duration, Instant};
 use futures::{Stream, StreamExt};
 use k8s_openapi::api::core::v1 as core;
 use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind};
-use kube::runtime::watcher::{self, Event};
+use kube::runtime::watcher::{
+    self, Event, InitialListStrategy, InitialListStrategy::StreamingList,
+};
 use kube::{Client, Resource};
 use serde::de::DeserializeOwned;
 
@@ -64,9 +66,12 @@ pub fn spawn(client: Client, shared: Arc<SharedIndex>) {
             f.respect_network_policies,
         )
     });
+    // Pods, most of any cluster, come as one stream of watch events rather than pages of a
+    // list: the guard decodes while the API server sends, instead of each waiting on the
+    // other page by page. An API server that does not stream lists gets pages (see `run`).
     spawn_watch(
         Api::<PodObject>::all(client.clone()),
-        cfg(),
+        cfg().streaming_lists(),
         &shared,
         WatchedKind::Pod,
         |p| Pod::read(p).map(Item::Pod),
@@ -222,13 +227,7 @@ async fn watch_crd(
         let convert = move |obj: &DynamicObject| {
             Rule::from_parts(rule_kind, &obj.metadata, obj.data.get("spec")).map(Item::Rule)
         };
-        run(
-            || watcher::watcher(api.clone(), watcher::Config::default()),
-            &shared,
-            watched,
-            convert,
-        )
-        .await;
+        run(&api, watcher::Config::default(), &shared, watched, convert).await;
         tracing::info!(kind, "no longer served; looking for it again");
     }
 }
@@ -288,13 +287,7 @@ fn spawn_watch<K, F>(
     tokio::spawn(async move {
         // A built-in kind is always served; `run` only returns on a 404, so try again.
         loop {
-            run(
-                || watcher::watcher(api.clone(), config.clone()),
-                &shared,
-                kind,
-                &convert,
-            )
-            .await;
+            run(&api, config.clone(), &shared, kind, &convert).await;
             tokio::time::sleep(RESTART_BACKOFF.1).await;
         }
     });
@@ -320,6 +313,9 @@ enum Ended {
     Failed { lasted: Duration },
     /// The API server answered 404: the resource is not served (any more).
     Gone,
+    /// The API server refused to stream the initial list (422: its `WatchList` feature is
+    /// off, as by default in Kubernetes 1.33).
+    NoStreamingLists,
 }
 
 /// Keeps a kind's watch running until the resource is not served. After any error the watch
@@ -328,22 +324,43 @@ enum Ended {
 /// would stay stale (and the guard unready) until something changed. Restarts back off, and
 /// only a watch that stayed up [`HEALTHY_FOR`] resets the backoff, so a watch that fails right
 /// after each list does not relist in a tight loop.
-async fn run<K, S, F>(make: impl Fn() -> S, shared: &SharedIndex, kind: WatchedKind, convert: F)
-where
-    K: Resource,
-    S: Stream<Item = Result<Event<K>, watcher::Error>>,
+///
+/// A streamed initial list the API server refuses turns, for good, into pages of a list,
+/// as client-go's reflector falls back.
+async fn run<K, F>(
+    api: &Api<K>,
+    mut config: watcher::Config,
+    shared: &SharedIndex,
+    kind: WatchedKind,
+    convert: F,
+) where
+    K: Resource + Clone + DeserializeOwned + Debug + Send + 'static,
     F: Fn(&K) -> Result<Item, ModelError>,
 {
     let (first, last) = RESTART_BACKOFF;
     let mut wait = first;
     loop {
-        match watch(make(), shared, kind, &convert).await {
+        let stream = watcher::watcher(api.clone(), config.clone());
+        match watch(stream, shared, kind, &convert).await {
             Ended::Gone => return,
+            Ended::NoStreamingLists if config.initial_list_strategy == StreamingList => {
+                tracing::info!(
+                    kind = kind.as_str(),
+                    "the API server does not stream lists (its WatchList feature is off); listing in pages"
+                );
+                config.initial_list_strategy = InitialListStrategy::ListWatch;
+                continue;
+            }
             Ended::Failed { lasted } if lasted >= HEALTHY_FOR => wait = first,
-            Ended::Failed { .. } => wait = (wait * 2).min(last),
+            Ended::Failed { .. } | Ended::NoStreamingLists => wait = (wait * 2).min(last),
         }
         tokio::time::sleep(wait).await;
     }
+}
+
+/// Whether a watch error is the API server refusing `sendInitialEvents`.
+fn streaming_refused(e: &watcher::Error) -> bool {
+    matches!(e, watcher::Error::WatchStartFailed(kube::Error::Api(s)) if s.code == 422)
 }
 
 /// Whether a watch error says the resource is not served.
@@ -390,6 +407,7 @@ where
         let event = match event {
             Ok(e) => e,
             Err(e) if gone(&e) => return Ended::Gone,
+            Err(e) if streaming_refused(&e) => return Ended::NoStreamingLists,
             Err(e) => {
                 shared.mark_failing(kind, Instant::now());
                 tracing::warn!(kind = kind.as_str(), error = %e, "watch failed; listing again after a backoff");

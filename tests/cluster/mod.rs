@@ -144,7 +144,7 @@ fn wait_until(what: &str, timeout: Duration, mut ok: impl FnMut() -> bool) {
 
 /// kube-apiserver on `port` over the etcd at `etcd_port`, with the certificates in `d`; its log
 /// is appended to, so a restart keeps the earlier lines.
-fn spawn_apiserver(bin: &Path, d: &Path, etcd_port: u16, port: u16) -> Child {
+fn spawn_apiserver(bin: &Path, d: &Path, etcd_port: u16, port: u16, extra: &[String]) -> Child {
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -178,6 +178,7 @@ fn spawn_apiserver(bin: &Path, d: &Path, etcd_port: u16, port: u16) -> Child {
         // No controller-manager creates default ServiceAccounts, so pods are admitted without one.
         .arg("--disable-admission-plugins=ServiceAccount")
         .arg("--enable-priority-and-fairness=false")
+        .args(extra)
         .stdout(Stdio::null())
         .stderr(Stdio::from(log))
         .spawn()
@@ -189,6 +190,8 @@ pub struct ControlPlane {
     bin: PathBuf,
     etcd: Child,
     apiserver: Child,
+    /// Flags kube-apiserver gets beyond the usual ones.
+    apiserver_flags: Vec<String>,
     pub etcd_port: u16,
     pub port: u16,
     pub ca_pem: String,
@@ -252,7 +255,7 @@ impl ControlPlane {
             .stderr(log_file(d, "etcd.log"))
             .spawn()
             .expect("etcd starts");
-        let apiserver = spawn_apiserver(&bin, d, etcd_port, port);
+        let apiserver = spawn_apiserver(&bin, d, etcd_port, port, &[]);
 
         let (admin_crt, admin_key) = certs.issue(&[], "admin", Some("system:masters"));
         let admin_kubeconfig = d.join("admin.kubeconfig");
@@ -260,6 +263,7 @@ impl ControlPlane {
             bin,
             etcd,
             apiserver,
+            apiserver_flags: Vec::new(),
             etcd_port,
             port,
             ca_pem: certs.ca_pem.clone(),
@@ -298,12 +302,24 @@ impl ControlPlane {
         if let Some(left) = down.checked_sub(stopped.elapsed()) {
             std::thread::sleep(left);
         }
-        self.apiserver = spawn_apiserver(&self.bin, self.dir.path(), self.etcd_port, self.port);
+        self.apiserver = spawn_apiserver(
+            &self.bin,
+            self.dir.path(),
+            self.etcd_port,
+            self.port,
+            &self.apiserver_flags,
+        );
         wait_until(
             "kube-apiserver to be ready again",
             Duration::from_secs(90),
             || self.kubectl(&["get", "--raw", "/readyz"]).status.success(),
         );
+    }
+
+    /// Starts kube-apiserver again with `flags` added, as a cluster configured another way.
+    pub fn reconfigure_apiserver(&mut self, flags: &[&str]) {
+        self.apiserver_flags = flags.iter().map(|f| f.to_string()).collect();
+        self.restart_apiserver(Duration::ZERO, || {});
     }
 
     /// Compacts etcd's history up to its current revision, through etcd's JSON gateway, so
