@@ -841,18 +841,7 @@ async fn a_body_declared_over_the_limit_gets_413_before_it_is_sent() {
 #[tokio::test]
 async fn over_http2_a_body_declared_over_the_limit_gets_a_clean_413() {
     let guard = Guard::start(&["--max-body-bytes", "65536"]).await;
-    let tls = tls_connect(
-        guard.port,
-        client_config(&guard.ca(), rustls::ALL_VERSIONS, b"h2"),
-    )
-    .await;
-    let (mut sender, conn) = hyper::client::conn::http2::handshake(
-        hyper_util::rt::TokioExecutor::new(),
-        hyper_util::rt::TokioIo::new(tls),
-    )
-    .await
-    .unwrap();
-    tokio::spawn(conn);
+    let mut sender = h2_sender(&guard).await;
     // Declares 8 MiB and sends 1 MiB slowly: the answer comes before the body, as a response.
     let req = hyper::Request::post("https://localhost/validate")
         .header("content-type", "application/json")
@@ -892,18 +881,7 @@ async fn connections_are_counted_once_each_by_protocol_however_many_reviews_they
         connections(&guard, "h2").await,
         connections(&guard, "http/1.1").await,
     );
-    let tls = tls_connect(
-        guard.port,
-        client_config(&guard.ca(), rustls::ALL_VERSIONS, b"h2"),
-    )
-    .await;
-    let (mut sender, conn) = hyper::client::conn::http2::handshake(
-        hyper_util::rt::TokioExecutor::new(),
-        hyper_util::rt::TokioIo::new(tls),
-    )
-    .await
-    .unwrap();
-    tokio::spawn(conn);
+    let mut sender = h2_sender(&guard).await;
     let seed = std::fs::read(data("seed-strict-policy.json")).unwrap();
     for _ in 0..3 {
         let req = hyper::Request::post("https://localhost/validate")
@@ -926,6 +904,28 @@ async fn connections_are_counted_once_each_by_protocol_however_many_reviews_they
     }
     assert_eq!(connections(&guard, "h2").await, h2_before + 1);
     assert_eq!(connections(&guard, "http/1.1").await, h1_before + 1);
+}
+
+/// An HTTP/2 connection to the guard, driven in the background.
+async fn h2_sender<B>(guard: &Guard) -> hyper::client::conn::http2::SendRequest<B>
+where
+    B: hyper::body::Body + Send + Unpin + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let tls = tls_connect(
+        guard.port,
+        client_config(&guard.ca(), rustls::ALL_VERSIONS, b"h2"),
+    )
+    .await;
+    let (sender, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(tls),
+    )
+    .await
+    .unwrap();
+    tokio::spawn(conn);
+    sender
 }
 
 /// A request body sent slowly: `left` bytes in 64 KiB chunks, one every 100 ms.
