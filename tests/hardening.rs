@@ -973,18 +973,7 @@ async fn sixty_slow_uploads_on_one_http2_connection_hold_bounded_memory() {
     let guard = Guard::start(&[]).await;
     let pid = guard.child.id();
     let before = rss(pid);
-    let tls = tls_connect(
-        guard.port,
-        client_config(&guard.ca(), rustls::ALL_VERSIONS, b"h2"),
-    )
-    .await;
-    let (sender, conn) = hyper::client::conn::http2::handshake(
-        hyper_util::rt::TokioExecutor::new(),
-        hyper_util::rt::TokioIo::new(tls),
-    )
-    .await
-    .unwrap();
-    tokio::spawn(conn);
+    let sender = h2_sender(&guard).await;
     let uploads: Vec<_> = (0..60)
         .map(|_| {
             let mut sender = sender.clone();
