@@ -11,9 +11,7 @@ use std::time::{Duration, Instant};
 use futures::{Stream, StreamExt};
 use k8s_openapi::api::core::v1 as core;
 use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind};
-use kube::runtime::watcher::{
-    self, Event, InitialListStrategy, InitialListStrategy::StreamingList,
-};
+use kube::runtime::watcher::{self, Event, InitialListStrategy};
 use kube::{Client, Resource};
 use serde::de::DeserializeOwned;
 
@@ -341,9 +339,10 @@ async fn run<K, F>(
     let mut wait = first;
     loop {
         let stream = watcher::watcher(api.clone(), config.clone());
-        match watch(stream, shared, kind, &convert).await {
+        let streaming = config.initial_list_strategy == InitialListStrategy::StreamingList;
+        match watch(stream, shared, kind, &convert, streaming).await {
             Ended::Gone => return,
-            Ended::NoStreamingLists if config.initial_list_strategy == StreamingList => {
+            Ended::NoStreamingLists => {
                 tracing::info!(
                     kind = kind.as_str(),
                     "the API server does not stream lists (its WatchList feature is off); listing in pages"
@@ -352,7 +351,7 @@ async fn run<K, F>(
                 continue;
             }
             Ended::Failed { lasted } if lasted >= HEALTHY_FOR => wait = first,
-            Ended::Failed { .. } | Ended::NoStreamingLists => wait = (wait * 2).min(last),
+            Ended::Failed { .. } => wait = (wait * 2).min(last),
         }
         tokio::time::sleep(wait).await;
     }
@@ -375,12 +374,14 @@ fn gone(e: &watcher::Error) -> bool {
 }
 
 /// Applies one watch stream to the shared index, converting each object once, until the
-/// stream fails.
+/// stream fails. Only a `streaming` watch can end in [`Ended::NoStreamingLists`]; any other
+/// 422 is a failure like the rest.
 async fn watch<K, F>(
     stream: impl Stream<Item = Result<Event<K>, watcher::Error>>,
     shared: &SharedIndex,
     kind: WatchedKind,
     convert: &F,
+    streaming: bool,
 ) -> Ended
 where
     K: Resource,
@@ -407,7 +408,7 @@ where
         let event = match event {
             Ok(e) => e,
             Err(e) if gone(&e) => return Ended::Gone,
-            Err(e) if streaming_refused(&e) => return Ended::NoStreamingLists,
+            Err(e) if streaming && streaming_refused(&e) => return Ended::NoStreamingLists,
             Err(e) => {
                 shared.mark_failing(kind, Instant::now());
                 tracing::warn!(kind = kind.as_str(), error = %e, "watch failed; listing again after a backoff");
