@@ -139,6 +139,12 @@ impl Splitter {
                     self.finish_item(&bytes[start..i], item)?;
                     return Ok(i);
                 }
+                // Closes more than the item opened: malformed, so it ends here and its parse
+                // reports it, instead of the depth sinking below the list's.
+                b'}' if at_top => {
+                    self.finish_item(&bytes[start..=i], item)?;
+                    return Ok(i + 1);
+                }
                 b'{' | b'[' => self.depth += 1,
                 b'}' | b']' => {
                     self.depth -= 1;
@@ -299,5 +305,30 @@ mod tests {
         let (items, rest) = split(one, 4);
         assert!(items.is_empty());
         assert_eq!(rest, one);
+    }
+
+    /// Found by fuzzing: a closer at the list's own depth used to drive the depth below the
+    /// list's and overflow it.
+    #[test]
+    fn an_item_that_closes_more_than_it_opens_is_handed_over_for_its_parse_to_reject() {
+        for doc in ["[}}]", r#"{"items": [}}]}"#, r#"{"items": [1}, 2]}"#] {
+            for chunk in [1, 2, doc.len()] {
+                let mut splitter = Splitter::new();
+                let mut items = Vec::new();
+                let mut add = |bytes: &[u8], _at: usize| -> Result<(), ()> {
+                    items.push(bytes.to_vec());
+                    Ok(())
+                };
+                for piece in doc.as_bytes().chunks(chunk) {
+                    splitter.feed(piece, &mut add).unwrap();
+                }
+                assert!(
+                    items
+                        .iter()
+                        .any(|i| serde_json::from_slice::<serde_json::Value>(i).is_err()),
+                    "{doc} in chunks of {chunk}: {items:?}"
+                );
+            }
+        }
     }
 }
