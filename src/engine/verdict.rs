@@ -228,9 +228,9 @@ pub(super) struct VerdictBuilder<'a> {
     pub(super) filtered: Set<Client>,
     /// Unlisted clients found to reach a server, counted once whatever their pod groups.
     pub(super) unlisted_reached: Set<Client>,
-    server_slots: Map<WorkloadId, usize>,
+    server_slots: ServerSlots,
     /// The pod groups of one workload (a Deployment mid-rollout) share one server entry.
-    workload_slots: Map<(Arc<str>, Arc<str>), usize>,
+    workload_slots: Map<usize, usize>,
     break_slots: Map<(Client, Reason), usize>,
     deciders: Set<Arc<Origin>>,
     /// The last deciding policy as the views hold it, and its shared copy.
@@ -245,26 +245,25 @@ impl<'a> VerdictBuilder<'a> {
             reach: Reach::new(index),
             filtered: Set::default(),
             unlisted_reached: Set::default(),
-            server_slots: Map::default(),
+            server_slots: ServerSlots::new(index.workloads().id_bound(), servers),
             workload_slots: Map::default(),
             break_slots: Map::default(),
             deciders: Set::default(),
             last_decider: None,
         };
         out.verdict.servers.reserve(servers);
-        out.server_slots.reserve(servers);
         out.workload_slots.reserve(servers);
         out
     }
 
     /// Registers a server port that cuts someone off; returns the server's index.
     pub(super) fn server(&mut self, hit: &Hit<'a>, w: &Workload) -> usize {
-        let slot = match self.server_slots.get(&hit.id) {
-            Some(slot) => *slot,
+        let slot = match self.server_slots.get(hit.id) {
+            Some(slot) => slot,
             None => {
                 let slot = self.workload_slot(w);
                 self.verdict.servers[slot].pods += w.pods;
-                self.server_slots.insert(hit.id, slot);
+                self.server_slots.set(hit.id, slot);
                 slot
             }
         };
@@ -288,22 +287,19 @@ impl<'a> VerdictBuilder<'a> {
         slot
     }
 
-    /// The entry of `w`'s workload, created without pods; hashed by name once per pod group.
-    pub(super) fn workload_slot(&mut self, w: &Workload) -> usize {
+    /// The entry of `w`'s workload, created without pods.
+    fn workload_slot(&mut self, w: &Workload) -> usize {
         let servers = &mut self.verdict.servers;
-        *self
-            .workload_slots
-            .entry((Arc::clone(&w.namespace), Arc::clone(&w.name)))
-            .or_insert_with(|| {
-                servers.push(Server {
-                    namespace: Arc::clone(&w.namespace),
-                    workload: Arc::clone(&w.name),
-                    pods: 0,
-                    ports: SmallVec::new(),
-                    accepts_hbone: w.accepts_hbone(),
-                });
-                servers.len() - 1
-            })
+        *self.workload_slots.entry(w.name_key()).or_insert_with(|| {
+            servers.push(Server {
+                namespace: Arc::clone(&w.namespace),
+                workload: Arc::clone(&w.name),
+                pods: 0,
+                ports: SmallVec::new(),
+                accepts_hbone: w.accepts_hbone(),
+            });
+            servers.len() - 1
+        })
     }
 
     /// One shared copy of each deciding policy's identity.
@@ -401,6 +397,42 @@ impl<'a> VerdictBuilder<'a> {
     }
 }
 
+/// The server entry of each pod group a verdict names: by position when the review judges a
+/// good share of the index (no hashing per server), hashed when it judges a few (no table
+/// the size of the index to clear).
+enum ServerSlots {
+    /// Each workload id's entry plus one; 0 for none yet. Ids of the index are below its
+    /// `id_bound`, the table's length.
+    Dense(Vec<usize>),
+    Sparse(Map<WorkloadId, usize>),
+}
+
+impl ServerSlots {
+    fn new(ids: usize, servers: usize) -> ServerSlots {
+        if servers.saturating_mul(64) >= ids {
+            ServerSlots::Dense(vec![0; ids])
+        } else {
+            ServerSlots::Sparse(Map::default())
+        }
+    }
+
+    fn get(&self, id: WorkloadId) -> Option<usize> {
+        match self {
+            ServerSlots::Dense(slots) => slots[id].checked_sub(1),
+            ServerSlots::Sparse(slots) => slots.get(&id).copied(),
+        }
+    }
+
+    fn set(&mut self, id: WorkloadId, slot: usize) {
+        match self {
+            ServerSlots::Dense(slots) => slots[id] = slot + 1,
+            ServerSlots::Sparse(slots) => {
+                slots.insert(id, slot);
+            }
+        }
+    }
+}
+
 /// A server port that is STRICT after the change.
 pub(super) struct Hit<'a> {
     pub(super) id: WorkloadId,
@@ -413,5 +445,27 @@ impl Hit<'_> {
     /// Not STRICT before: every plaintext client is newly cut off.
     pub(super) fn locks_down(&self) -> bool {
         self.before != Mode::Strict
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ServerSlots;
+
+    #[test]
+    fn server_slots_remember_each_id_whether_dense_or_hashed() {
+        let dense = ServerSlots::new(100, 2);
+        let sparse = ServerSlots::new(1_000, 2);
+        assert!(matches!(dense, ServerSlots::Dense(_)));
+        assert!(matches!(sparse, ServerSlots::Sparse(_)));
+        for mut slots in [dense, sparse] {
+            assert_eq!(slots.get(7), None);
+            slots.set(7, 0);
+            slots.set(99, 5);
+            assert_eq!(
+                (slots.get(7), slots.get(99), slots.get(8)),
+                (Some(0), Some(5), None)
+            );
+        }
     }
 }

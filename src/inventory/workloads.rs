@@ -15,6 +15,7 @@ use crate::model::{selector_matches, Labels, Pod, PodShape, Proxy, Service};
 pub struct Workload {
     /// Shared by the workloads of a namespace, and by the verdicts that name it.
     pub namespace: Arc<str>,
+    /// Shared by the pod groups of one workload (see [`Workload::name_key`]).
     pub name: Arc<str>,
     pub shape: PodShape,
     /// Active (Running or Pending) pods.
@@ -55,6 +56,13 @@ impl Workload {
     /// The routes that land on container port `port`.
     pub fn routes_to(&self, port: u16) -> impl Iterator<Item = &Route> {
         self.routes.iter().filter(move |r| r.target == port)
+    }
+
+    /// The same for every pod group of one workload and different for any two workloads of
+    /// the index: its pod groups share one copy of the name. A verdict groups them by it
+    /// without hashing names.
+    pub fn name_key(&self) -> usize {
+        Arc::as_ptr(&self.name).cast::<u8>() as usize
     }
 
     /// Ambient clients reach it over HBONE: ambient itself, or a sidecar labelled for it.
@@ -190,6 +198,11 @@ impl Workloads {
         self.slots.len() - self.free.len()
     }
 
+    /// Every workload id is below it.
+    pub fn id_bound(&self) -> usize {
+        self.slots.len()
+    }
+
     pub fn pod_count(&self) -> usize {
         self.pod_count
     }
@@ -314,19 +327,25 @@ impl Workloads {
     /// is new.
     pub fn insert(&mut self, pod: Pod) -> Option<WorkloadId> {
         self.remove(&pod.namespace, &pod.name);
+        let mut name = None;
         let existing = self
             .by_namespace
             .get(pod.namespace.as_str())
             .and_then(|ids| {
                 ids.iter().copied().find(|id| {
                     let w = self.get(*id);
-                    *w.name == *pod.workload && w.shape == pod.shape
+                    if *w.name != *pod.workload {
+                        return false;
+                    }
+                    name = Some(Arc::clone(&w.name));
+                    w.shape == pod.shape
                 })
             });
         let (id, created) = match existing {
             Some(id) => (id, None),
             None => {
-                let id = self.create(&pod);
+                let name = name.unwrap_or_else(|| Arc::from(pod.workload.as_str()));
+                let id = self.create(&pod, name);
                 (id, Some(id))
             }
         };
@@ -341,14 +360,15 @@ impl Workloads {
         created
     }
 
-    fn create(&mut self, pod: &Pod) -> WorkloadId {
+    /// A new pod group, under `name`: a copy shared with the workload's other pod groups.
+    fn create(&mut self, pod: &Pod, name: Arc<str>) -> WorkloadId {
         let namespace = match self.by_namespace.get_key_value(pod.namespace.as_str()) {
             Some((ns, _)) => Arc::clone(ns),
             None => Arc::from(pod.namespace.as_str()),
         };
         let w = Workload {
             namespace: Arc::clone(&namespace),
-            name: Arc::from(pod.workload.as_str()),
+            name,
             shape: pod.shape.clone(),
             pods: 0,
             ips: Vec::new(),

@@ -72,6 +72,45 @@ fn rollout(index: &mut Index, ns: &str, app: &str) {
     index.upsert_pod(next.label("pod-template-hash", "new").build());
 }
 
+/// A review that judges a few servers of a large index keeps its servers apart by hashing
+/// instead of a table the size of the index; pod groups still share one entry.
+#[test]
+fn a_narrow_review_of_a_large_index_is_one_server_per_workload() {
+    let mut index = seed();
+    for i in 0..200 {
+        index.upsert_pod(pod("filler", &format!("app-{i:03}")).sidecar().build());
+    }
+    rollout(&mut index, "foo", "httpbin");
+    let v = create(&index, &seed_lockdown());
+    let servers: Vec<_> = v
+        .servers
+        .iter()
+        .map(|s| (&*s.namespace, &*s.workload, s.pods))
+        .collect();
+    assert_eq!(servers, [("foo", "httpbin", 2)]);
+}
+
+/// Pod groups come and go in a live index: a group created after another has gone still
+/// joins the one that remains.
+#[test]
+fn a_pod_group_created_after_another_has_gone_joins_the_remaining_one() {
+    let mut index = seed();
+    for group in ["a", "b"] {
+        let p = pod("roll", "web")
+            .sidecar()
+            .named(&format!("web-{group}-1"));
+        index.upsert_pod(p.label("pod-template-hash", group).build());
+    }
+    index.remove_pod("roll", "web-a-1");
+    let p = pod("roll", "web").sidecar().named("web-c-1");
+    index.upsert_pod(p.label("pod-template-hash", "c").build());
+    let old = mesh_policy(json!({"peers": [{"mtls": {"mode": "PERMISSIVE"}}]}));
+    let v = update(&index, &old, &mesh_policy(json!({"peers": [{"mtls": {}}]})));
+    let web: Vec<_> = v.servers.iter().filter(|s| *s.workload == *"web").collect();
+    assert_eq!(web.len(), 1, "{:?}", v.servers);
+    assert_eq!(web[0].pods, 2);
+}
+
 #[test]
 fn a_workload_mid_rollout_is_one_server_and_one_client() {
     let mut index = seed();
