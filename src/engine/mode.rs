@@ -131,28 +131,35 @@ impl<'a> ModeResolver<'a> {
     /// The level of `namespace`, taken from `twin` (the same index in another view of the
     /// same change) when that view has worked it out and the change does not touch it.
     fn level(&mut self, namespace: &Arc<str>, twin: Option<&ModeResolver<'a>>) -> &Level<'a> {
-        let at = match self.levels.get(self.last) {
-            Some((name, _)) if Arc::ptr_eq(name, namespace) || name == namespace => self.last,
-            _ => match self.by_namespace.get(namespace) {
-                Some(at) => *at,
-                None => {
-                    let shared = twin.and_then(|t| t.untouched_level(namespace));
-                    let level = match shared {
-                        Some(l) => Level {
-                            base: l.own.over(self.mesh),
-                            ..l.clone()
-                        },
-                        None => self.compute_level(namespace),
-                    };
-                    self.levels.push((Arc::clone(namespace), level));
-                    let at = self.levels.len() - 1;
-                    self.by_namespace.insert(Arc::clone(namespace), at);
-                    at
-                }
-            },
+        let same = match self.levels.get(self.last) {
+            Some((name, _)) => Arc::ptr_eq(name, namespace) || name == namespace,
+            None => false,
         };
-        self.last = at;
-        &self.levels[at].1
+        if !same {
+            self.last = self.find_level(namespace, twin);
+        }
+        &self.levels[self.last].1
+    }
+
+    /// Out of line: the walk goes namespace by namespace, so [`ModeResolver::level`] mostly
+    /// returns the last level and stays small enough to inline.
+    #[inline(never)]
+    fn find_level(&mut self, namespace: &Arc<str>, twin: Option<&ModeResolver<'a>>) -> usize {
+        if let Some(at) = self.by_namespace.get(namespace) {
+            return *at;
+        }
+        let shared = twin.and_then(|t| t.untouched_level(namespace));
+        let level = match shared {
+            Some(l) => Level {
+                base: l.own.over(self.mesh),
+                ..l.clone()
+            },
+            None => self.compute_level(namespace),
+        };
+        self.levels.push((Arc::clone(namespace), level));
+        let at = self.levels.len() - 1;
+        self.by_namespace.insert(Arc::clone(namespace), at);
+        at
     }
 
     /// A level this view has worked out, if the reviewed object is not in its namespace:
