@@ -257,6 +257,14 @@ struct Path<'s> {
     auto: Option<Reason>,
 }
 
+impl Path<'_> {
+    /// Auto mTLS sends mTLS through this route and no rule can turn that into plaintext: only
+    /// clients whose traffic leaves around their sidecar can send it.
+    fn only_bypassers_can_send_plaintext(&self, index: &Index, rules: &DestRules) -> bool {
+        self.auto.is_none() && !rules.may_apply(index, self.route)
+    }
+}
+
 /// What a sidecar client sends through `path` if it asks as `asker`; `Some` is plaintext.
 fn sends_plaintext(view: &View, asker: Asker, path: &Path) -> Option<Reason> {
     let svc = &path.route.service;
@@ -377,11 +385,17 @@ pub(super) fn with_sidecar<'a>(
     out: &mut VerdictBuilder<'a>,
 ) {
     let Some(port) = hit.port else { return };
+    let index = after.view.index;
+    let no_bypassers = index.workloads().bypassers().next().is_none();
     for route in w.routes_to(port) {
         let now = Path {
             route,
             auto: auto_mtls_plaintext(after, w, route),
         };
+        // What a mesh-wide review mostly finds: nobody can send plaintext through this route.
+        if no_bypassers && now.only_bypassers_can_send_plaintext(index, rules) {
+            continue;
+        }
         let was = (!hit.locks_down()).then(|| Path {
             route,
             auto: auto_mtls_plaintext(before, w, route),
@@ -422,9 +436,7 @@ impl Judge<'_, '_> {
         out: &mut VerdictBuilder<'a>,
     ) {
         let index = self.after.index;
-        // Auto mTLS sends mTLS through this route and no rule can turn that into plaintext:
-        // only clients whose traffic leaves around their sidecar can send it.
-        if self.now.auto.is_none() && !rules.may_apply(index, self.now.route) {
+        if self.now.only_bypassers_can_send_plaintext(index, rules) {
             return self.bypassers(w, hit, port, out);
         }
         // The Service's namespace: a Service selects pods of its own namespace.
