@@ -252,7 +252,6 @@ impl<'a> VerdictBuilder<'a> {
             last_decider: None,
         };
         out.verdict.servers.reserve(servers);
-        out.workload_slots.reserve(servers);
         out
     }
 
@@ -287,10 +286,11 @@ impl<'a> VerdictBuilder<'a> {
         slot
     }
 
-    /// The entry of `w`'s workload, created without pods.
+    /// The entry of `w`'s workload, created without pods; looked up only for a workload that
+    /// may have other pod groups.
     fn workload_slot(&mut self, w: &Workload) -> usize {
         let servers = &mut self.verdict.servers;
-        *self.workload_slots.entry(w.name_key()).or_insert_with(|| {
+        let mut create = || {
             servers.push(Server {
                 namespace: Arc::clone(&w.namespace),
                 workload: Arc::clone(&w.name),
@@ -299,7 +299,14 @@ impl<'a> VerdictBuilder<'a> {
                 accepts_hbone: w.accepts_hbone(),
             });
             servers.len() - 1
-        })
+        };
+        if !w.may_have_siblings() {
+            return create();
+        }
+        *self
+            .workload_slots
+            .entry(w.name_key())
+            .or_insert_with(create)
     }
 
     /// One shared copy of each deciding policy's identity.

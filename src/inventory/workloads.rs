@@ -32,6 +32,9 @@ pub struct Workload {
     /// Label facts a review asks of every server, read from the shape once.
     accepts_hbone: bool,
     tls_labelled: bool,
+    /// Another pod group of the workload exists or has existed beside this one; `false`
+    /// means none has, so a verdict can give it an entry without looking for one.
+    has_siblings: bool,
 }
 
 /// A Service port and the container port of a workload it lands on.
@@ -63,6 +66,11 @@ impl Workload {
     /// without hashing names.
     pub fn name_key(&self) -> usize {
         Arc::as_ptr(&self.name).cast::<u8>() as usize
+    }
+
+    /// Whether other pod groups of this workload may be in the index (see [`Workload::name_key`]).
+    pub fn may_have_siblings(&self) -> bool {
+        self.has_siblings
     }
 
     /// Ambient clients reach it over HBONE: ambient itself, or a sidecar labelled for it.
@@ -344,8 +352,12 @@ impl Workloads {
         let (id, created) = match existing {
             Some(id) => (id, None),
             None => {
+                let siblings = name.is_some();
                 let name = name.unwrap_or_else(|| Arc::from(pod.workload.as_str()));
                 let id = self.create(&pod, name);
+                if siblings {
+                    self.mark_siblings(&pod.namespace, id);
+                }
                 (id, Some(id))
             }
         };
@@ -358,6 +370,19 @@ impl Workloads {
         names.insert(pod.name.into_boxed_str(), (id, pod.ip));
         self.pod_count += 1;
         created
+    }
+
+    /// Marks `id` and the other pod groups of its workload as having siblings.
+    fn mark_siblings(&mut self, namespace: &str, id: WorkloadId) {
+        let key = self.get(id).name_key();
+        for sibling in self.by_namespace.get(namespace).into_iter().flatten() {
+            if let Some(w) = self.slots[*sibling]
+                .as_mut()
+                .filter(|w| w.name_key() == key)
+            {
+                w.has_siblings = true;
+            }
+        }
     }
 
     /// A new pod group, under `name`: a copy shared with the workload's other pod groups.
@@ -376,6 +401,7 @@ impl Workloads {
             ports: captured_ports(&pod.shape, &[]),
             accepts_hbone: pod.shape.accepts_hbone(),
             tls_labelled: pod.shape.has_istio_tls_label(),
+            has_siblings: false,
         };
         let id = match self.free.pop() {
             Some(id) => {
