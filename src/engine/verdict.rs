@@ -230,7 +230,7 @@ pub(super) struct VerdictBuilder<'a> {
     pub(super) unlisted_reached: Set<Client>,
     server_slots: ServerSlots,
     /// The pod groups of one workload (a Deployment mid-rollout) share one server entry.
-    workload_slots: Map<usize, usize>,
+    workload_slots: Map<(Arc<str>, Arc<str>), usize>,
     break_slots: Map<(Client, Reason), usize>,
     deciders: Set<Arc<Origin>>,
     /// The last deciding policy as the views hold it, and its shared copy.
@@ -305,7 +305,7 @@ impl<'a> VerdictBuilder<'a> {
         }
         *self
             .workload_slots
-            .entry(w.name_key())
+            .entry((Arc::clone(&w.namespace), Arc::clone(&w.name)))
             .or_insert_with(create)
     }
 

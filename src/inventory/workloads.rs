@@ -15,7 +15,6 @@ use crate::model::{selector_matches, Labels, Pod, PodShape, Proxy, Service};
 pub struct Workload {
     /// Shared by the workloads of a namespace, and by the verdicts that name it.
     pub namespace: Arc<str>,
-    /// Shared by the pod groups of one workload (see [`Workload::name_key`]).
     pub name: Arc<str>,
     pub shape: PodShape,
     /// Active (Running or Pending) pods.
@@ -61,14 +60,7 @@ impl Workload {
         self.routes.iter().filter(move |r| r.target == port)
     }
 
-    /// The same for every pod group of one workload and different for any two workloads of
-    /// the index: its pod groups share one copy of the name. A verdict groups them by it
-    /// without hashing names.
-    pub fn name_key(&self) -> usize {
-        Arc::as_ptr(&self.name).cast::<u8>() as usize
-    }
-
-    /// Whether other pod groups of this workload may be in the index (see [`Workload::name_key`]).
+    /// Whether other pod groups of this workload (same namespace and name) may be in the index.
     pub fn may_have_siblings(&self) -> bool {
         self.has_siblings
     }
@@ -335,28 +327,24 @@ impl Workloads {
     /// is new.
     pub fn insert(&mut self, pod: Pod) -> Option<WorkloadId> {
         self.remove(&pod.namespace, &pod.name);
-        let mut name = None;
+        let mut siblings = false;
         let existing = self
             .by_namespace
             .get(pod.namespace.as_str())
             .and_then(|ids| {
                 ids.iter().copied().find(|id| {
                     let w = self.get(*id);
-                    if *w.name != *pod.workload {
-                        return false;
-                    }
-                    name = Some(Arc::clone(&w.name));
-                    w.shape == pod.shape
+                    let sibling = *w.name == *pod.workload;
+                    siblings |= sibling;
+                    sibling && w.shape == pod.shape
                 })
             });
         let (id, created) = match existing {
             Some(id) => (id, None),
             None => {
-                let siblings = name.is_some();
-                let name = name.unwrap_or_else(|| Arc::from(pod.workload.as_str()));
-                let id = self.create(&pod, name);
+                let id = self.create(&pod);
                 if siblings {
-                    self.mark_siblings(&pod.namespace, id);
+                    self.mark_siblings(&pod.namespace, &pod.workload);
                 }
                 (id, Some(id))
             }
@@ -372,28 +360,23 @@ impl Workloads {
         created
     }
 
-    /// Marks `id` and the other pod groups of its workload as having siblings.
-    fn mark_siblings(&mut self, namespace: &str, id: WorkloadId) {
-        let key = self.get(id).name_key();
-        for sibling in self.by_namespace.get(namespace).into_iter().flatten() {
-            if let Some(w) = self.slots[*sibling]
-                .as_mut()
-                .filter(|w| w.name_key() == key)
-            {
+    /// Marks every pod group of workload `name` as having siblings.
+    fn mark_siblings(&mut self, namespace: &str, name: &str) {
+        for id in self.by_namespace.get(namespace).into_iter().flatten() {
+            if let Some(w) = self.slots[*id].as_mut().filter(|w| *w.name == *name) {
                 w.has_siblings = true;
             }
         }
     }
 
-    /// A new pod group, under `name`: a copy shared with the workload's other pod groups.
-    fn create(&mut self, pod: &Pod, name: Arc<str>) -> WorkloadId {
+    fn create(&mut self, pod: &Pod) -> WorkloadId {
         let namespace = match self.by_namespace.get_key_value(pod.namespace.as_str()) {
             Some((ns, _)) => Arc::clone(ns),
             None => Arc::from(pod.namespace.as_str()),
         };
         let w = Workload {
             namespace: Arc::clone(&namespace),
-            name,
+            name: Arc::from(pod.workload.as_str()),
             shape: pod.shape.clone(),
             pods: 0,
             ips: Vec::new(),
