@@ -4,14 +4,17 @@
 //! bound the refusal) and against unrelated cluster size (namespaces with servers the rule
 //! cannot affect), each at 1x, 10x and 100x. Then NetworkPolicies under
 //! `--respect-network-policies`: a namespace of clients without a proxy whose egress policies
-//! admit none of the servers, at 1x, 10x and 100x policy size and client count. `cargo bench
-//! --bench adversarial`.
+//! admit none of the servers, at 1x, 10x and 100x policy size and client count. Last, the
+//! inline attempt a server makes on each of these within its budget (`INLINE_WORK`): what it
+//! costs before the review goes to the blocking pool. `cargo bench --bench adversarial`.
 
 use std::time::{Duration, Instant};
 
-use mtls_guard::admission::{self, GuardMode};
+use mtls_guard::admission::{self, Authorization, GuardMode};
+use mtls_guard::engine::{Budget, Evidence};
 use mtls_guard::inventory::file::Loader;
 use mtls_guard::inventory::{Filters, Index};
+use mtls_guard::server::INLINE_WORK;
 use serde_json::{json, Value};
 
 const SERVERS: usize = 40;
@@ -104,17 +107,78 @@ fn create(group: &str, kind: &str, resource: &str, object: Value) -> Vec<u8> {
 
 /// Median time of the whole admission path (parse, read, decide) and the answer's status.
 fn median(index: &Index, body: &[u8]) -> (Duration, i32) {
-    let mut samples = Vec::new();
     let mut code = 0;
-    for _ in 0..15 {
-        let started = Instant::now();
+    let t = median_of(|| {
         let req = admission::parse_review(body).expect("a review");
         let out = admission::decide(index, GuardMode::Enforce, &req);
-        samples.push(started.elapsed());
         code = out.response.result.code.into();
-    }
+    });
+    (t, code)
+}
+
+fn median_of(mut run: impl FnMut()) -> Duration {
+    let mut samples: Vec<Duration> = (0..15)
+        .map(|_| {
+            let started = Instant::now();
+            run();
+            started.elapsed()
+        })
+        .collect();
     samples.sort();
-    (samples[samples.len() / 2], code)
+    samples[samples.len() / 2]
+}
+
+/// Median time of a server's inline attempt (the decision within [`INLINE_WORK`]), whether it
+/// finished, and the median time of the whole decision.
+fn inline_attempt(index: &Index, body: &[u8]) -> (Duration, bool, Duration) {
+    let req = admission::parse_review(body).expect("a review");
+    let (evidence, auth) = (Evidence::inventory_only(), Authorization::NotChecked);
+    let mut finished = false;
+    let attempt = median_of(|| {
+        let budget = Budget::new(INLINE_WORK);
+        let answer =
+            admission::decide_within(index, &evidence, GuardMode::Enforce, &req, &auth, &budget);
+        finished = answer.is_some();
+    });
+    let whole = median_of(|| {
+        admission::decide(index, GuardMode::Enforce, &req);
+    });
+    (attempt, finished, whole)
+}
+
+fn inline_budget() {
+    println!("\nthe inline attempt within {INLINE_WORK} units, then the whole decision");
+    println!(
+        "{:<44} {:>12} {:>8} {:>12}",
+        "review", "attempt p50", "inline", "whole p50"
+    );
+    let cases = [
+        (
+            "exportTo 250, 40,000 unrelated namespaces",
+            inventory(40_000),
+            review(250),
+        ),
+        (
+            "exportTo 250, no unrelated namespace",
+            inventory(0),
+            review(250),
+        ),
+        (
+            "NetworkPolicies: 100 clients, 1 x 10 rules",
+            with_policies(100, 1, 10),
+            lockdown(),
+        ),
+        (
+            "NetworkPolicies: 10k clients, 10 x 100 rules",
+            with_policies(10_000, 10, 100),
+            lockdown(),
+        ),
+    ];
+    for (name, index, body) in cases {
+        let (attempt, finished, whole) = inline_attempt(&index, &body);
+        let inline = if finished { "yes" } else { "pool" };
+        println!("{name:<44} {attempt:>12.2?} {inline:>8} {whole:>12.2?}");
+    }
 }
 
 /// `clients` pods without a proxy in namespace `att`, whose egress policies (`rules` rules in
@@ -229,4 +293,5 @@ fn main() {
         );
     }
     network_policies();
+    inline_budget();
 }

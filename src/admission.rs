@@ -10,7 +10,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 pub use crate::decision::{settle, Decision, GuardMode};
-use crate::engine::{self, Change, Evidence, Verdict};
+use crate::engine::{self, Budget, Change, Evidence, Verdict};
 use crate::explain;
 use crate::inventory::Index;
 use crate::model::{Rule, RuleKind};
@@ -449,6 +449,7 @@ fn review_rule(
     evidence: &Evidence,
     kind: RuleKind,
     req: &AdmissionRequest<DynamicObject>,
+    budget: Option<&Budget>,
 ) -> Result<Reviewed, String> {
     let unreadable = |e| format!("{kind} {}: {e}", object_name(req));
     let old = read(kind, req.old_object.as_ref()).map_err(unreadable)?;
@@ -461,8 +462,13 @@ fn review_rule(
         old: old.as_ref().map(|(r, _)| r),
         new: new.as_ref().map(|(r, _)| r),
     };
+    // With a spent budget the verdict is empty, and the caller drops the answer.
+    let verdict = match budget {
+        None => engine::evaluate_with(index, &rules, evidence),
+        Some(b) => engine::evaluate_within(index, &rules, evidence, b).unwrap_or_default(),
+    };
     Ok(Reviewed {
-        verdict: engine::evaluate_with(index, &rules, evidence),
+        verdict,
         object: rules.key().map(ToString::to_string),
         change,
     })
@@ -482,6 +488,7 @@ fn review_mesh_config(
     index: &Index,
     evidence: &Evidence,
     req: &AdmissionRequest<DynamicObject>,
+    budget: Option<&Budget>,
 ) -> Result<Reviewed, String> {
     let object = format!("ConfigMap {}", object_name(req));
     let unreadable = |e| format!("{object}: {e}");
@@ -515,8 +522,14 @@ fn review_mesh_config(
             .collect::<Vec<_>>()
             .join("; "),
     });
+    let verdict = match budget {
+        None => engine::evaluate_mesh_change(index, &old, &new, evidence),
+        Some(b) => {
+            engine::evaluate_mesh_change_within(index, &old, &new, evidence, b).unwrap_or_default()
+        }
+    };
     Ok(Reviewed {
-        verdict: engine::evaluate_mesh_change(index, &old, &new, evidence),
+        verdict,
         object: Some(object),
         change,
     })
@@ -530,6 +543,30 @@ pub fn decide_with(
     req: &AdmissionRequest<DynamicObject>,
     auth: &Authorization,
 ) -> Answer {
+    judge(index, evidence, default_mode, req, auth, None)
+}
+
+/// [`decide_with`] within `budget`: `None` once the review needs more work than that.
+pub fn decide_within(
+    index: &Index,
+    evidence: &Evidence,
+    default_mode: GuardMode,
+    req: &AdmissionRequest<DynamicObject>,
+    auth: &Authorization,
+    budget: &Budget,
+) -> Option<Answer> {
+    let answer = judge(index, evidence, default_mode, req, auth, Some(budget));
+    (!budget.is_spent()).then_some(answer)
+}
+
+fn judge(
+    index: &Index,
+    evidence: &Evidence,
+    default_mode: GuardMode,
+    req: &AdmissionRequest<DynamicObject>,
+    auth: &Authorization,
+    budget: Option<&Budget>,
+) -> Answer {
     let subject = Subject::of(index, req);
     let reviewed = match subject {
         Subject::Namespace => {
@@ -541,8 +578,8 @@ pub fn decide_with(
             };
             return namespace_review(req, mode, auth);
         }
-        Subject::Rule(kind) => Some(review_rule(index, evidence, kind, req)),
-        Subject::MeshConfig => Some(review_mesh_config(index, evidence, req)),
+        Subject::Rule(kind) => Some(review_rule(index, evidence, kind, req, budget)),
+        Subject::MeshConfig => Some(review_mesh_config(index, evidence, req, budget)),
         Subject::OtherConfigMap | Subject::Other => None,
     };
     let mode = mode_for(index, default_mode, req.namespace.as_deref());

@@ -36,6 +36,7 @@ pub struct Metrics {
     latency_buckets: [AtomicU64; BUCKETS.len()],
     latency_count: AtomicU64,
     latency_sum_nanos: AtomicU64,
+    offloaded: AtomicU64,
 }
 
 impl Default for Metrics {
@@ -48,6 +49,7 @@ impl Default for Metrics {
             latency_buckets: Default::default(),
             latency_count: AtomicU64::new(0),
             latency_sum_nanos: AtomicU64::new(0),
+            offloaded: AtomicU64::new(0),
         }
     }
 }
@@ -72,6 +74,11 @@ impl Metrics {
         self.latency_count.fetch_add(1, Relaxed);
         self.latency_sum_nanos
             .fetch_add(u64::try_from(took.as_nanos()).unwrap_or(u64::MAX), Relaxed);
+    }
+
+    /// A review too large to decide where it was read, handed to the blocking pool.
+    pub fn offloaded(&self) {
+        self.offloaded.fetch_add(1, Relaxed);
     }
 
     pub fn bad_request(&self, reason: &str) {
@@ -132,6 +139,13 @@ impl Metrics {
         let sum = self.latency_sum_nanos.load(Relaxed) as f64 / 1e9;
         let _ = writeln!(out, "mtls_guard_review_duration_seconds_sum {sum}");
         let _ = writeln!(out, "mtls_guard_review_duration_seconds_count {count}");
+        out.push_str("# HELP mtls_guard_reviews_offloaded_total Reviews too large to decide inline, decided on the blocking pool.\n");
+        out.push_str("# TYPE mtls_guard_reviews_offloaded_total counter\n");
+        let _ = writeln!(
+            out,
+            "mtls_guard_reviews_offloaded_total {}",
+            self.offloaded.load(Relaxed)
+        );
         out.push_str("# HELP mtls_guard_inventory_pods Active pods in the inventory index.\n");
         out.push_str("# TYPE mtls_guard_inventory_pods gauge\n");
         let _ = writeln!(out, "mtls_guard_inventory_pods {pods}");

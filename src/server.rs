@@ -29,6 +29,7 @@ use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
 
 use crate::admission::{self, AdmissionError, Answer, Authorization, GuardMode};
+use crate::engine::{Budget, Evidence};
 use crate::evidence::Traffic;
 use crate::inventory::SharedIndex;
 use crate::limits::BodyBudget;
@@ -60,9 +61,18 @@ pub struct AppState {
     pub reviews: Arc<Semaphore>,
     /// Past this, a review is answered without a decision (see `admission::overdue`).
     pub review_deadline: Duration,
+    /// Work a review may do on the thread that read it ([`INLINE_WORK`]).
+    inline_work: usize,
 }
 
 impl AppState {
+    /// Traffic evidence as last fetched, or the inventory alone without Prometheus.
+    fn evidence(&self) -> Evidence {
+        self.traffic
+            .as_ref()
+            .map_or_else(Evidence::inventory_only, |t| t.evidence())
+    }
+
     pub fn new(inventory: Arc<SharedIndex>, mode: GuardMode, allow_unsynced: bool) -> AppState {
         AppState {
             inventory,
@@ -77,6 +87,7 @@ impl AppState {
             authorizer: None,
             reviews: Arc::new(Semaphore::new(2)),
             review_deadline: Duration::from_secs(3),
+            inline_work: INLINE_WORK,
         }
     }
 
@@ -89,6 +100,12 @@ impl AppState {
     pub fn with_review_limits(mut self, concurrent: usize, deadline: Duration) -> AppState {
         self.reviews = Arc::new(Semaphore::new(concurrent.max(1)));
         self.review_deadline = deadline;
+        self
+    }
+
+    #[cfg(test)]
+    fn with_inline_work(mut self, units: usize) -> AppState {
+        self.inline_work = units;
         self
     }
 
@@ -254,9 +271,15 @@ async fn validate(State(state): State<Arc<AppState>>, headers: HeaderMap, body: 
     Json(outcome.reply()).into_response()
 }
 
-/// The decision, on the blocking pool behind the review semaphore, so neither a costly review
-/// nor many at once hold the threads that answer health checks and other reviews; past the
-/// deadline the review is answered without it (the decision still finishes, holding its permit).
+/// Work a review may do on the thread that read it (engine units, see [`Budget`]). A workload's
+/// lock-down in a mesh of 100k pods takes a few dozen; a review that needs more than this
+/// costs up to a few hundred microseconds here before it moves to the blocking pool.
+pub const INLINE_WORK: usize = 4096;
+
+/// The decision: small reviews on the thread that read them, larger ones on the blocking pool
+/// behind the review semaphore, so neither a costly review nor many at once hold the threads
+/// that answer health checks and other reviews; past the deadline the review is answered
+/// without it (the decision still finishes, holding its permit).
 async fn decide(
     state: &Arc<AppState>,
     req: AdmissionRequest<DynamicObject>,
@@ -273,13 +296,18 @@ async fn decide(
             // Asked before taking a decision permit: a slow API server delays only the
             // reviews that need its word, not every review behind the permit.
             let auth = authorize(&state, &req).await;
+            let evidence = state.evidence();
+            let budget = Budget::new(state.inline_work);
+            let inline = state.inventory.read(|index| {
+                admission::decide_within(index, &evidence, state.mode, &req, &auth, &budget)
+            });
+            if let Some(answer) = inline {
+                return Ok(answer);
+            }
+            state.metrics.offloaded();
             let permit = Arc::clone(&state.reviews).acquire_owned().await.ok();
             tokio::task::spawn_blocking(move || {
                 let _permit = permit;
-                let evidence = state
-                    .traffic
-                    .as_ref()
-                    .map_or_else(crate::evidence::Evidence::inventory_only, |t| t.evidence());
                 state
                     .inventory
                     .read(|index| admission::decide_with(index, &evidence, state.mode, &req, &auth))

@@ -9,6 +9,7 @@
 
 use std::collections::BTreeSet;
 
+use super::budget::afford;
 use super::destination::{self, Asker};
 use super::mode::ModeResolver;
 use super::scope::selected_by;
@@ -89,9 +90,11 @@ impl Unmeshed {
             out.add(kubelet, Reason::KubeletProbe { port }, server);
         }
         if let Some(port) = hit.port.filter(|_| index.has_outside_callers()) {
-            for route in w.routes_to(port) {
+            let budget = out.budget;
+            for route in w.routes_to(port).take_while(|_| afford(budget, 1)) {
                 let svc = &route.service;
-                for (kind, name) in index.api_callers_of(&svc.namespace, &svc.name, route.port) {
+                let callers = index.api_callers_of(&svc.namespace, &svc.name, route.port);
+                for (kind, name) in callers.take_while(|_| afford(budget, 1)) {
                     let server = out.server(hit, w);
                     let caller = Client::ApiServer {
                         caller: kind,
@@ -174,7 +177,8 @@ fn reachable<'a, 'w>(
         .filter(|(_, w)| eligible(w))
         .collect();
     let mut listed = 0;
-    for (c, reason) in members {
+    let budget = out.budget;
+    for (c, reason) in members.take_while(|_| afford(budget, 1 + locked.len())) {
         let reached = if listed < LISTED_UNMESHED {
             let reachable: Vec<_> = locked
                 .iter()
@@ -239,6 +243,7 @@ fn auto_mtls_plaintext(modes: &mut ModeResolver, w: &Workload, route: &Route) ->
     if route.headless {
         let svc = &*route.service;
         let unlabelled = selected_by(index, svc)
+            .take_while(|_| modes.view.afford(1))
             .map(|id| index.workload(id))
             .find(|b| !b.has_istio_tls_label());
         if let Some(backend) = unlabelled {
@@ -387,7 +392,8 @@ pub(super) fn with_sidecar<'a>(
     let Some(port) = hit.port else { return };
     let index = after.view.index;
     let no_bypassers = index.workloads().bypassers().next().is_none();
-    for route in w.routes_to(port) {
+    let view = after.view;
+    for route in w.routes_to(port).take_while(|_| view.afford(1)) {
         let now = Path {
             route,
             auto: auto_mtls_plaintext(after, w, route),
@@ -442,7 +448,10 @@ impl Judge<'_, '_> {
         // The Service's namespace: a Service selects pods of its own namespace.
         let svc_ns = &*w.namespace;
         let roots = [&self.before, &self.after].map(|v| v.mesh.root_namespace.as_str());
-        let mut own: BTreeSet<&str> = index.dr_namespaces_for(self.now.route).collect();
+        let mut own: BTreeSet<&str> = index
+            .dr_namespaces_for(self.now.route)
+            .take_while(|_| self.after.afford(1))
+            .collect();
         own.extend(rules.changed_ns.iter().copied());
         // Without a rule for this host in the Service's or a root namespace, clients of the
         // shared class have no rule at all: auto mTLS decides, no lookup needed.
@@ -467,19 +476,21 @@ impl Judge<'_, '_> {
                 false => r.auto.clone(),
             };
             if let Some(reason) = self.newly(judge) {
-                for (id, c) in workloads.sidecars() {
+                for (id, c) in workloads.sidecars().take_while(|_| self.after.afford(1)) {
                     if eligible(id) && !own.contains(&*c.namespace) {
                         add(c, reason.clone(), out);
                     }
                 }
             }
         } else {
-            own.extend(workloads.sidecars().map(|(_, c)| &*c.namespace));
+            let sidecars = workloads.sidecars().take_while(|_| self.after.afford(1));
+            own.extend(sidecars.map(|(_, c)| &*c.namespace));
         }
         for ns in own {
             let per_workload = index.has_selector_dest_rules(ns) || rules.changed_ns.contains(ns);
             let members = index
                 .workloads_in(ns)
+                .take_while(|_| self.after.afford(1))
                 .filter(|(id, c)| c.shape.proxy == Proxy::Sidecar && eligible(*id));
             if per_workload {
                 for (_, c) in members {
@@ -508,7 +519,8 @@ impl Judge<'_, '_> {
 
     /// Sidecar clients with outbound exclusions, judged one by one.
     fn bypassers<'a>(&self, w: &Workload, hit: &Hit<'a>, port: u16, out: &mut VerdictBuilder<'a>) {
-        for (id, c) in self.after.index.workloads().bypassers() {
+        let bypassers = self.after.index.workloads().bypassers();
+        for (id, c) in bypassers.take_while(|_| self.after.afford(1)) {
             if id != hit.id {
                 if let Some(reason) = self.newly(|v, r| one_client(v, c, w, r, port)) {
                     cut_off(out, hit, w, c, reason);

@@ -57,6 +57,9 @@ pub fn find<'a>(
     let domain = view.index.filters().cluster_domain.as_str();
     let root = view.mesh.root_namespace.as_str();
     let own = asker.namespace;
+    if !view.afford(rule_count(view, [own, service_ns, root])) {
+        return None;
+    }
     if let Some(w) = asker.workload {
         let selected = view.dest_rules(own).filter(|d| {
             d.workload_selector
@@ -90,7 +93,18 @@ pub fn find<'a>(
 /// root namespace alike: true unless a rule there exports to a list of named namespaces.
 pub fn uniform_exports(view: &View, service_ns: &str) -> bool {
     let root = view.mesh.root_namespace.as_str();
+    if !view.afford(rule_count(view, [service_ns, root])) {
+        return false;
+    }
     [service_ns, root]
         .iter()
         .all(|ns| view.dest_rules(ns).all(|d| !d.exports.names_namespaces()))
+}
+
+/// The DestinationRules a lookup may read in these namespaces, the review's cost of it.
+fn rule_count<const N: usize>(view: &View, namespaces: [&str; N]) -> usize {
+    1 + namespaces
+        .iter()
+        .map(|ns| view.index.dest_rules(ns).len())
+        .sum::<usize>()
 }

@@ -3,6 +3,7 @@
 //! Pure and synchronous: an [`Index`] snapshot and a [`Change`] in, a [`Verdict`] out. No I/O,
 //! no clock, no Kubernetes client, no user-facing text (that is `report`'s job).
 
+mod budget;
 mod clients;
 mod destination;
 mod mode;
@@ -18,6 +19,7 @@ use crate::inventory::{Index, WorkloadId};
 use crate::model::{MeshConfig, Mode, Origin, Rule};
 
 pub use crate::evidence::edges::{Evidence, EvidenceMode};
+pub use budget::Budget;
 pub use destination::host_matches;
 pub use mode::{ModeResolver, Resolved};
 pub use verdict::{
@@ -49,15 +51,35 @@ pub fn evaluate(index: &Index, change: &Change) -> Verdict {
 
 /// Which clients does applying `change` to `index` cut off, with traffic evidence too?
 pub fn evaluate_with(index: &Index, change: &Change, evidence: &Evidence) -> Verdict {
+    evaluate_change(index, change, evidence, None)
+}
+
+/// [`evaluate_with`] within `budget`: `None` once the review needs more work than that.
+pub fn evaluate_within(
+    index: &Index,
+    change: &Change,
+    evidence: &Evidence,
+    budget: &Budget,
+) -> Option<Verdict> {
+    let verdict = evaluate_change(index, change, evidence, Some(budget));
+    (!budget.is_spent()).then_some(verdict)
+}
+
+fn evaluate_change(
+    index: &Index,
+    change: &Change,
+    evidence: &Evidence,
+    budget: Option<&Budget>,
+) -> Verdict {
     let Some(key) = change.key() else {
         return Verdict::default();
     };
     let views = [
-        View::new(index, key, change.old),
-        View::new(index, key, change.new),
+        View::new(index, key, change.old).within(budget),
+        View::new(index, key, change.new).within(budget),
     ];
     let rules = clients::DestRules::new(index, change);
-    judge(views, candidates(index, change), &rules, evidence)
+    judge(views, candidates(&views[1], change), &rules, evidence)
 }
 
 /// Which clients does replacing mesh config `old` by `new` cut off (README "How it decides",
@@ -69,16 +91,45 @@ pub fn evaluate_mesh_change(
     new: &MeshConfig,
     evidence: &Evidence,
 ) -> Verdict {
+    mesh_change(index, old, new, evidence, None)
+}
+
+/// [`evaluate_mesh_change`] within `budget`: `None` once the review needs more work than that.
+pub fn evaluate_mesh_change_within(
+    index: &Index,
+    old: &MeshConfig,
+    new: &MeshConfig,
+    evidence: &Evidence,
+    budget: &Budget,
+) -> Option<Verdict> {
+    let verdict = mesh_change(index, old, new, evidence, Some(budget));
+    (!budget.is_spent()).then_some(verdict)
+}
+
+fn mesh_change(
+    index: &Index,
+    old: &MeshConfig,
+    new: &MeshConfig,
+    evidence: &Evidence,
+    budget: Option<&Budget>,
+) -> Verdict {
     if old == new {
         return Verdict::default();
     }
-    let views = [View::with_mesh(index, old), View::with_mesh(index, new)];
+    let views = [
+        View::with_mesh(index, old).within(budget),
+        View::with_mesh(index, new).within(budget),
+    ];
     let unchanged = Change {
         old: None,
         new: None,
     };
     let rules = clients::DestRules::new(index, &unchanged);
-    let all = index.workloads().iter().map(|(id, _)| id).collect();
+    let workloads = index.workloads();
+    let all = match views[1].afford(workloads.count()) {
+        true => workloads.iter().map(|(id, _)| id).collect(),
+        false => Vec::new(),
+    };
     let mut verdict = judge(views, all, &rules, evidence);
     if old.root_namespace != new.root_namespace
         && index
@@ -102,13 +153,16 @@ fn judge(
     let mut before = ModeResolver::new(before);
     let mut after = ModeResolver::new(after);
     let mut unmeshed = clients::Unmeshed::new(index);
-    let mut out = VerdictBuilder::new(index, candidates.len());
+    let mut out = VerdictBuilder::new(index, candidates.len(), after.view.budget());
     let mut hits = Vec::with_capacity(candidates.len());
     // One pass over the servers, each judged while its workload is in cache.
     for id in candidates {
         let w = index.workload(id);
         if !Index::is_server(w) {
             continue;
+        }
+        if !after.view.afford(1 + w.ports.len()) {
+            break;
         }
         for &port in &w.ports {
             let a = after.port(id, port);

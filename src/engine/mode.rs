@@ -176,12 +176,12 @@ impl<'a> ModeResolver<'a> {
         let view = self.view;
         let mut selected = Vec::new();
         if namespace != view.mesh.root_namespace {
-            for pa in view.peer_authns(namespace) {
+            for pa in view.peer_authns(namespace).take_while(|_| view.afford(1)) {
                 let Some(selector) = &pa.selector else {
                     continue;
                 };
                 let ids = view.index.workloads().matching(namespace, selector);
-                selected.extend(ids.map(|(id, _)| (id, pa)));
+                selected.extend(ids.take_while(|_| view.afford(1)).map(|(id, _)| (id, pa)));
             }
         }
         // Stable: of the policies selecting a workload, the oldest stays first.
@@ -252,6 +252,9 @@ fn legacy_target<'a>(view: &View<'a>, w: &Workload, port: Option<u16>) -> Option
         let LegacyScope::Targets(targets) = &policy.scope else {
             continue;
         };
+        if !view.afford(1 + targets.len() * services.len()) {
+            return None;
+        }
         for target in targets {
             let Some(svc) = services
                 .iter()

@@ -4,6 +4,7 @@
 
 use std::cell::Cell;
 
+use super::budget::{self, Budget};
 use crate::inventory::{Index, Workload};
 use crate::model::network_policy::{Peer, PolicyRule, Selector};
 use crate::model::pod::NamedPort;
@@ -19,6 +20,8 @@ pub(super) struct Reach<'i> {
     on: bool,
     /// Weight still to spend in this review.
     left: Cell<usize>,
+    /// Where the review runs on a budget, the weight is charged to it as well.
+    budget: Option<&'i Budget>,
 }
 
 /// Which way a policy rule looks: ingress rules name sources, egress rules destinations.
@@ -29,11 +32,12 @@ enum Way {
 }
 
 impl<'i> Reach<'i> {
-    pub(super) fn new(index: &'i Index) -> Reach<'i> {
+    pub(super) fn new(index: &'i Index, budget: Option<&'i Budget>) -> Reach<'i> {
         Reach {
             index,
             on: index.filters_by_network_policy(),
             left: Cell::new(REVIEW_BUDGET),
+            budget,
         }
     }
 
@@ -76,7 +80,7 @@ impl<'i> Reach<'i> {
             };
             let Some(rules) = rules else { continue };
             let left = self.left.get();
-            if left == 0 {
+            if left == 0 || !budget::afford(self.budget, np.weight()) {
                 return true;
             }
             self.left.set(left.saturating_sub(np.weight()));

@@ -1,14 +1,19 @@
 //! Which server workloads a change can affect: the scope of the rules before and after it.
 
-use super::{host_matches, Change};
+use super::{host_matches, Change, View};
 use crate::inventory::{Index, WorkloadId};
 use crate::model::{LegacyScope, Mode, Rule, Service};
 
-/// Server workloads whose mode or clients the change can affect, in a stable order.
-pub(super) fn candidates(index: &Index, change: &Change) -> Vec<WorkloadId> {
+/// Server workloads whose mode or clients the change can affect, in a stable order; none
+/// when listing them is more than the view's budget allows.
+pub(super) fn candidates(view: &View, change: &Change) -> Vec<WorkloadId> {
+    let index = view.index;
     let mut ids = Vec::new();
     for rule in [change.old, change.new].into_iter().flatten() {
-        if scope(index, rule, &mut ids) == Reach::Mesh {
+        if scope(view, rule, &mut ids) == Reach::Mesh {
+            if !view.afford(index.workloads().count()) {
+                return Vec::new();
+            }
             // Every workload, already in order: no need to sort ten thousand ids.
             return index.workloads().iter().map(|(id, _)| id).collect();
         }
@@ -25,26 +30,34 @@ enum Reach {
     Listed,
 }
 
-fn scope(index: &Index, rule: &Rule, ids: &mut Vec<WorkloadId>) -> Reach {
+fn scope(view: &View, rule: &Rule, ids: &mut Vec<WorkloadId>) -> Reach {
+    let index = view.index;
     let ns = rule.origin().namespace.as_str();
     let root = index.mesh().root_namespace.as_str();
     match rule {
         Rule::PeerAuthentication(pa) => match &pa.selector {
             None if ns == root => return Reach::Mesh,
-            None => ids.extend(index.workloads_in(ns).map(|(id, _)| id)),
+            None => add(view, ids, index.workloads_in(ns).map(|(id, _)| id)),
             Some(_) if ns == root => {}
-            Some(sel) => ids.extend(index.workloads().matching(ns, sel).map(|(id, _)| id)),
+            Some(sel) => add(
+                view,
+                ids,
+                index.workloads().matching(ns, sel).map(|(id, _)| id),
+            ),
         },
         Rule::Legacy(p) => match &p.scope {
             LegacyScope::Mesh => return Reach::Mesh,
-            LegacyScope::Namespace => ids.extend(index.workloads_in(ns).map(|(id, _)| id)),
+            LegacyScope::Namespace => add(view, ids, index.workloads_in(ns).map(|(id, _)| id)),
             LegacyScope::Targets(targets) => {
+                if !view.afford(index.services_in(ns).len() * targets.len()) {
+                    return Reach::Listed;
+                }
                 for svc in index
                     .services_in(ns)
                     .iter()
                     .filter(|s| targets.iter().any(|t| t.service == s.name))
                 {
-                    ids.extend(selected_by(index, svc));
+                    add(view, ids, selected_by(index, svc));
                 }
             }
             LegacyScope::Ignored => {}
@@ -61,15 +74,23 @@ fn scope(index: &Index, rule: &Rule, ids: &mut Vec<WorkloadId>) -> Reach {
                     .collect(),
                 None => index.services_for_host(&dr.host, ns, domain),
             };
+            if !view.afford(services.len()) {
+                return Reach::Listed;
+            }
             for svc in services
                 .into_iter()
                 .filter(|s| host_matches(dr, &s.host, domain).is_some())
             {
-                ids.extend(selected_by(index, svc));
+                add(view, ids, selected_by(index, svc));
             }
         }
     }
     Reach::Listed
+}
+
+/// Lists `found`, one unit of the view's budget each, until the budget is spent.
+fn add(view: &View, ids: &mut Vec<WorkloadId>, found: impl Iterator<Item = WorkloadId>) {
+    ids.extend(found.take_while(|_| view.afford(1)));
 }
 
 /// Whether a policy of `namespace` can make a port STRICT (its mode or a port's).

@@ -1,5 +1,6 @@
 //! Tier 3: plaintext that Istio's telemetry saw arriving at a server the change locks down.
 
+use super::budget::afford;
 use super::verdict::{Client, Hit, Reason, Tier, VerdictBuilder};
 use crate::evidence::edges::{Evidence, EvidenceMode};
 use crate::inventory::Index;
@@ -22,9 +23,11 @@ pub(super) fn observed<'a>(
         return;
     }
     let window_secs = evidence.window.as_secs();
+    let budget = out.budget;
     for hit in hits.iter().filter(|h| h.locks_down()) {
         let w = index.workload(hit.id);
-        for sender in evidence.senders_to(&w.namespace, &w.name) {
+        let senders = evidence.senders_to(&w.namespace, &w.name);
+        for sender in senders.iter().take_while(|_| afford(budget, 1)) {
             let server = out.server(hit, w);
             let client = if sender.is_unknown() {
                 Client::Unknown

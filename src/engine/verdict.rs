@@ -6,6 +6,7 @@ use std::sync::Arc;
 use serde::Serialize;
 use smallvec::SmallVec;
 
+use super::budget::Budget;
 use super::mode::Resolved;
 use super::reach::Reach;
 use crate::inventory::{Index, Map, Set, Workload, WorkloadId};
@@ -224,6 +225,7 @@ impl Verdict {
 pub(super) struct VerdictBuilder<'a> {
     pub(super) verdict: Verdict,
     pub(super) reach: Reach<'a>,
+    pub(super) budget: Option<&'a Budget>,
     /// Suspects NetworkPolicies kept from a server; counted at the end unless cut off elsewhere.
     pub(super) filtered: Set<Client>,
     /// Unlisted clients found to reach a server, counted once whatever their pod groups.
@@ -239,10 +241,15 @@ pub(super) struct VerdictBuilder<'a> {
 
 impl<'a> VerdictBuilder<'a> {
     /// Room for `servers` servers: a mesh-wide review registers thousands.
-    pub(super) fn new(index: &'a Index, servers: usize) -> VerdictBuilder<'a> {
+    pub(super) fn new(
+        index: &'a Index,
+        servers: usize,
+        budget: Option<&'a Budget>,
+    ) -> VerdictBuilder<'a> {
         let mut out = VerdictBuilder {
             verdict: Verdict::default(),
-            reach: Reach::new(index),
+            reach: Reach::new(index, budget),
+            budget,
             filtered: Set::default(),
             unlisted_reached: Set::default(),
             server_slots: ServerSlots::new(index.workloads().id_bound(), servers),

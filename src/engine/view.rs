@@ -1,6 +1,7 @@
 //! The index as it is before or after a change: one object replaced, added or removed, or
 //! the mesh config replaced.
 
+use super::budget::{self, Budget};
 use crate::inventory::Index;
 use crate::model::{DestinationRule, LegacyPolicy, MeshConfig, Origin, PeerAuthentication, Rule};
 
@@ -12,6 +13,7 @@ pub struct View<'a> {
     /// The reviewed object; `None` when the change is to the mesh config.
     key: Option<&'a Origin>,
     rule: Option<&'a Rule>,
+    budget: Option<&'a Budget>,
 }
 
 impl<'a> View<'a> {
@@ -21,6 +23,7 @@ impl<'a> View<'a> {
             mesh: index.mesh(),
             key: Some(key),
             rule,
+            budget: None,
         }
     }
 
@@ -31,7 +34,22 @@ impl<'a> View<'a> {
             mesh,
             key: None,
             rule: None,
+            budget: None,
         }
+    }
+
+    /// The same view, charging the work done in it to `budget`.
+    pub(super) fn within(self, budget: Option<&'a Budget>) -> View<'a> {
+        View { budget, ..self }
+    }
+
+    /// Takes `units` of work from the review's budget, if it has one; `false` when spent.
+    pub(super) fn afford(&self, units: usize) -> bool {
+        budget::afford(self.budget, units)
+    }
+
+    pub(super) fn budget(&self) -> Option<&'a Budget> {
+        self.budget
     }
 
     /// Whether views of this change may differ in `namespace`: where the reviewed object is,

@@ -207,3 +207,34 @@ async fn a_review_stuck_past_its_deadline_is_answered_and_does_not_hold_up_other
         "{metrics}"
     );
 }
+
+#[tokio::test]
+async fn a_small_review_is_decided_inline_and_a_larger_one_on_the_pool_alike() {
+    let offloaded = |metrics: &str| {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix("mtls_guard_reviews_offloaded_total "))
+            .map(str::to_owned)
+    };
+    let inline = state(true);
+    let pooled = Arc::new(
+        AppState::new(
+            Arc::new(SharedIndex::complete(
+                file::demo(Filters::default()).unwrap(),
+            )),
+            GuardMode::Enforce,
+            false,
+        )
+        .with_inline_work(1),
+    );
+    let (a, b) = (
+        seed_review(Arc::clone(&inline)).await,
+        seed_review(Arc::clone(&pooled)).await,
+    );
+    assert_eq!(a["response"]["status"]["code"], 403, "{a}");
+    assert_eq!(a["response"], b["response"]);
+    for (st, expected) in [(inline, "0"), (pooled, "1")] {
+        let (_, metrics) = send(ops_router(st, &limits(), false), get("/metrics")).await;
+        assert_eq!(offloaded(&metrics).as_deref(), Some(expected), "{metrics}");
+    }
+}

@@ -97,7 +97,7 @@ pub(super) fn seed_lockdown() -> Rule {
     )
 }
 
-fn seed_dr_origin() -> Origin {
+pub(super) fn seed_dr_origin() -> Origin {
     dr("foo", "example-httpbin-istio-client-mtls", json!({}))
         .origin()
         .clone()

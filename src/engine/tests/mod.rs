@@ -1,6 +1,7 @@
 //! Engine rules, one file per part of the engine they exercise, on the seed scenario of
 //! [`fixtures`].
 
+mod budget;
 mod clients;
 mod fixtures;
 mod mesh_config;
