@@ -2,7 +2,7 @@
 # Reproduces BENCHMARKS.md: the offline commands (benches/offline.sh), engine latency, index
 # build, RSS, HTTPS throughput against the bare server and OPA, and the live-watch figures on
 # a real API server, one after the other on this machine.
-# Usage: benches/run.sh [OUT_DIR]   (about 42 minutes on 2 cores)
+# Usage: benches/run.sh [OUT_DIR]   (about 45 minutes on 2 cores)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${1:-target/bench-run}
@@ -86,6 +86,13 @@ for round in 1 2; do
   load "bare-server-$round" "https://127.0.0.1:18444/validate" "$review"
   load "mtls-guard-100k-$round" "https://127.0.0.1:18443/validate" "$review"
 done
+echo "== the same, allowed: the lock-down's policy PERMISSIVE (an answer as short as the bare server's)"
+sed 's/"STRICT"/"PERMISSIVE"/' "$review" > "$out/allowed.review.json"
+for round in 1 2; do
+  load "bare-server-$round" "https://127.0.0.1:18444/validate" "$out/allowed.review.json"
+  load "mtls-guard-allowed-$round" "https://127.0.0.1:18443/validate" "$out/allowed.review.json"
+done
+curl -s http://127.0.0.1:19090/metrics | grep '^mtls_guard_reviews_offloaded_total'
 echo "== OPA (benches/opa/policy.rego), one instance at a time, alone, at 1k, 10k and 100k pods"
 for n in 1000 10000 100000; do
   "$OPA" run --server --log-level error --shutdown-grace-period 1 --addr 127.0.0.1:18445 --tls-cert-file "$CERT" --tls-private-key-file "$KEY" \
@@ -103,6 +110,9 @@ MTLS_GUARD_BENCH_PODS=100000 "$(bench_bin watch)"
 
 echo "== through the API server: dry-run policy writes with and without the guard (cargo bench --bench apiserver)"
 "$(bench_bin apiserver)"
+
+echo "== adversarial reviews, and the inline attempt within its budget (cargo bench --bench adversarial)"
+"$(bench_bin adversarial)"
 
 echo "== criterion means (cargo bench --bench engine)"
 cargo bench --quiet --bench engine -- --warm-up-time 1 --measurement-time 3 2>/dev/null \
