@@ -1,6 +1,6 @@
 //! Turns a [`Verdict`] into the words users read: the deny message, warnings, audit entries.
 
-use std::fmt::Write;
+use std::fmt::{self, Write};
 
 use serde::Serialize;
 
@@ -11,26 +11,43 @@ use crate::model::Origin;
 pub const LISTED_CLIENTS: usize = 10;
 
 pub fn client_name(c: &Client) -> String {
-    match c {
-        Client::Workload { namespace, name } => format!("{namespace}/{name}"),
-        Client::Kubelet { namespace, name } => format!("kubelet (probes of {namespace}/{name})"),
-        Client::External {
-            namespace,
-            service,
-            exposure,
-        } => format!(
-            "external clients (Service {namespace}/{service}, {})",
-            exposure.as_str()
-        ),
-        Client::ApiServer { caller, name } => {
-            format!("kube-apiserver ({} {name})", caller.as_str())
+    ClientName(c).to_string()
+}
+
+/// A client as messages name it; written in place, as the deny message is built on every
+/// denied review.
+struct ClientName<'a>(&'a Client);
+
+impl fmt::Display for ClientName<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        match self.0 {
+            Client::Workload { namespace, name } => write!(f, "{namespace}/{name}"),
+            Client::Kubelet { namespace, name } => {
+                write!(f, "kubelet (probes of {namespace}/{name})")
+            }
+            Client::External {
+                namespace,
+                service,
+                exposure,
+            } => write!(
+                f,
+                "external clients (Service {namespace}/{service}, {})",
+                exposure.as_str()
+            ),
+            Client::ApiServer { caller, name } => {
+                write!(f, "kube-apiserver ({} {name})", caller.as_str())
+            }
+            Client::Unknown => f.write_str("unknown sender"),
         }
-        Client::Unknown => "unknown sender".into(),
     }
 }
 
-fn server_name(s: &Server) -> String {
-    format!("{}/{}", s.namespace, s.workload)
+struct ServerName<'a>(&'a Server);
+
+impl fmt::Display for ServerName<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        write!(f, "{}/{}", self.0.namespace, self.0.workload)
+    }
 }
 
 /// The evidence tier in words: the deny message, `check` and `report` say it alike.
@@ -42,96 +59,135 @@ pub fn tier_name(t: Tier) -> &'static str {
     }
 }
 
-fn origin_name(o: &Origin) -> String {
-    if o.namespace.is_empty() {
-        o.name.clone()
-    } else {
-        format!("{}/{}", o.namespace, o.name)
+struct OriginName<'a>(&'a Origin);
+
+impl fmt::Display for OriginName<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        let o = self.0;
+        if o.namespace.is_empty() {
+            f.write_str(&o.name)
+        } else {
+            write!(f, "{}/{}", o.namespace, o.name)
+        }
     }
 }
 
 pub fn reason_text(r: &Reason) -> String {
-    match r {
-        Reason::NoProxy => "no Istio sidecar and not enrolled in ambient".into(),
-        Reason::HostNetwork => "hostNetwork pod: no proxy captures its traffic".into(),
-        Reason::AmbientNotEnrolled => {
-            "ambient requested (istio.io/dataplane-mode=ambient) but not enrolled by istio-cni".into()
+    ReasonText(r).to_string()
+}
+
+struct ReasonText<'a>(&'a Reason);
+
+impl fmt::Display for ReasonText<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        match self.0 {
+            Reason::NoProxy => f.write_str("no Istio sidecar and not enrolled in ambient"),
+            Reason::HostNetwork => f.write_str("hostNetwork pod: no proxy captures its traffic"),
+            Reason::AmbientNotEnrolled => f.write_str(
+                "ambient requested (istio.io/dataplane-mode=ambient) but not enrolled by istio-cni",
+            ),
+            Reason::DestinationRule { rule, mode, port } => write!(
+                f,
+                "DestinationRule {} sets tls.mode {} for port {port}",
+                OriginName(rule),
+                mode.as_str()
+            ),
+            Reason::PlaintextSubset { rule, subset, mode } => write!(
+                f,
+                "DestinationRule {} subset {subset} uses tls.mode {}",
+                OriginName(rule),
+                mode.as_str()
+            ),
+            Reason::AutoMtlsOff => f.write_str(
+                "auto mTLS is off (enableAutoMtls: false) and no DestinationRule sets ISTIO_MUTUAL",
+            ),
+            Reason::TargetNotLabelled => f.write_str(
+                "auto mTLS sends plaintext: the server pods lack security.istio.io/tlsMode=istio",
+            ),
+            Reason::NamespaceDisable { namespace, by } => {
+                write!(f, "auto mTLS sends plaintext: namespace {namespace} is DISABLE")?;
+                match by {
+                    Some(o) => write!(f, " ({o})"),
+                    None => Ok(()),
+                }
+            }
+            Reason::HeadlessBackend { service, backend } => write!(
+                f,
+                "headless Service {service} has a backend without a sidecar ({backend}): auto mTLS sends plaintext to all of it"
+            ),
+            Reason::AmbientToSidecar => f.write_str(
+                "ambient client: the sidecar server lacks networking.istio.io/tunnel=http, so ztunnel passes plaintext",
+            ),
+            Reason::OutboundBypass { annotation, port } => write!(
+                f,
+                "its traffic to port {port} bypasses its sidecar (traffic.sidecar.istio.io/{annotation})"
+            ),
+            Reason::KubeletProbe { port } => write!(
+                f,
+                "httpGet/gRPC probe on port {port} with probe rewriting off: the pods would go unready"
+            ),
+            Reason::ExposedOutsideMesh { port } => {
+                write!(f, "exposed outside the mesh on Service port {port}")
+            }
+            Reason::ApiServerCalls { port } => write!(
+                f,
+                "the API server calls it on Service port {port} without Istio mTLS"
+            ),
+            Reason::ObservedPlaintext {
+                requests,
+                connections,
+                window_secs,
+            } => write!(
+                f,
+                "seen sending plaintext: {requests} req, {connections} TCP conn in the last {}",
+                crate::evidence::window_text(std::time::Duration::from_secs(*window_secs))
+            ),
         }
-        Reason::DestinationRule { rule, mode, port } => format!(
-            "DestinationRule {} sets tls.mode {} for port {port}",
-            origin_name(rule),
-            mode.as_str()
-        ),
-        Reason::PlaintextSubset { rule, subset, mode } => format!(
-            "DestinationRule {} subset {subset} uses tls.mode {}",
-            origin_name(rule),
-            mode.as_str()
-        ),
-        Reason::AutoMtlsOff => {
-            "auto mTLS is off (enableAutoMtls: false) and no DestinationRule sets ISTIO_MUTUAL".into()
-        }
-        Reason::TargetNotLabelled => {
-            "auto mTLS sends plaintext: the server pods lack security.istio.io/tlsMode=istio".into()
-        }
-        Reason::NamespaceDisable { namespace, by } => format!(
-            "auto mTLS sends plaintext: namespace {namespace} is DISABLE{}",
-            by.as_ref()
-                .map(|o| format!(" ({o})"))
-                .unwrap_or_default()
-        ),
-        Reason::HeadlessBackend { service, backend } => format!(
-            "headless Service {service} has a backend without a sidecar ({backend}): auto mTLS sends plaintext to all of it"
-        ),
-        Reason::AmbientToSidecar => {
-            "ambient client: the sidecar server lacks networking.istio.io/tunnel=http, so ztunnel passes plaintext".into()
-        }
-        Reason::OutboundBypass { annotation, port } => format!(
-            "its traffic to port {port} bypasses its sidecar (traffic.sidecar.istio.io/{annotation})"
-        ),
-        Reason::KubeletProbe { port } => format!(
-            "httpGet/gRPC probe on port {port} with probe rewriting off: the pods would go unready"
-        ),
-        Reason::ExposedOutsideMesh { port } => {
-            format!("exposed outside the mesh on Service port {port}")
-        }
-        Reason::ApiServerCalls { port } => {
-            format!("the API server calls it on Service port {port} without Istio mTLS")
-        }
-        Reason::ObservedPlaintext { requests, connections, window_secs } => format!(
-            "seen sending plaintext: {requests} req, {connections} TCP conn in the last {}",
-            crate::evidence::window_text(std::time::Duration::from_secs(*window_secs))
-        ),
     }
 }
 
-fn ports_text(s: &Server) -> String {
-    s.ports
-        .iter()
-        .map(|p| {
-            let port = p
-                .port
-                .map_or_else(|| "all ports".to_string(), |n| format!("port {n}"));
-            let by = p
-                .decided_by
-                .as_ref()
-                .map(|o| format!(" by {o}"))
-                .unwrap_or_default();
-            format!("{port}: {} -> {}{by}", p.before, p.after)
-        })
-        .collect::<Vec<_>>()
-        .join(", ")
+/// A server's ports, each with its mode before and after and the rule deciding it.
+struct PortsText<'a>(&'a Server);
+
+impl fmt::Display for PortsText<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        for (i, p) in self.0.ports.iter().enumerate() {
+            if i > 0 {
+                f.write_str(", ")?;
+            }
+            match p.port {
+                Some(n) => write!(f, "port {n}")?,
+                None => f.write_str("all ports")?,
+            }
+            write!(f, ": {} -> {}", p.before, p.after)?;
+            if let Some(o) = &p.decided_by {
+                write!(f, " by {o}")?;
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Servers named in one line of a message.
 const LISTED_TARGETS: usize = 3;
 
-fn targets_of(v: &Verdict, b: &Break) -> String {
-    let all: Vec<String> = v.targets(b).map(server_name).collect();
-    let mut line = all[..all.len().min(LISTED_TARGETS)].join(", ");
-    if all.len() > LISTED_TARGETS {
-        let _ = write!(line, " +{} more", all.len() - LISTED_TARGETS);
+/// The servers a client is cut off from: the first [`LISTED_TARGETS`], then how many more.
+struct TargetsOf<'a>(&'a Verdict, &'a Break);
+
+impl fmt::Display for TargetsOf<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        let mut targets = self.0.targets(self.1);
+        for (i, s) in targets.by_ref().take(LISTED_TARGETS).enumerate() {
+            if i > 0 {
+                f.write_str(", ")?;
+            }
+            write!(f, "{}", ServerName(s))?;
+        }
+        match targets.count() {
+            0 => Ok(()),
+            more => write!(f, " +{more} more"),
+        }
     }
-    line
 }
 
 /// The message a denied `kubectl apply` shows.
@@ -152,8 +208,8 @@ pub fn deny_message(object: &str, v: &Verdict, change: Option<&str>) -> String {
         let _ = write!(
             m,
             "\n{} {verb} ({}; {} pod(s))",
-            server_name(s),
-            ports_text(s),
+            ServerName(s),
+            PortsText(s),
             s.pods
         );
     }
@@ -162,9 +218,9 @@ pub fn deny_message(object: &str, v: &Verdict, change: Option<&str>) -> String {
         let _ = write!(
             m,
             "\n  - {} -> {}: {} [evidence: {}]",
-            client_name(&b.client),
-            targets_of(v, b),
-            reason_text(&b.reason),
+            ClientName(&b.client),
+            TargetsOf(v, b),
+            ReasonText(&b.reason),
             tier_name(b.tier)
         );
     }
@@ -220,8 +276,8 @@ pub fn warnings(v: &Verdict) -> Vec<String> {
             };
             format!(
                 "mtls-guard {verb}: {} -> {} sends plaintext ({})",
-                client_name(&b.client),
-                targets_of(v, b),
+                ClientName(&b.client),
+                TargetsOf(v, b),
                 short_reason(&b.reason)
             )
         })
@@ -278,7 +334,7 @@ pub fn cause(r: &Reason) -> (String, &'static str) {
             "check istio-cni on their nodes, then restart the pods",
         ),
         Reason::DestinationRule { rule, .. } | Reason::PlaintextSubset { rule, .. } => (
-            format!("DestinationRule {} sends plaintext", origin_name(rule)),
+            format!("DestinationRule {} sends plaintext", OriginName(rule)),
             "set its tls.mode to ISTIO_MUTUAL, or delete it",
         ),
         Reason::AutoMtlsOff => (
@@ -351,7 +407,7 @@ pub fn findings(v: &Verdict) -> Vec<Finding> {
             tier: b.tier,
             reason: b.reason.clone(),
             text: reason_text(&b.reason),
-            servers: v.targets(b).map(server_name).collect(),
+            servers: v.targets(b).map(|s| ServerName(s).to_string()).collect(),
             denies: b.denies,
         })
         .collect()
