@@ -254,7 +254,7 @@ async fn validate(State(state): State<Arc<AppState>>, headers: HeaderMap, body: 
     };
     let outcome = match (unjudged, synced) {
         (Some(outcome), _) => outcome,
-        (None, Ok(())) => decide(&state, req, started).await,
+        (None, Ok(())) => decide(&state, req, started, body.len() <= INLINE_BODY_BYTES).await,
         (None, Err(why)) => admission::unsynced(&req, state.mode, state.allow_unsynced, &why),
     };
     let r = &outcome.record;
@@ -276,7 +276,12 @@ async fn validate(State(state): State<Arc<AppState>>, headers: HeaderMap, body: 
 /// costs up to a few hundred microseconds here before it moves to the blocking pool.
 pub const INLINE_WORK: usize = 4096;
 
-/// The decision: small reviews on the thread that read them, larger ones on the blocking pool
+/// Reviews with a larger body go straight to the pool: comparing the old and new spec and
+/// reading a mesh config grow with the object, outside the engine's budget.
+const INLINE_BODY_BYTES: usize = 64 * 1024;
+
+/// The decision: small reviews (`small` bodies, within [`INLINE_WORK`]) on the thread that read
+/// them, larger ones on the blocking pool
 /// behind the review semaphore, so neither a costly review nor many at once hold the threads
 /// that answer health checks and other reviews; past the deadline the review is answered
 /// without it (the decision still finishes, holding its permit).
@@ -284,6 +289,7 @@ async fn decide(
     state: &Arc<AppState>,
     req: AdmissionRequest<DynamicObject>,
     started: Instant,
+    small: bool,
 ) -> Answer {
     let req = Arc::new(req);
     let deadline = tokio::time::Instant::from_std(started + state.review_deadline);
@@ -298,10 +304,12 @@ async fn decide(
             let auth = authorize(&state, &req).await;
             let evidence = state.evidence();
             let budget = Budget::new(state.inline_work);
-            let inline = state.inventory.read(|index| {
-                admission::decide_within(index, &evidence, state.mode, &req, &auth, &budget)
+            let inline = small.then(|| {
+                state.inventory.read(|index| {
+                    admission::decide_within(index, &evidence, state.mode, &req, &auth, &budget)
+                })
             });
-            if let Some(answer) = inline {
+            if let Some(answer) = inline.flatten() {
                 return Ok(answer);
             }
             state.metrics.offloaded();

@@ -91,7 +91,10 @@ impl Unmeshed {
         }
         if let Some(port) = hit.port.filter(|_| index.has_outside_callers()) {
             let budget = out.budget;
-            for route in w.routes_to(port).take_while(|_| afford(budget, 1)) {
+            if !afford(budget, w.routes.len()) {
+                return;
+            }
+            for route in w.routes_to(port) {
                 let svc = &route.service;
                 let callers = index.api_callers_of(&svc.namespace, &svc.name, route.port);
                 for (kind, name) in callers.take_while(|_| afford(budget, 1)) {
@@ -242,8 +245,7 @@ fn auto_mtls_plaintext(modes: &mut ModeResolver, w: &Workload, route: &Route) ->
     }
     if route.headless {
         let svc = &*route.service;
-        let unlabelled = selected_by(index, svc)
-            .take_while(|_| modes.view.afford(1))
+        let unlabelled = selected_by(&modes.view, svc)
             .map(|id| index.workload(id))
             .find(|b| !b.has_istio_tls_label());
         if let Some(backend) = unlabelled {
@@ -392,8 +394,11 @@ pub(super) fn with_sidecar<'a>(
     let Some(port) = hit.port else { return };
     let index = after.view.index;
     let no_bypassers = index.workloads().bypassers().next().is_none();
-    let view = after.view;
-    for route in w.routes_to(port).take_while(|_| view.afford(1)) {
+    // `routes_to` reads every route of the server to find the port's.
+    if !after.view.afford(w.routes.len()) {
+        return;
+    }
+    for route in w.routes_to(port) {
         let now = Path {
             route,
             auto: auto_mtls_plaintext(after, w, route),

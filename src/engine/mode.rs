@@ -175,13 +175,21 @@ impl<'a> ModeResolver<'a> {
     fn compute_level(&self, namespace: &str) -> Level<'a> {
         let view = self.view;
         let mut selected = Vec::new();
-        if namespace != view.mesh.root_namespace {
-            for pa in view.peer_authns(namespace).take_while(|_| view.afford(1)) {
+        let index = view.index;
+        let rules = index.peer_authns(namespace).len() + index.legacy_policies(namespace).len();
+        // The namespace's policies are read below whether or not they select anyone.
+        let affordable = view.afford(1 + rules);
+        if namespace != view.mesh.root_namespace && affordable {
+            let workloads = index.workloads();
+            for pa in view.peer_authns(namespace) {
                 let Some(selector) = &pa.selector else {
                     continue;
                 };
-                let ids = view.index.workloads().matching(namespace, selector);
-                selected.extend(ids.take_while(|_| view.afford(1)).map(|(id, _)| (id, pa)));
+                if !view.afford(workloads.scan_len(namespace, selector)) {
+                    break;
+                }
+                let ids = workloads.matching(namespace, selector);
+                selected.extend(ids.map(|(id, _)| (id, pa)));
             }
         }
         // Stable: of the policies selecting a workload, the oldest stays first.
@@ -247,6 +255,9 @@ impl<'a> ModeResolver<'a> {
 /// The targeted v1alpha1 Policy for a port: one naming the port wins, then the oldest.
 fn legacy_target<'a>(view: &View<'a>, w: &Workload, port: Option<u16>) -> Option<Resolved<'a>> {
     let services = view.index.services_in(&w.namespace);
+    if !view.afford(view.index.legacy_policies(&w.namespace).len()) {
+        return None;
+    }
     let mut whole_pod = None;
     for policy in view.legacy_policies(&w.namespace) {
         let LegacyScope::Targets(targets) = &policy.scope else {

@@ -74,6 +74,9 @@ impl<'i> Reach<'i> {
     ) -> bool {
         let mut isolated = false;
         for np in self.index.network_policies(&subject.namespace) {
+            if !budget::afford(self.budget, 1) {
+                return true;
+            }
             let rules = match way {
                 Way::Ingress => &np.ingress,
                 Way::Egress => &np.egress,
@@ -105,6 +108,9 @@ impl<'i> Reach<'i> {
         peers.iter().any(|p| match p {
             // Pods without an address yet (Pending) will get one: judged admitted.
             Peer::Block { .. } => {
+                if !budget::afford(self.budget, peer.pods) {
+                    return true;
+                }
                 let mut ips = peer.ips().peekable();
                 ips.peek().is_none() || ips.any(|ip| p.admits_ip(ip))
             }

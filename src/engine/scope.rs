@@ -2,7 +2,7 @@
 
 use super::{host_matches, Change, View};
 use crate::inventory::{Index, WorkloadId};
-use crate::model::{LegacyScope, Mode, Rule, Service};
+use crate::model::{Labels, LegacyScope, Mode, Rule, Service};
 
 /// Server workloads whose mode or clients the change can affect, in a stable order; none
 /// when listing them is more than the view's budget allows.
@@ -37,17 +37,13 @@ fn scope(view: &View, rule: &Rule, ids: &mut Vec<WorkloadId>) -> Reach {
     match rule {
         Rule::PeerAuthentication(pa) => match &pa.selector {
             None if ns == root => return Reach::Mesh,
-            None => add(view, ids, index.workloads_in(ns).map(|(id, _)| id)),
+            None => select(view, ids, ns, &Labels::new()),
             Some(_) if ns == root => {}
-            Some(sel) => add(
-                view,
-                ids,
-                index.workloads().matching(ns, sel).map(|(id, _)| id),
-            ),
+            Some(sel) => select(view, ids, ns, sel),
         },
         Rule::Legacy(p) => match &p.scope {
             LegacyScope::Mesh => return Reach::Mesh,
-            LegacyScope::Namespace => add(view, ids, index.workloads_in(ns).map(|(id, _)| id)),
+            LegacyScope::Namespace => select(view, ids, ns, &Labels::new()),
             LegacyScope::Targets(targets) => {
                 if !view.afford(index.services_in(ns).len() * targets.len()) {
                     return Reach::Listed;
@@ -57,7 +53,7 @@ fn scope(view: &View, rule: &Rule, ids: &mut Vec<WorkloadId>) -> Reach {
                     .iter()
                     .filter(|s| targets.iter().any(|t| t.service == s.name))
                 {
-                    add(view, ids, selected_by(index, svc));
+                    ids.extend(selected_by(view, svc));
                 }
             }
             LegacyScope::Ignored => {}
@@ -81,16 +77,20 @@ fn scope(view: &View, rule: &Rule, ids: &mut Vec<WorkloadId>) -> Reach {
                 .into_iter()
                 .filter(|s| host_matches(dr, &s.host, domain).is_some())
             {
-                add(view, ids, selected_by(index, svc));
+                ids.extend(selected_by(view, svc));
             }
         }
     }
     Reach::Listed
 }
 
-/// Lists `found`, one unit of the view's budget each, until the budget is spent.
-fn add(view: &View, ids: &mut Vec<WorkloadId>, found: impl Iterator<Item = WorkloadId>) {
-    ids.extend(found.take_while(|_| view.afford(1)));
+/// Lists the workloads of `namespace` that `selector` picks (all for an empty one), if the
+/// view's budget affords reading them.
+fn select(view: &View, ids: &mut Vec<WorkloadId>, namespace: &str, selector: &Labels) {
+    let workloads = view.index.workloads();
+    if view.afford(workloads.scan_len(namespace, selector)) {
+        ids.extend(workloads.matching(namespace, selector).map(|(id, _)| id));
+    }
 }
 
 /// Whether a policy of `namespace` can make a port STRICT (its mode or a port's).
@@ -120,13 +120,18 @@ fn strict_namespaces<'i>(index: &'i Index, root: &str) -> Option<Vec<&'i str>> {
     Some(strict)
 }
 
-/// The workloads a Service's selector picks, in its namespace.
+/// The workloads a Service's selector picks, in its namespace; none once the view's budget
+/// cannot afford reading them.
 pub(super) fn selected_by<'a>(
-    index: &'a Index,
+    view: &View<'a>,
     svc: &'a Service,
 ) -> impl Iterator<Item = WorkloadId> + 'a {
+    let workloads = view.index.workloads();
+    let affordable = |sel: &Labels| view.afford(workloads.scan_len(&svc.namespace, sel));
     svc.selector
-        .iter()
-        .flat_map(move |sel| index.workloads().matching(&svc.namespace, sel))
+        .as_ref()
+        .filter(|sel| affordable(sel))
+        .into_iter()
+        .flat_map(move |sel| workloads.matching(&svc.namespace, sel))
         .map(|(id, _)| id)
 }

@@ -231,20 +231,30 @@ impl Workloads {
         namespace: &str,
         selector: &'a Labels,
     ) -> impl Iterator<Item = (WorkloadId, &'a Workload)> + 'a {
-        let rarest = selector
+        // A one-label selector is its posting list: no workload's labels need reading.
+        let verify = selector.len() > 1;
+        self.rarest(namespace, selector)
+            .iter()
+            .map(|id| (*id, self.get(*id)))
+            .filter(move |(_, w)| !verify || selector_matches(selector, &w.shape.labels))
+    }
+
+    /// How many workloads [`Workloads::matching`] reads for `selector`: its work, whatever
+    /// it finds.
+    pub fn scan_len(&self, namespace: &str, selector: &Labels) -> usize {
+        self.rarest(namespace, selector).len()
+    }
+
+    /// The shortest posting list of the selector's labels; the namespace for an empty one.
+    fn rarest(&self, namespace: &str, selector: &Labels) -> &[WorkloadId] {
+        selector
             .iter()
             .map(|(k, v)| {
                 let label = label_ref(namespace, k, v);
                 self.by_label.get(&label).map_or(&[][..], Vec::as_slice)
             })
             .min_by_key(|ids| ids.len())
-            .unwrap_or_else(|| self.by_namespace.get(namespace).map_or(&[], Vec::as_slice));
-        // A one-label selector is its posting list: no workload's labels need reading.
-        let verify = selector.len() > 1;
-        rarest
-            .iter()
-            .map(|id| (*id, self.get(*id)))
-            .filter(move |(_, w)| !verify || selector_matches(selector, &w.shape.labels))
+            .unwrap_or_else(|| self.by_namespace.get(namespace).map_or(&[], Vec::as_slice))
     }
 
     /// Clients with no proxy at all, by namespace and name.

@@ -13,7 +13,7 @@ use crate::inventory::{file, Filters, SharedIndex};
 
 fn limits() -> Limits {
     Limits {
-        max_body_bytes: 64 * 1024,
+        max_body_bytes: 128 * 1024,
         max_buffered_bytes: 32 * 1024 * 1024,
         request_timeout: Duration::from_secs(4),
     }
@@ -95,7 +95,7 @@ async fn the_webhook_port_refuses_what_is_not_a_review() {
             StatusCode::BAD_REQUEST,
         ),
         (
-            post("/validate", "application/json", vec![b' '; 70_000]),
+            post("/validate", "application/json", vec![b' '; 140_000]),
             StatusCode::PAYLOAD_TOO_LARGE,
         ),
     ];
@@ -176,7 +176,8 @@ async fn a_review_stuck_past_its_deadline_is_answered_and_does_not_hold_up_other
             false,
         )
         .with_authorizer(Some(silent_api_server().await))
-        .with_review_limits(1, Duration::from_secs(2)),
+        .with_review_limits(1, Duration::from_secs(2))
+        .with_inline_work(0),
     );
     let stuck = {
         let router = webhook_router(Arc::clone(&st), &limits());
@@ -233,8 +234,27 @@ async fn a_small_review_is_decided_inline_and_a_larger_one_on_the_pool_alike() {
     );
     assert_eq!(a["response"]["status"]["code"], 403, "{a}");
     assert_eq!(a["response"], b["response"]);
-    for (st, expected) in [(inline, "0"), (pooled, "1")] {
+    for (st, expected) in [(Arc::clone(&inline), "0"), (pooled, "1")] {
         let (_, metrics) = send(ops_router(st, &limits(), false), get("/metrics")).await;
         assert_eq!(offloaded(&metrics).as_deref(), Some(expected), "{metrics}");
     }
+
+    // A body past 64 KiB goes to the pool whatever the engine's work: comparing the specs
+    // grows with it.
+    let mut large: serde_json::Value =
+        serde_json::from_slice(&fixture("seed-strict-policy.json")).unwrap();
+    large["request"]["object"]["metadata"]["labels"] =
+        serde_json::json!({ "padding": "x".repeat(70 * 1024) });
+    large["request"]["uid"] = serde_json::json!("large");
+    let req = post(
+        "/validate",
+        "application/json",
+        serde_json::to_vec(&large).unwrap(),
+    );
+    let (status, body) = send(webhook_router(Arc::clone(&inline), &limits()), req).await;
+    assert_eq!(status, StatusCode::OK);
+    let review: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(review["response"]["status"]["code"], 403, "{review}");
+    let (_, metrics) = send(ops_router(inline, &limits(), false), get("/metrics")).await;
+    assert_eq!(offloaded(&metrics).as_deref(), Some("1"), "{metrics}");
 }

@@ -171,6 +171,22 @@ fn each_list_a_review_walks_costs_it_a_unit_per_entry() {
         },
         &lockdown,
     );
+    grows_by_its_list(
+        "workloads a selector reads without matching them",
+        || {
+            let sel = json!({"selector": {"matchLabels": {"tier": "web", "role": "b"}}});
+            with(seed(), [pa("foo", "web-b", sel)])
+        },
+        |index| {
+            for (tier, role) in [("web", "a"), ("api", "b")] {
+                for i in 0..N {
+                    let p = pod("foo", &format!("{tier}-{i:03}")).label("tier", tier);
+                    index.upsert_pod(p.label("role", role).build());
+                }
+            }
+        },
+        &lockdown,
+    );
     let mesh_strict = mesh_policy(json!({"peers": [{"mtls": {}}]}));
     grows_by_its_list(
         "workloads a mesh-wide policy reaches",
