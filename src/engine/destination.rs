@@ -57,7 +57,7 @@ pub fn find<'a>(
     let domain = view.index.filters().cluster_domain.as_str();
     let root = view.mesh.root_namespace.as_str();
     let own = asker.namespace;
-    if !view.afford(rule_count(view, [own, service_ns, root])) {
+    if !view.afford_counted(|| rule_count(view, [own, service_ns, root])) {
         return None;
     }
     if let Some(w) = asker.workload {
@@ -93,7 +93,7 @@ pub fn find<'a>(
 /// root namespace alike: true unless a rule there exports to a list of named namespaces.
 pub fn uniform_exports(view: &View, service_ns: &str) -> bool {
     let root = view.mesh.root_namespace.as_str();
-    if !view.afford(rule_count(view, [service_ns, root])) {
+    if !view.afford_counted(|| rule_count(view, [service_ns, root])) {
         return false;
     }
     [service_ns, root]

@@ -27,7 +27,7 @@ pub use verdict::{
 };
 pub use view::View;
 
-use scope::candidates;
+use scope::{candidates, every_workload};
 use verdict::{Hit, VerdictBuilder};
 
 /// A reviewed object before and after the request; `None` where it does not exist.
@@ -125,12 +125,7 @@ fn mesh_change(
         new: None,
     };
     let rules = clients::DestRules::new(index, &unchanged);
-    let workloads = index.workloads();
-    let all = match views[1].afford(workloads.count()) {
-        true => workloads.iter().map(|(id, _)| id).collect(),
-        false => Vec::new(),
-    };
-    let mut verdict = judge(views, all, &rules, evidence);
+    let mut verdict = judge(views, every_workload(&views[1]), &rules, evidence);
     if old.root_namespace != new.root_namespace
         && index
             .filters()

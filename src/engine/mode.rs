@@ -176,20 +176,21 @@ impl<'a> ModeResolver<'a> {
         let view = self.view;
         let mut selected = Vec::new();
         let index = view.index;
-        let rules = index.peer_authns(namespace).len() + index.legacy_policies(namespace).len();
         // The namespace's policies are read below whether or not they select anyone.
-        let affordable = view.afford(1 + rules);
+        let affordable = view.afford_counted(|| {
+            1 + index.peer_authns(namespace).len() + index.legacy_policies(namespace).len()
+        });
         if namespace != view.mesh.root_namespace && affordable {
             let workloads = index.workloads();
             for pa in view.peer_authns(namespace) {
                 let Some(selector) = &pa.selector else {
                     continue;
                 };
-                if !view.afford(workloads.scan_len(namespace, selector)) {
+                let scan = workloads.scan(namespace, selector);
+                if !view.afford(scan.reads()) {
                     break;
                 }
-                let ids = workloads.matching(namespace, selector);
-                selected.extend(ids.map(|(id, _)| (id, pa)));
+                selected.extend(scan.matches().map(|(id, _)| (id, pa)));
             }
         }
         // Stable: of the policies selecting a workload, the oldest stays first.
@@ -255,7 +256,7 @@ impl<'a> ModeResolver<'a> {
 /// The targeted v1alpha1 Policy for a port: one naming the port wins, then the oldest.
 fn legacy_target<'a>(view: &View<'a>, w: &Workload, port: Option<u16>) -> Option<Resolved<'a>> {
     let services = view.index.services_in(&w.namespace);
-    if !view.afford(view.index.legacy_policies(&w.namespace).len()) {
+    if !view.afford_counted(|| view.index.legacy_policies(&w.namespace).len()) {
         return None;
     }
     let mut whole_pod = None;

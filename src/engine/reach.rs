@@ -82,11 +82,11 @@ impl<'i> Reach<'i> {
                 Way::Egress => &np.egress,
             };
             let Some(rules) = rules else { continue };
-            let left = self.left.get();
-            if left == 0 || !budget::afford(self.budget, np.weight()) {
+            let (left, weight) = (self.left.get(), np.weight());
+            if left == 0 || !budget::afford(self.budget, weight) {
                 return true;
             }
-            self.left.set(left.saturating_sub(np.weight()));
+            self.left.set(left.saturating_sub(weight));
             if !np.pod_selector.matches(&subject.shape.labels) {
                 continue;
             }

@@ -1,26 +1,31 @@
 //! Which server workloads a change can affect: the scope of the rules before and after it.
 
 use super::{host_matches, Change, View};
-use crate::inventory::{Index, WorkloadId};
+use crate::inventory::{Index, Scan, WorkloadId};
 use crate::model::{Labels, LegacyScope, Mode, Rule, Service};
 
 /// Server workloads whose mode or clients the change can affect, in a stable order; none
 /// when listing them is more than the view's budget allows.
 pub(super) fn candidates(view: &View, change: &Change) -> Vec<WorkloadId> {
-    let index = view.index;
     let mut ids = Vec::new();
     for rule in [change.old, change.new].into_iter().flatten() {
         if scope(view, rule, &mut ids) == Reach::Mesh {
-            if !view.afford(index.workloads().count()) {
-                return Vec::new();
-            }
-            // Every workload, already in order: no need to sort ten thousand ids.
-            return index.workloads().iter().map(|(id, _)| id).collect();
+            return every_workload(view);
         }
     }
     ids.sort_unstable();
     ids.dedup();
     ids
+}
+
+/// Every workload, already in order (no need to sort ten thousand ids); none when the view's
+/// budget cannot afford them all.
+pub(super) fn every_workload(view: &View) -> Vec<WorkloadId> {
+    let workloads = view.index.workloads();
+    if !view.afford(workloads.count()) {
+        return Vec::new();
+    }
+    workloads.iter().map(|(id, _)| id).collect()
 }
 
 /// How far a rule reaches: the whole mesh, or the workloads [`scope`] added.
@@ -87,9 +92,9 @@ fn scope(view: &View, rule: &Rule, ids: &mut Vec<WorkloadId>) -> Reach {
 /// Lists the workloads of `namespace` that `selector` picks (all for an empty one), if the
 /// view's budget affords reading them.
 fn select(view: &View, ids: &mut Vec<WorkloadId>, namespace: &str, selector: &Labels) {
-    let workloads = view.index.workloads();
-    if view.afford(workloads.scan_len(namespace, selector)) {
-        ids.extend(workloads.matching(namespace, selector).map(|(id, _)| id));
+    let scan = view.index.workloads().scan(namespace, selector);
+    if view.afford(scan.reads()) {
+        ids.extend(scan.matches().map(|(id, _)| id));
     }
 }
 
@@ -127,11 +132,11 @@ pub(super) fn selected_by<'a>(
     svc: &'a Service,
 ) -> impl Iterator<Item = WorkloadId> + 'a {
     let workloads = view.index.workloads();
-    let affordable = |sel: &Labels| view.afford(workloads.scan_len(&svc.namespace, sel));
     svc.selector
         .as_ref()
-        .filter(|sel| affordable(sel))
+        .map(|sel| workloads.scan(&svc.namespace, sel))
+        .filter(|scan| view.afford(scan.reads()))
         .into_iter()
-        .flat_map(move |sel| workloads.matching(&svc.namespace, sel))
+        .flat_map(Scan::matches)
         .map(|(id, _)| id)
 }

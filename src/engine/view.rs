@@ -48,6 +48,11 @@ impl<'a> View<'a> {
         budget::afford(self.budget, units)
     }
 
+    /// [`View::afford`] for a charge worth counting only when the review has a budget.
+    pub(super) fn afford_counted(&self, units: impl FnOnce() -> usize) -> bool {
+        self.budget.is_none_or(|b| b.afford(units()))
+    }
+
     pub(super) fn budget(&self) -> Option<&'a Budget> {
         self.budget
     }

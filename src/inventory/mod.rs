@@ -22,7 +22,7 @@ pub use network_policies::NETWORK_POLICY_BUDGET;
 pub(crate) use reconcile::read_namespace;
 pub use reconcile::Item;
 pub use shared::{SharedIndex, WatchedKind};
-pub use workloads::{Route, Workload, WorkloadId, Workloads};
+pub use workloads::{Route, Scan, Workload, WorkloadId, Workloads};
 
 use callers::Call;
 use dest_hosts::DrHosts;

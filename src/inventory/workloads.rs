@@ -180,6 +180,33 @@ pub struct Workloads {
     bypassers: BTreeSet<WorkloadId>,
 }
 
+/// The workloads a selector's match will read, known before it reads them.
+pub struct Scan<'a> {
+    workloads: &'a Workloads,
+    read: &'a [WorkloadId],
+    selector: &'a Labels,
+}
+
+impl<'a> Scan<'a> {
+    /// How many workloads the match reads, whatever it finds.
+    pub fn reads(&self) -> usize {
+        self.read.len()
+    }
+
+    pub fn matches(self) -> impl Iterator<Item = (WorkloadId, &'a Workload)> + 'a {
+        let Scan {
+            workloads,
+            read,
+            selector,
+        } = self;
+        // A one-label selector is its posting list: no workload's labels need reading.
+        let verify = selector.len() > 1;
+        read.iter()
+            .map(move |id| (*id, workloads.get(*id)))
+            .filter(move |(_, w)| !verify || selector_matches(selector, &w.shape.labels))
+    }
+}
+
 impl Workloads {
     pub fn get(&self, id: WorkloadId) -> &Workload {
         self.slots[id]
@@ -231,30 +258,25 @@ impl Workloads {
         namespace: &str,
         selector: &'a Labels,
     ) -> impl Iterator<Item = (WorkloadId, &'a Workload)> + 'a {
-        // A one-label selector is its posting list: no workload's labels need reading.
-        let verify = selector.len() > 1;
-        self.rarest(namespace, selector)
-            .iter()
-            .map(|id| (*id, self.get(*id)))
-            .filter(move |(_, w)| !verify || selector_matches(selector, &w.shape.labels))
+        self.scan(namespace, selector).matches()
     }
 
-    /// How many workloads [`Workloads::matching`] reads for `selector`: its work, whatever
-    /// it finds.
-    pub fn scan_len(&self, namespace: &str, selector: &Labels) -> usize {
-        self.rarest(namespace, selector).len()
-    }
-
-    /// The shortest posting list of the selector's labels; the namespace for an empty one.
-    fn rarest(&self, namespace: &str, selector: &Labels) -> &[WorkloadId] {
-        selector
+    /// [`Workloads::matching`] before it reads anything: the rarest label's posting list (the
+    /// namespace for an empty selector), whose length is the match's work.
+    pub fn scan<'a>(&'a self, namespace: &str, selector: &'a Labels) -> Scan<'a> {
+        let read = selector
             .iter()
             .map(|(k, v)| {
                 let label = label_ref(namespace, k, v);
                 self.by_label.get(&label).map_or(&[][..], Vec::as_slice)
             })
             .min_by_key(|ids| ids.len())
-            .unwrap_or_else(|| self.by_namespace.get(namespace).map_or(&[], Vec::as_slice))
+            .unwrap_or_else(|| self.by_namespace.get(namespace).map_or(&[], Vec::as_slice));
+        Scan {
+            workloads: self,
+            read,
+            selector,
+        }
     }
 
     /// Clients with no proxy at all, by namespace and name.
