@@ -46,7 +46,7 @@ run "json.load (JSON)" python3 -c 'import json,sys; json.load(open(sys.argv[1]))
 
 echo "== instructions of one review at 100k pods (callgrind, counting only the review)"
 command -v valgrind >/dev/null || { apt-get update -qq && apt-get install -y -qq valgrind >/dev/null; }
-for which in mesh workload; do
+for which in mesh workload admission; do
   valgrind --tool=callgrind --collect-atstart=no --toggle-collect='*counted_review*' \
     --callgrind-out-file="$out/callgrind.$which" "$(bench_bin instructions)" "$inv" "$which" 2>/dev/null
   echo "  $(grep '^summary:' "$out/callgrind.$which" | cut -d' ' -f2) instructions"

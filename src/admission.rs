@@ -4,10 +4,15 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview, Operation};
-use kube::core::{DynamicObject, Status};
+use kube::core::admission::{AdmissionResponse, Operation};
+use kube::core::{Status, TypeMeta};
 use serde::Serialize;
 use serde_json::Value;
+
+mod object;
+
+use object::Envelope;
+pub use object::{Object, Request};
 
 pub use crate::decision::{settle, Decision, GuardMode};
 use crate::engine::{self, Budget, Change, Evidence, Verdict};
@@ -52,7 +57,7 @@ impl Authorization {
 /// The permission this request needs, if any: break-glass that the request sets needs `use` on
 /// `breakglass` in the object's namespace; a change of a namespace's `mtls-guard.io/mode` label
 /// needs `set-mode` on `namespaces` in that namespace.
-pub fn permission_needed(req: &AdmissionRequest<DynamicObject>) -> Option<Permission> {
+pub fn permission_needed(req: &Request) -> Option<Permission> {
     if is_namespace(req) {
         return (mode_label(req.old_object.as_ref()) != mode_label(req.object.as_ref())).then(
             || Permission {
@@ -77,15 +82,15 @@ pub fn permission_needed(req: &AdmissionRequest<DynamicObject>) -> Option<Permis
 }
 
 /// A Namespace request: decided without the inventory.
-pub fn is_namespace(req: &AdmissionRequest<DynamicObject>) -> bool {
+pub fn is_namespace(req: &Request) -> bool {
     req.kind.group.is_empty() && req.kind.kind == "Namespace"
 }
 
-fn is_configmap(req: &AdmissionRequest<DynamicObject>) -> bool {
+fn is_configmap(req: &Request) -> bool {
     req.kind.group.is_empty() && req.kind.kind == "ConfigMap"
 }
 
-fn mode_label(obj: Option<&DynamicObject>) -> Option<&str> {
+fn mode_label(obj: Option<&Object>) -> Option<&str> {
     obj?.metadata
         .labels
         .as_ref()?
@@ -107,17 +112,20 @@ pub enum AdmissionError {
 }
 
 /// Reads an `admission.k8s.io/v1` AdmissionReview request.
-pub fn parse_review(body: &[u8]) -> Result<AdmissionRequest<DynamicObject>, AdmissionError> {
-    let review: AdmissionReview<DynamicObject> =
+pub fn parse_review(body: &[u8]) -> Result<Request, AdmissionError> {
+    let review: Envelope =
         serde_json::from_slice(body).map_err(|e| AdmissionError::NotAReview(e.to_string()))?;
-    if review.types.api_version != API_VERSION || review.types.kind != "AdmissionReview" {
+    if review.api_version != API_VERSION || review.kind != "AdmissionReview" {
         return Err(AdmissionError::ApiVersion(format!(
             "{}/{}",
-            review.types.api_version, review.types.kind
+            review.api_version, review.kind
         )));
     }
-    let req: AdmissionRequest<DynamicObject> =
-        review.try_into().map_err(|_| AdmissionError::NoRequest)?;
+    let mut req = review.request.ok_or(AdmissionError::NoRequest)?;
+    req.types = TypeMeta {
+        api_version: review.api_version,
+        kind: review.kind,
+    };
     // The API server matches the answer to its request by uid; an answer without one is useless.
     if req.uid.is_empty() {
         return Err(AdmissionError::EmptyUid);
@@ -180,17 +188,14 @@ fn operation_name(op: &Operation) -> &'static str {
 }
 
 /// The rule one side of a request holds, and its spec as sent (for the change summary).
-fn read(
-    kind: RuleKind,
-    obj: Option<&DynamicObject>,
-) -> Result<Option<(Rule, Option<&Value>)>, String> {
+fn read(kind: RuleKind, obj: Option<&Object>) -> Result<Option<(Rule, Option<&Value>)>, String> {
     let Some(obj) = obj else { return Ok(None) };
-    let spec = obj.data.get("spec");
+    let spec = obj.spec.as_ref();
     let rule = Rule::from_parts(kind, &obj.metadata, spec).map_err(|e| e.to_string())?;
     Ok(Some((rule, spec)))
 }
 
-fn annotation(obj: Option<&DynamicObject>) -> Option<&str> {
+fn annotation(obj: Option<&Object>) -> Option<&str> {
     obj?.metadata
         .annotations
         .as_ref()?
@@ -202,7 +207,7 @@ fn annotation(obj: Option<&DynamicObject>) -> Option<&str> {
 /// sets it (CREATE, or an UPDATE that adds or changes it), so an annotation left on an object
 /// does not wave later changes through. A DELETE reads it from the deleted object, the only
 /// place it can be. `Err` says why an annotation present is not honoured.
-fn break_glass(req: &AdmissionRequest<DynamicObject>) -> Result<Option<String>, &'static str> {
+fn break_glass(req: &Request) -> Result<Option<String>, &'static str> {
     let (now, before) = match req.operation {
         Operation::Delete => (annotation(req.old_object.as_ref()), None),
         _ => (
@@ -230,14 +235,14 @@ pub fn mode_for(index: &Index, default: GuardMode, namespace: Option<&str>) -> G
 }
 
 /// `namespace/name`, or `name` for a cluster-scoped object.
-fn object_name(req: &AdmissionRequest<DynamicObject>) -> String {
+fn object_name(req: &Request) -> String {
     match &req.namespace {
         Some(ns) => format!("{ns}/{}", req.name),
         None => req.name.clone(),
     }
 }
 
-fn record(req: &AdmissionRequest<DynamicObject>, mode: GuardMode) -> Record {
+fn record(req: &Request, mode: GuardMode) -> Record {
     Record {
         uid: req.uid.clone(),
         user: req.user_info.username.clone().unwrap_or_default(),
@@ -253,12 +258,7 @@ fn record(req: &AdmissionRequest<DynamicObject>, mode: GuardMode) -> Record {
 }
 
 /// The answer while the inventory is not synced: deny (the default) or allow, with the reason.
-pub fn unsynced(
-    req: &AdmissionRequest<DynamicObject>,
-    mode: GuardMode,
-    allow: bool,
-    why: &str,
-) -> Answer {
+pub fn unsynced(req: &Request, mode: GuardMode, allow: bool, why: &str) -> Answer {
     let mut record = record(req, mode);
     record.decision = Decision::Unsynced;
     let mut response = AdmissionResponse::from(req);
@@ -282,11 +282,7 @@ pub fn unsynced(
 
 /// The answer when no decision came within the review deadline: deny in enforce (a lock-down
 /// must not pass unchecked), allow with a warning in audit.
-pub fn overdue(
-    req: &AdmissionRequest<DynamicObject>,
-    mode: GuardMode,
-    deadline: Duration,
-) -> Answer {
+pub fn overdue(req: &Request, mode: GuardMode, deadline: Duration) -> Answer {
     let mut record = record(req, mode);
     record.decision = Decision::Timeout;
     let mut response = AdmissionResponse::from(req);
@@ -306,11 +302,7 @@ pub fn overdue(
 }
 
 /// Decides one admission request against an inventory snapshot, by the inventory alone.
-pub fn decide(
-    index: &Index,
-    default_mode: GuardMode,
-    req: &AdmissionRequest<DynamicObject>,
-) -> Answer {
+pub fn decide(index: &Index, default_mode: GuardMode, req: &Request) -> Answer {
     decide_with(
         index,
         &Evidence::inventory_only(),
@@ -322,11 +314,7 @@ pub fn decide(
 
 /// A change of a namespace's `mtls-guard.io/mode` label: it turns enforcement off or on for
 /// the namespace, so only those granted `set-mode` may make it.
-fn namespace_review(
-    req: &AdmissionRequest<DynamicObject>,
-    mode: GuardMode,
-    auth: &Authorization,
-) -> Answer {
+fn namespace_review(req: &Request, mode: GuardMode, auth: &Authorization) -> Answer {
     let mut record = record(req, mode);
     let mut response = AdmissionResponse::from(req);
     if permission_needed(req).is_some() {
@@ -382,7 +370,7 @@ enum Subject {
 }
 
 impl Subject {
-    fn of(index: &Index, req: &AdmissionRequest<DynamicObject>) -> Subject {
+    fn of(index: &Index, req: &Request) -> Subject {
         if is_namespace(req) {
             return Subject::Namespace;
         }
@@ -405,22 +393,14 @@ impl Subject {
 /// The answer to a request of a kind the guard does not judge, or `None` when it judges it:
 /// decided without the inventory, so an unsynced guard never holds up the Istio namespace's
 /// other ConfigMaps.
-pub fn unjudged(
-    index: &Index,
-    default_mode: GuardMode,
-    req: &AdmissionRequest<DynamicObject>,
-) -> Option<Answer> {
+pub fn unjudged(index: &Index, default_mode: GuardMode, req: &Request) -> Option<Answer> {
     let subject = Subject::of(index, req);
     matches!(subject, Subject::OtherConfigMap | Subject::Other)
         .then(|| not_reviewed(req, default_mode, &subject))
 }
 
 /// Allowed unjudged; with a warning unless it is one of the Istio namespace's ConfigMaps.
-fn not_reviewed(
-    req: &AdmissionRequest<DynamicObject>,
-    mode: GuardMode,
-    subject: &Subject,
-) -> Answer {
+fn not_reviewed(req: &Request, mode: GuardMode, subject: &Subject) -> Answer {
     let mut record = record(req, mode);
     record.decision = Decision::NotReviewed;
     let mut response = AdmissionResponse::from(req);
@@ -448,7 +428,7 @@ fn review_rule(
     index: &Index,
     evidence: &Evidence,
     kind: RuleKind,
-    req: &AdmissionRequest<DynamicObject>,
+    req: &Request,
     budget: Option<&Budget>,
 ) -> Result<Reviewed, String> {
     let unreadable = |e| format!("{kind} {}: {e}", object_name(req));
@@ -476,10 +456,10 @@ fn review_rule(
 
 /// The mesh config one side of a request holds; a side that does not exist has Istio's
 /// defaults, as istiod reads a missing ConfigMap.
-fn mesh_of(obj: Option<&DynamicObject>) -> Result<crate::model::MeshConfig, String> {
+fn mesh_of(obj: Option<&Object>) -> Result<crate::model::MeshConfig, String> {
     obj.map_or_else(
         || Ok(crate::model::MeshConfig::default()),
-        |o| crate::model::MeshConfig::from_configmap_json(&o.data),
+        |o| crate::model::MeshConfig::from_configmap_data(o.data.as_ref()),
     )
     .map_err(|e| e.to_string())
 }
@@ -487,7 +467,7 @@ fn mesh_of(obj: Option<&DynamicObject>) -> Result<crate::model::MeshConfig, Stri
 fn review_mesh_config(
     index: &Index,
     evidence: &Evidence,
-    req: &AdmissionRequest<DynamicObject>,
+    req: &Request,
     budget: Option<&Budget>,
 ) -> Result<Reviewed, String> {
     let object = format!("ConfigMap {}", object_name(req));
@@ -540,7 +520,7 @@ pub fn decide_with(
     index: &Index,
     evidence: &Evidence,
     default_mode: GuardMode,
-    req: &AdmissionRequest<DynamicObject>,
+    req: &Request,
     auth: &Authorization,
 ) -> Answer {
     judge(index, evidence, default_mode, req, auth, None)
@@ -551,7 +531,7 @@ pub fn decide_within(
     index: &Index,
     evidence: &Evidence,
     default_mode: GuardMode,
-    req: &AdmissionRequest<DynamicObject>,
+    req: &Request,
     auth: &Authorization,
     budget: &Budget,
 ) -> Option<Answer> {
@@ -563,7 +543,7 @@ fn judge(
     index: &Index,
     evidence: &Evidence,
     default_mode: GuardMode,
-    req: &AdmissionRequest<DynamicObject>,
+    req: &Request,
     auth: &Authorization,
     budget: Option<&Budget>,
 ) -> Answer {

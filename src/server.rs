@@ -35,8 +35,6 @@ use crate::inventory::SharedIndex;
 use crate::limits::BodyBudget;
 use crate::metrics::{Connections, Metrics};
 use crate::report;
-use kube::core::admission::AdmissionRequest;
-use kube::core::DynamicObject;
 use tokio::sync::Semaphore;
 
 #[derive(Debug)]
@@ -287,7 +285,7 @@ const INLINE_BODY_BYTES: usize = 64 * 1024;
 /// without it (the decision still finishes, holding its permit).
 async fn decide(
     state: &Arc<AppState>,
-    req: AdmissionRequest<DynamicObject>,
+    req: admission::Request,
     started: Instant,
     small: bool,
 ) -> Answer {
@@ -337,7 +335,7 @@ async fn decide(
 }
 
 /// The API server's word on the permission this request needs, when it needs one.
-async fn authorize(state: &AppState, req: &AdmissionRequest<DynamicObject>) -> Authorization {
+async fn authorize(state: &AppState, req: &admission::Request) -> Authorization {
     match (admission::permission_needed(req), &state.authorizer) {
         (None, _) => Authorization::Allowed,
         (Some(_), None) => Authorization::NotChecked,
@@ -345,7 +343,7 @@ async fn authorize(state: &AppState, req: &AdmissionRequest<DynamicObject>) -> A
     }
 }
 
-fn overdue(state: &AppState, req: &AdmissionRequest<DynamicObject>) -> Answer {
+fn overdue(state: &AppState, req: &admission::Request) -> Answer {
     let mode = state
         .inventory
         .read(|index| admission::mode_for(index, state.mode, req.namespace.as_deref()));

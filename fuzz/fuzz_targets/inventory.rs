@@ -4,13 +4,11 @@
 
 use std::sync::LazyLock;
 
-use kube::core::admission::AdmissionRequest;
-use kube::core::DynamicObject;
 use libfuzzer_sys::fuzz_target;
 use mtls_guard::admission::{self, GuardMode};
 use mtls_guard::inventory::{file, Filters};
 
-static REVIEWS: LazyLock<Vec<AdmissionRequest<DynamicObject>>> = LazyLock::new(|| {
+static REVIEWS: LazyLock<Vec<admission::Request>> = LazyLock::new(|| {
     [
         &include_bytes!("../../tests/data/seed-strict-policy.json")[..],
         &include_bytes!("../../tests/data/seed-mesh-strict-update.json")[..],

@@ -333,15 +333,11 @@ fn traffic_only_warnings_allow_and_unavailable_traffic_is_said() {
 }
 
 /// The seed inventory's decision, with what the API server said of the needed permission.
-fn decide_as(
-    mode: GuardMode,
-    req: &AdmissionRequest<DynamicObject>,
-    auth: &Authorization,
-) -> Answer {
+fn decide_as(mode: GuardMode, req: &Request, auth: &Authorization) -> Answer {
     decide_with(&seed(), &Evidence::inventory_only(), mode, req, auth)
 }
 
-fn glass_request() -> AdmissionRequest<DynamicObject> {
+fn glass_request() -> Request {
     parse_review(&fixture("seed-strict-policy-break-glass.json")).unwrap()
 }
 
@@ -386,7 +382,7 @@ fn offline_break_glass_says_who_may_use_it_was_not_checked() {
     assert!(warnings[0].contains("was not checked"), "{warnings:?}");
 }
 
-fn namespace_update(old: Option<&str>, new: Option<&str>) -> AdmissionRequest<DynamicObject> {
+fn namespace_update(old: Option<&str>, new: Option<&str>) -> Request {
     let labels = |mode: Option<&str>| match mode {
         Some(m) => json!({MODE_LABEL: m}),
         None => json!({}),
@@ -447,11 +443,7 @@ fn a_namespace_that_opted_in_to_enforce_stays_governed_under_audit() {
 }
 
 /// A review of ConfigMap `name` in istio-system, from mesh `old` to mesh `new`.
-fn configmap_review(
-    name: &str,
-    old: Option<&str>,
-    new: Option<&str>,
-) -> AdmissionRequest<DynamicObject> {
+fn configmap_review(name: &str, old: Option<&str>, new: Option<&str>) -> Request {
     let cm = |mesh: &str| {
         json!({"apiVersion": "v1", "kind": "ConfigMap",
         "metadata": {"name": name, "namespace": "istio-system"}, "data": {"mesh": mesh}})

@@ -40,10 +40,14 @@ impl MeshConfig {
         )
     }
 
-    /// A ConfigMap as JSON (an admission request's object, a manifest): its `data.mesh`,
-    /// which must be a string when present.
+    /// A ConfigMap as JSON (a manifest): its `data.mesh`, which must be a string when present.
     pub fn from_configmap_json(cm: &serde_json::Value) -> Result<MeshConfig, ModelError> {
-        match cm.get("data").and_then(|d| d.get("mesh")) {
+        MeshConfig::from_configmap_data(cm.get("data"))
+    }
+
+    /// The ConfigMap's `data`, as an AdmissionReview carries it.
+    pub fn from_configmap_data(data: Option<&serde_json::Value>) -> Result<MeshConfig, ModelError> {
+        match data.and_then(|d| d.get("mesh")) {
             None | Some(serde_json::Value::Null) => MeshConfig::from_yaml(None),
             Some(serde_json::Value::String(mesh)) => MeshConfig::from_yaml(Some(mesh)),
             Some(_) => Err(ModelError::Invalid("data.mesh is not a string".into())),
