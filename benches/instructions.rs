@@ -33,7 +33,7 @@ fn counted_review(index: &Index, change: &Change) -> Verdict {
 fn counted_review_admission(index: &Index, body: &[u8]) -> Result<Vec<u8>, String> {
     let req = admission::parse_review(body).map_err(|e| e.to_string())?;
     let answer = admission::decide(index, GuardMode::Enforce, &req);
-    serde_json::to_vec(&answer.reply()).map_err(|e| e.to_string())
+    answer.reply_json().map_err(|e| e.to_string())
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

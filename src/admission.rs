@@ -173,8 +173,18 @@ impl Answer {
         }
     }
 
+    /// The answer as the API server reads it. sonic-rs escapes a deny message several times
+    /// faster than serde_json, which looks at one byte at a time.
+    pub fn reply_json(&self) -> Result<Vec<u8>, sonic_rs::Error> {
+        sonic_rs::to_vec(&self.reply())
+    }
+
+    /// The answer as JSON, read back from the bytes a server writes.
     pub fn into_review_json(self) -> Value {
-        serde_json::to_value(self.reply()).unwrap_or(Value::Null)
+        self.reply_json()
+            .ok()
+            .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+            .unwrap_or(Value::Null)
     }
 }
 

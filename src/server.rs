@@ -266,8 +266,16 @@ async fn validate(State(state): State<Arc<AppState>>, headers: HeaderMap, body: 
         change = r.change.as_deref().unwrap_or(""), micros = started.elapsed().as_micros() as u64,
         "admission decision"
     );
-    Json(outcome.reply()).into_response()
+    match outcome.reply_json() {
+        Ok(body) => ([(header::CONTENT_TYPE, JSON.clone())], body).into_response(),
+        Err(e) => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("the answer could not be written: {e}"),
+        ),
+    }
 }
+
+static JSON: HeaderValue = HeaderValue::from_static("application/json");
 
 /// Work a review may do on the thread that read it (engine units, see [`Budget`]). A workload's
 /// lock-down in a mesh of 100k pods takes a few dozen; a review that needs more than this

@@ -96,6 +96,22 @@ fn cluster_scoped_mesh_policy_takes_the_root_namespace_label() {
 }
 
 #[test]
+fn the_answer_is_json_whatever_the_text_it_carries() {
+    let reason = "INC-1 \"quoted\" back\\slash\nnew line\ttab \u{1} ü → 🚀 </script>";
+    let mut review: Value =
+        serde_json::from_slice(&fixture("seed-strict-policy-break-glass.json")).unwrap();
+    review["request"]["object"]["metadata"]["annotations"][BREAK_GLASS_ANNOTATION] = json!(reason);
+    let req = parse_review(&serde_json::to_vec(&review).unwrap()).unwrap();
+    let out = decide(&seed(), GuardMode::Enforce, &req);
+    let written: Value = serde_json::from_slice(&out.reply_json().unwrap()).unwrap();
+    assert_eq!(written, serde_json::to_value(out.reply()).unwrap());
+    assert_eq!(
+        written["response"]["auditAnnotations"]["break-glass"],
+        reason
+    );
+}
+
+#[test]
 fn break_glass_allows_and_records_the_reason() {
     let (review, record) = run(
         &seed(),
