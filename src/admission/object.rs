@@ -59,13 +59,11 @@ impl Resource for Object {
     }
 }
 
-/// The review's envelope, read without flattening.
+/// The review's envelope, read without flattening; like kube's, it must name its type.
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub(super) struct Envelope {
-    #[serde(default)]
     pub api_version: String,
-    #[serde(default)]
     pub kind: String,
     pub request: Option<Request>,
 }

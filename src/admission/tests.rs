@@ -253,6 +253,12 @@ fn parse_errors() {
         parse_review(b"{"),
         Err(AdmissionError::NotAReview(_))
     ));
+    let mut untyped: Value = serde_json::from_slice(&fixture("seed-strict-policy.json")).unwrap();
+    untyped.as_object_mut().unwrap().remove("apiVersion");
+    assert!(matches!(
+        parse_review(&serde_json::to_vec(&untyped).unwrap()),
+        Err(AdmissionError::NotAReview(why)) if why.contains("apiVersion")
+    ));
     let v1beta1 = json!({"apiVersion": "admission.k8s.io/v1beta1", "kind": "AdmissionReview", "request": null});
     assert!(matches!(
         parse_review(&serde_json::to_vec(&v1beta1).unwrap()),
