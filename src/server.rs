@@ -267,15 +267,20 @@ async fn validate(State(state): State<Arc<AppState>>, headers: HeaderMap, body: 
         "admission decision"
     );
     match outcome.reply_json() {
-        Ok(body) => ([(header::CONTENT_TYPE, JSON.clone())], body).into_response(),
+        Ok(body) => (
+            [(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            )],
+            body,
+        )
+            .into_response(),
         Err(e) => error(
             StatusCode::INTERNAL_SERVER_ERROR,
             format!("the answer could not be written: {e}"),
         ),
     }
 }
-
-static JSON: HeaderValue = HeaderValue::from_static("application/json");
 
 /// Work a review may do on the thread that read it (engine units, see [`Budget`]). A workload's
 /// lock-down in a mesh of 100k pods takes a few dozen; a review that needs more than this

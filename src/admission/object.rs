@@ -15,13 +15,11 @@ pub type Request = AdmissionRequest<Object>;
 
 /// One side of a request: a policy's metadata and spec, or a ConfigMap's data. Every other
 /// field of the object is skipped unread.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 pub struct Object {
     #[serde(default)]
     pub metadata: ObjectMeta,
-    #[serde(default)]
     pub spec: Option<Value>,
-    #[serde(default)]
     pub data: Option<Value>,
 }
 
