@@ -210,6 +210,8 @@ impl Guard {
     pub async fn validate_fixture(&self, name: &str) -> serde_json::Value {
         let r = self.validate(std::fs::read(data(name)).unwrap()).await;
         assert_eq!(r.status(), 200);
+        // The API server reads an answer of another content type as an error.
+        assert_eq!(r.headers()["content-type"], "application/json");
         r.json().await.unwrap()
     }
 }
