@@ -143,19 +143,24 @@ pub fn webhook_router(state: Arc<AppState>, limits: &Limits) -> Router {
                 "no such endpoint; the webhook is POST /validate (health and metrics are on --metrics-listen)".into(),
             )
         })
-        .layer(DefaultBodyLimit::max(limits.max_body_bytes))
-        .layer(axum::middleware::from_fn_with_state(
-            BodyBudget::new(limits.max_buffered_bytes, limits.max_body_bytes),
-            crate::limits::reserve_body,
-        ))
-        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
-            StatusCode::REQUEST_TIMEOUT,
-            limits.request_timeout,
-        ))
-        .layer(axum::middleware::from_fn_with_state(
-            Arc::clone(&state),
-            close_while_draining,
-        ))
+        // One stack, outermost first: each `Router::layer` would box the route again, and
+        // every request would clone each box.
+        .layer(
+            tower::ServiceBuilder::new()
+                .layer(axum::middleware::from_fn_with_state(
+                    Arc::clone(&state),
+                    close_while_draining,
+                ))
+                .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+                    StatusCode::REQUEST_TIMEOUT,
+                    limits.request_timeout,
+                ))
+                .layer(axum::middleware::from_fn_with_state(
+                    BodyBudget::new(limits.max_buffered_bytes, limits.max_body_bytes),
+                    crate::limits::reserve_body,
+                ))
+                .layer(DefaultBodyLimit::max(limits.max_body_bytes)),
+        )
         .with_state(state)
 }
 
