@@ -212,7 +212,10 @@ pub(crate) fn error(status: StatusCode, message: String) -> Response {
 /// A request's own text as one log field: control characters are escaped, so a newline in a
 /// uid or a user name cannot start a forged line in text logs.
 fn log_safe(text: &str) -> std::borrow::Cow<'_, str> {
-    if text.chars().any(char::is_control) {
+    // Control characters are C0, DEL and C1 (U+0080..U+009F, led by 0xC2 in UTF-8): the
+    // byte scan clears nearly every text before any is decoded.
+    let suspect = |b: u8| b < 0x20 || b == 0x7f || b == 0xc2;
+    if text.bytes().any(suspect) && text.chars().any(char::is_control) {
         text.escape_debug().to_string().into()
     } else {
         text.into()

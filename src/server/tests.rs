@@ -258,3 +258,21 @@ async fn a_small_review_is_decided_inline_and_a_larger_one_on_the_pool_alike() {
     let (_, metrics) = send(ops_router(inline, &limits(), false), get("/metrics")).await;
     assert_eq!(offloaded(&metrics).as_deref(), Some("1"), "{metrics}");
 }
+
+#[test]
+fn log_safe_escapes_c0_del_and_c1_controls_and_keeps_other_text() {
+    for (text, escaped) in [
+        ("u1\nINFO", r"u1\nINFO"),
+        ("a\u{7f}b", r"a\u{7f}b"),
+        ("next\u{85}line", r"next\u{85}line"),
+        ("csi\u{9b}31m", r"csi\u{9b}31m"),
+    ] {
+        assert_eq!(log_safe(text), escaped, "{text:?}");
+    }
+    for text in ["team-0000/svc", "café ¢ Ā", "system:serviceaccount:ns:name"] {
+        assert!(
+            matches!(log_safe(text), std::borrow::Cow::Borrowed(t) if t == text),
+            "{text:?}"
+        );
+    }
+}
