@@ -26,6 +26,7 @@ pub mod evidence;
 pub mod explain;
 pub mod inventory;
 pub mod limits;
+pub mod logs;
 pub mod metrics;
 pub mod model;
 pub mod report;

@@ -1,39 +1,9 @@
 use std::io::IsTerminal;
 use std::process::ExitCode;
 
-use tracing_appender::non_blocking::{NonBlockingBuilder, WorkerGuard};
-use tracing_subscriber::fmt::writer::BoxMakeWriter;
-
 use clap::Parser;
 use mtls_guard::app;
-use mtls_guard::config::{Cli, Command, LogFormat};
-
-/// `serve` writes log lines from a background thread, so an admission answer never waits on
-/// stderr (a full queue blocks rather than drops); the returned guard flushes them at exit,
-/// for at most a second. One-shot commands write straight to stderr and lose nothing.
-fn init_tracing(format: LogFormat, background: bool) -> Option<WorkerGuard> {
-    let (writer, guard) = if background {
-        let (writer, guard) = NonBlockingBuilder::default()
-            .buffered_lines_limit(4096)
-            .lossy(false)
-            .finish(std::io::stderr());
-        (BoxMakeWriter::new(writer), Some(guard))
-    } else {
-        (BoxMakeWriter::new(std::io::stderr), None)
-    };
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    // Colour only for a person at a terminal, not in log files and collectors.
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(writer);
-    match format {
-        LogFormat::Json => builder.json().init(),
-        LogFormat::Text => builder.init(),
-    }
-    guard
-}
+use mtls_guard::config::{Cli, Command};
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
@@ -66,7 +36,13 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let logs = init_tracing(cli.log_format, matches!(cli.command, Command::Serve(_)));
+    // `serve` writes logs from a background thread; one-shot commands straight to stderr.
+    // Colour only for a person at a terminal, not in log files and collectors.
+    let logs = mtls_guard::logs::init(
+        cli.log_format,
+        matches!(cli.command, Command::Serve(_)),
+        std::io::stderr().is_terminal(),
+    );
     let result = run(cli);
     // Queued log lines come before the final word.
     drop(logs);

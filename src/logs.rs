@@ -1,0 +1,347 @@
+//! Log lines: `tracing` set up for the CLI, with the two costs a busy `serve` pays per review
+//! kept small. Text fields are written without `core::fmt` where their text allows it (the
+//! same output as tracing-subscriber's default formatter), and `serve` gathers lines in memory
+//! and writes them in batches from one thread, so an answer neither waits on stderr nor wakes
+//! a thread per line.
+
+use std::fmt;
+use std::io::{self, Write};
+use std::sync::mpsc;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use tracing::field::{Field, Visit};
+use tracing_subscriber::field::{MakeVisitor, VisitFmt, VisitOutput};
+use tracing_subscriber::fmt::format::{DefaultVisitor, Writer};
+use tracing_subscriber::fmt::MakeWriter;
+
+use crate::config::LogFormat;
+
+/// Log lines `serve` may hold before a logging thread has to wait for stderr.
+pub const BACKLOG_BYTES: usize = 256 * 1024;
+
+/// How long the writer gathers lines after the first one arrives: each batch is one write.
+const BATCH_WINDOW: Duration = Duration::from_millis(2);
+
+/// How long the last lines get to reach stderr at exit.
+const FLUSH_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Sets up `tracing` with the level from `RUST_LOG` (default `info`). With `background` (for
+/// `serve`), lines go through [`Background`]; the returned guard flushes them when dropped.
+pub fn init(format: LogFormat, background: bool, ansi: bool) -> Option<Flush> {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(ansi);
+    let (writer, flush) = if background {
+        let (writer, flush) = Background::spawn(io::stderr(), BACKLOG_BYTES);
+        (
+            tracing_subscriber::fmt::writer::BoxMakeWriter::new(writer),
+            Some(flush),
+        )
+    } else {
+        (
+            tracing_subscriber::fmt::writer::BoxMakeWriter::new(io::stderr),
+            None,
+        )
+    };
+    let builder = builder.with_writer(writer);
+    match format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.fmt_fields(TextFields).init(),
+    }
+    flush
+}
+
+/// Text fields as tracing-subscriber's `DefaultFields` writes them: `name=value`, strings
+/// quoted as `Debug` quotes them, `%value` as its `Display`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TextFields;
+
+impl<'a> MakeVisitor<Writer<'a>> for TextFields {
+    type Visitor = TextVisitor<'a>;
+
+    fn make_visitor(&self, writer: Writer<'a>) -> TextVisitor<'a> {
+        TextVisitor {
+            writer,
+            is_empty: true,
+            result: Ok(()),
+        }
+    }
+}
+
+/// Writes plain fields itself; a field whose text needs the default formatter's care (the
+/// message, colours, escapes, raw identifiers) goes to a [`DefaultVisitor`] for that field.
+pub struct TextVisitor<'a> {
+    writer: Writer<'a>,
+    is_empty: bool,
+    result: fmt::Result,
+}
+
+impl TextVisitor<'_> {
+    /// The `name=` of a plain field, or `None` when the default formatter must write it.
+    fn plain_name(&mut self, field: &Field) -> Option<fmt::Result> {
+        let name = field.name();
+        if self.writer.has_ansi_escapes()
+            || name == "message"
+            || name.starts_with("r#")
+            || name.starts_with("log.")
+        {
+            return None;
+        }
+        let pad = if std::mem::take(&mut self.is_empty) {
+            Ok(())
+        } else {
+            self.writer.write_char(' ')
+        };
+        Some(pad.and_then(|()| {
+            self.writer.write_str(name)?;
+            self.writer.write_char('=')
+        }))
+    }
+
+    fn delegate(&mut self, record: impl FnOnce(&mut DefaultVisitor<'_>)) {
+        let mut visitor = DefaultVisitor::new(self.writer.by_ref(), self.is_empty);
+        record(&mut visitor);
+        self.result = visitor.finish();
+        self.is_empty = false;
+    }
+
+    fn plain(&mut self, field: &Field, value: impl FnOnce(&mut Writer<'_>) -> fmt::Result) -> bool {
+        match self.plain_name(field) {
+            Some(name) => {
+                self.result = name.and_then(|()| value(&mut self.writer));
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+/// Text `Debug` writes between quotes unchanged.
+fn quotes_verbatim(text: &str) -> bool {
+    text.bytes()
+        .all(|b| (b' '..=b'~').contains(&b) && b != b'"' && b != b'\\')
+}
+
+impl Visit for TextVisitor<'_> {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        if self.result.is_err() {
+            return;
+        }
+        let written = quotes_verbatim(value)
+            && self.plain(field, |w| {
+                w.write_char('"')?;
+                w.write_str(value)?;
+                w.write_char('"')
+            });
+        if !written {
+            self.delegate(|v| v.record_str(field, value));
+        }
+    }
+
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        if self.result.is_err() {
+            return;
+        }
+        if !self.plain(field, |w| write!(w, "{value}")) {
+            self.delegate(|v| v.record_u64(field, value));
+        }
+    }
+
+    fn record_i64(&mut self, field: &Field, value: i64) {
+        if self.result.is_err() {
+            return;
+        }
+        if !self.plain(field, |w| write!(w, "{value}")) {
+            self.delegate(|v| v.record_i64(field, value));
+        }
+    }
+
+    fn record_bool(&mut self, field: &Field, value: bool) {
+        if self.result.is_err() {
+            return;
+        }
+        if !self.plain(field, |w| w.write_str(if value { "true" } else { "false" })) {
+            self.delegate(|v| v.record_bool(field, value));
+        }
+    }
+
+    fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
+        if self.result.is_err() {
+            return;
+        }
+        self.delegate(|v| v.record_error(field, value));
+    }
+
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        if self.result.is_err() {
+            return;
+        }
+        if !self.plain(field, |w| write!(w, "{value:?}")) {
+            self.delegate(|v| v.record_debug(field, value));
+        }
+    }
+}
+
+impl VisitOutput<fmt::Result> for TextVisitor<'_> {
+    fn finish(self) -> fmt::Result {
+        self.result
+    }
+}
+
+impl VisitFmt for TextVisitor<'_> {
+    fn writer(&mut self) -> &mut dyn fmt::Write {
+        &mut self.writer
+    }
+}
+
+/// Log lines held in memory for one writing thread. A line is appended under a lock (no
+/// thread woken unless the writer is idle); the writer waits [`BATCH_WINDOW`] after the first
+/// line, then writes everything gathered at once. Past its limit a logging thread waits for
+/// the writer instead of dropping lines.
+#[derive(Clone)]
+pub struct Background {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    pending: Mutex<Pending>,
+    /// The writer waits here for a first line.
+    wake: Condvar,
+    /// Logging threads wait here while the backlog is full.
+    room: Condvar,
+    limit: usize,
+}
+
+#[derive(Default)]
+struct Pending {
+    lines: Vec<u8>,
+    closed: bool,
+}
+
+impl Shared {
+    fn pending(&self) -> MutexGuard<'_, Pending> {
+        self.pending.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// Flushes the backlog when dropped, waiting at most [`FLUSH_TIMEOUT`] for stderr.
+pub struct Flush {
+    shared: Arc<Shared>,
+    done: mpsc::Receiver<()>,
+}
+
+impl Drop for Flush {
+    fn drop(&mut self) {
+        self.shared.pending().closed = true;
+        self.shared.wake.notify_one();
+        self.shared.room.notify_all();
+        let _ = self.done.recv_timeout(FLUSH_TIMEOUT);
+    }
+}
+
+impl Background {
+    /// Starts the writing thread over `out`, holding at most about `limit` bytes of lines.
+    pub fn spawn(out: impl Write + Send + 'static, limit: usize) -> (Background, Flush) {
+        let shared = Arc::new(Shared {
+            pending: Mutex::new(Pending::default()),
+            wake: Condvar::new(),
+            room: Condvar::new(),
+            limit,
+        });
+        let (finished, done) = mpsc::channel();
+        let writer = Arc::clone(&shared);
+        std::thread::Builder::new()
+            .name("log-writer".into())
+            .spawn(move || {
+                write_batches(&writer, out);
+                drop(finished);
+            })
+            .map_or_else(
+                // Without a thread, lines are written where they are logged.
+                |_| shared.pending().closed = true,
+                drop,
+            );
+        let flush = Flush {
+            shared: Arc::clone(&shared),
+            done,
+        };
+        (Background { shared }, flush)
+    }
+
+    fn push(&self, line: &[u8]) -> io::Result<()> {
+        let mut pending = self.shared.pending();
+        while pending.lines.len() >= self.shared.limit && !pending.closed {
+            pending = self
+                .shared
+                .room
+                .wait(pending)
+                .unwrap_or_else(PoisonError::into_inner);
+        }
+        if pending.closed {
+            drop(pending);
+            return io::stderr().write_all(line);
+        }
+        let idle = pending.lines.is_empty();
+        pending.lines.extend_from_slice(line);
+        drop(pending);
+        if idle {
+            self.shared.wake.notify_one();
+        }
+        Ok(())
+    }
+}
+
+fn write_batches(shared: &Shared, mut out: impl Write) {
+    let mut batch = Vec::new();
+    loop {
+        let mut pending = shared.pending();
+        while pending.lines.is_empty() && !pending.closed {
+            pending = shared
+                .wake
+                .wait(pending)
+                .unwrap_or_else(PoisonError::into_inner);
+        }
+        if pending.lines.is_empty() {
+            return;
+        }
+        if !pending.closed {
+            drop(pending);
+            std::thread::sleep(BATCH_WINDOW);
+            pending = shared.pending();
+        }
+        std::mem::swap(&mut pending.lines, &mut batch);
+        let was_full = batch.len() >= shared.limit;
+        drop(pending);
+        if was_full {
+            shared.room.notify_all();
+        }
+        // A log line that cannot be written has nowhere better to go.
+        let _ = out.write_all(&batch).and_then(|()| out.flush());
+        batch.clear();
+    }
+}
+
+impl<'a> MakeWriter<'a> for Background {
+    type Writer = &'a Background;
+
+    fn make_writer(&'a self) -> &'a Background {
+        self
+    }
+}
+
+impl Write for &Background {
+    fn write(&mut self, line: &[u8]) -> io::Result<usize> {
+        self.push(line)?;
+        Ok(line.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,181 @@
+use std::sync::mpsc;
+use std::time::Duration;
+
+use tracing_subscriber::fmt::format::DefaultFields;
+use tracing_subscriber::fmt::FormatFields;
+
+use super::*;
+
+/// Lines written into memory, for comparing formatters.
+#[derive(Clone, Default)]
+struct Memory(Arc<Mutex<Vec<u8>>>);
+
+impl Memory {
+    fn text(&self) -> String {
+        String::from_utf8(self.0.lock().unwrap().clone()).unwrap()
+    }
+}
+
+impl Write for Memory {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+#[derive(Debug)]
+struct Failed;
+
+impl fmt::Display for Failed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("it failed")
+    }
+}
+
+impl std::error::Error for Failed {}
+
+/// Events with every kind of field the guard logs, and the text that needs escaping.
+fn events() {
+    let quoted = "say \"hi\" \\ then\nstop";
+    tracing::info!(
+        uid = %"u-1", user = %"system:serviceaccount:a:b", operation = "CREATE",
+        verdict = "denied", clients = 3u64, delta = -2i64, ok = true, ratio = 0.5f64,
+        change = "", "admission decision"
+    );
+    tracing::info!(text = quoted, unicode = "café", tab = "a\tb", display = %quoted, "quotes");
+    tracing::info!(
+        quote = "say \"hi\"",
+        backslash = "a\\b",
+        del = "a\u{7f}",
+        "one escape each"
+    );
+    tracing::warn!(error = &Failed as &(dyn std::error::Error + 'static), debug = ?vec![1, 2], r#type = "raw");
+    tracing::info!("a message with \u{1b}[31m an escape and {} arguments", 2);
+    tracing::info!(message = "a message field", after = 1u64);
+    tracing::debug!(hidden = 1u64, "filtered out by the level");
+}
+
+fn logged(fields: impl for<'w> FormatFields<'w> + Send + Sync + 'static, ansi: bool) -> String {
+    let out = Memory::default();
+    let sink = out.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .without_time()
+        .with_ansi(ansi)
+        .with_max_level(tracing::Level::INFO)
+        .fmt_fields(fields)
+        .with_writer(move || sink.clone())
+        .finish();
+    tracing::subscriber::with_default(subscriber, events);
+    out.text()
+}
+
+#[test]
+fn text_fields_are_written_as_the_default_formatter_writes_them() {
+    for ansi in [false, true] {
+        let ours = logged(TextFields, ansi);
+        let default = logged(DefaultFields::new(), ansi);
+        assert_eq!(ours, default, "ansi {ansi}");
+        let events = ours
+            .lines()
+            .filter(|l| l.contains("mtls_guard::logs::tests"));
+        assert_eq!(events.count(), 6, "{ours}");
+    }
+    let plain = logged(TextFields, false);
+    assert!(
+        plain.contains(r#"text="say \"hi\" \\ then\nstop""#),
+        "{plain}"
+    );
+    assert!(plain.contains(r#"clients=3 delta=-2 ok=true ratio=0.5 change="""#));
+}
+
+fn line(n: usize, thread: usize) -> String {
+    format!("thread {thread} line {n}\n")
+}
+
+#[test]
+fn every_line_reaches_the_output_whole_and_in_order_by_the_flush() {
+    let out = Memory::default();
+    let (writer, flush) = Background::spawn(out.clone(), 4096);
+    std::thread::scope(|s| {
+        for thread in 0..4 {
+            let writer = writer.clone();
+            s.spawn(move || {
+                for n in 0..2000 {
+                    (&writer).write_all(line(n, thread).as_bytes()).unwrap();
+                }
+            });
+        }
+    });
+    drop(flush);
+    let text = out.text();
+    assert_eq!(text.lines().count(), 8000);
+    for thread in 0..4 {
+        let own: Vec<&str> = text
+            .lines()
+            .filter(|l| l.starts_with(&format!("thread {thread} ")))
+            .collect();
+        let expected: Vec<String> = (0..2000)
+            .map(|n| line(n, thread).trim_end().to_string())
+            .collect();
+        assert_eq!(own, expected, "thread {thread}");
+    }
+}
+
+/// An output whose first write waits until the test opens it.
+struct Gated {
+    gate: Option<mpsc::Receiver<()>>,
+    out: Memory,
+}
+
+impl Write for Gated {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if let Some(gate) = self.gate.take() {
+            let _ = gate.recv();
+        }
+        self.out.write(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+#[test]
+fn a_full_backlog_makes_a_logging_thread_wait_and_drops_nothing() {
+    let (open, gate) = mpsc::channel();
+    let out = Memory::default();
+    let (writer, flush) = Background::spawn(
+        Gated {
+            gate: Some(gate),
+            out: out.clone(),
+        },
+        8,
+    );
+    // The first line goes to the stuck output, the second fills the backlog.
+    (&writer).write_all(b"first\n").unwrap();
+    while !writer.shared.pending().lines.is_empty() {
+        std::thread::yield_now();
+    }
+    (&writer).write_all(b"second\n\n").unwrap();
+    let (done, finished) = mpsc::channel();
+    let third = {
+        let writer = writer.clone();
+        std::thread::spawn(move || {
+            (&writer).write_all(b"third\n").unwrap();
+            done.send(()).unwrap();
+        })
+    };
+    assert!(
+        finished.recv_timeout(Duration::from_millis(300)).is_err(),
+        "the third line was taken while the backlog was full"
+    );
+    open.send(()).unwrap();
+    finished.recv_timeout(Duration::from_secs(10)).unwrap();
+    third.join().unwrap();
+    drop(flush);
+    assert_eq!(out.text(), "first\nsecond\n\nthird\n");
+}
