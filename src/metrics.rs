@@ -33,8 +33,10 @@ fn slot(list: &[&str], value: &str) -> usize {
 pub struct Metrics {
     reviews: Vec<AtomicU64>,
     bad_requests: [AtomicU64; BAD_REQUESTS.len()],
-    latency_buckets: [AtomicU64; BUCKETS.len()],
-    latency_count: AtomicU64,
+    /// Reviews per latency bucket, the last past every bound: one count per review, not one
+    /// per bucket it falls under, as two threads serving reviews share these cache lines.
+    /// The cumulative counts are summed when rendered.
+    latency_buckets: [AtomicU64; BUCKETS.len() + 1],
     latency_sum_nanos: AtomicU64,
     offloaded: AtomicU64,
 }
@@ -47,7 +49,6 @@ impl Default for Metrics {
                 .collect(),
             bad_requests: Default::default(),
             latency_buckets: Default::default(),
-            latency_count: AtomicU64::new(0),
             latency_sum_nanos: AtomicU64::new(0),
             offloaded: AtomicU64::new(0),
         }
@@ -66,12 +67,8 @@ impl Metrics {
             + d;
         self.reviews[i].fetch_add(1, Relaxed);
         let secs = took.as_secs_f64();
-        for (b, bound) in self.latency_buckets.iter().zip(BUCKETS) {
-            if secs <= bound {
-                b.fetch_add(1, Relaxed);
-            }
-        }
-        self.latency_count.fetch_add(1, Relaxed);
+        let bucket = BUCKETS.partition_point(|&bound| bound < secs);
+        self.latency_buckets[bucket].fetch_add(1, Relaxed);
         self.latency_sum_nanos
             .fetch_add(u64::try_from(took.as_nanos()).unwrap_or(u64::MAX), Relaxed);
     }
@@ -124,14 +121,15 @@ impl Metrics {
         }
         out.push_str("# HELP mtls_guard_review_duration_seconds Time to decide one review.\n");
         out.push_str("# TYPE mtls_guard_review_duration_seconds histogram\n");
+        let mut count = 0;
         for (b, bound) in self.latency_buckets.iter().zip(BUCKETS) {
+            count += b.load(Relaxed);
             let _ = writeln!(
                 out,
-                "mtls_guard_review_duration_seconds_bucket{{le=\"{bound}\"}} {}",
-                b.load(Relaxed)
+                "mtls_guard_review_duration_seconds_bucket{{le=\"{bound}\"}} {count}"
             );
         }
-        let count = self.latency_count.load(Relaxed);
+        count += self.latency_buckets[BUCKETS.len()].load(Relaxed);
         let _ = writeln!(
             out,
             "mtls_guard_review_duration_seconds_bucket{{le=\"+Inf\"}} {count}"
@@ -280,8 +278,26 @@ mod tests {
             "mtls_guard_reviews_total{kind=\"Policy\",operation=\"CREATE\",verdict=\"denied\"} 1"
         ));
         assert!(text.contains("mtls_guard_reviews_total{kind=\"other\",operation=\"other\",verdict=\"not_reviewed\"} 1"));
-        assert!(text.contains("mtls_guard_review_duration_seconds_bucket{le=\"0.0001\"} 1"));
-        assert!(text.contains("mtls_guard_review_duration_seconds_count 2"));
+        for (bound, count) in [("0.0001", 1), ("0.0025", 1), ("0.005", 2), ("1", 2)] {
+            let bucket =
+                format!("mtls_guard_review_duration_seconds_bucket{{le=\"{bound}\"}} {count}\n");
+            assert!(text.contains(&bucket), "{bucket}");
+        }
+        // A bound is inclusive; past the last one, only +Inf counts a review.
+        m.review(
+            "Policy",
+            "CREATE",
+            Decision::Denied,
+            Duration::from_millis(1),
+        );
+        m.review("Policy", "CREATE", Decision::Denied, Duration::from_secs(2));
+        let text = m.render(7, 5, &kinds, true);
+        for (bound, count) in [("0.0005", 1), ("0.001", 2), ("1", 3), ("+Inf", 4)] {
+            let bucket =
+                format!("mtls_guard_review_duration_seconds_bucket{{le=\"{bound}\"}} {count}\n");
+            assert!(text.contains(&bucket), "{bucket}");
+        }
+        assert!(text.contains("mtls_guard_review_duration_seconds_count 4"));
         assert!(text.contains("mtls_guard_inventory_pods 7"));
     }
 
