@@ -4,6 +4,7 @@
 //! and writes them in batches from one thread, so an answer neither waits on stderr nor wakes
 //! a thread per line.
 
+use std::cell::Cell;
 use std::fmt;
 use std::io::{self, Write};
 use std::sync::mpsc;
@@ -13,6 +14,7 @@ use std::time::Duration;
 use tracing::field::{Field, Visit};
 use tracing_subscriber::field::{MakeVisitor, VisitFmt, VisitOutput};
 use tracing_subscriber::fmt::format::{DefaultVisitor, Writer};
+use tracing_subscriber::fmt::time::FormatTime;
 use tracing_subscriber::fmt::MakeWriter;
 
 use crate::config::LogFormat;
@@ -33,6 +35,7 @@ pub fn init(format: LogFormat, background: bool, ansi: bool) -> Option<Flush> {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_timer(Timestamp)
         .with_ansi(ansi);
     let (writer, flush) = if background {
         let (writer, flush) = Background::spawn(io::stderr(), BACKLOG_BYTES);
@@ -52,6 +55,81 @@ pub fn init(format: LogFormat, background: bool, ansi: bool) -> Option<Flush> {
         LogFormat::Text => builder.fmt_fields(TextFields).init(),
     }
     flush
+}
+
+/// RFC 3339 UTC time to the microsecond, as tracing-subscriber's `SystemTime` writes it, with
+/// the date and time of day formatted once per second on each thread.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Timestamp;
+
+/// The last second (9999-12-31T23:59:59Z) before the year takes a fifth digit.
+const LAST_FOUR_DIGIT_SECOND: u64 = 253_402_300_799;
+
+impl FormatTime for Timestamp {
+    fn format_time(&self, w: &mut Writer<'_>) -> fmt::Result {
+        thread_local! {
+            static SECOND: Cell<(u64, [u8; 20])> = const { Cell::new((u64::MAX, [0; 20])) };
+        }
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
+        let Some(now) = now.ok().filter(|t| t.as_secs() <= LAST_FOUR_DIGIT_SECOND) else {
+            return tracing_subscriber::fmt::time::SystemTime.format_time(w);
+        };
+        let second = now.as_secs();
+        let prefix = match SECOND.get() {
+            (cached, prefix) if cached == second => prefix,
+            _ => {
+                let prefix = second_prefix(second);
+                SECOND.set((second, prefix));
+                prefix
+            }
+        };
+        let mut text = [0; 27];
+        text[..20].copy_from_slice(&prefix);
+        digits(&mut text[20..26], u64::from(now.subsec_micros()));
+        text[26] = b'Z';
+        w.write_str(std::str::from_utf8(&text).map_err(|_| fmt::Error)?)
+    }
+}
+
+/// `YYYY-MM-DDTHH:MM:SS.` of a second since the epoch.
+fn second_prefix(second: u64) -> [u8; 20] {
+    let (days, of_day) = (second / 86_400, second % 86_400);
+    let (year, month, day) = civil_date(days);
+    let mut text = *b"0000-00-00T00:00:00.";
+    digits(&mut text[0..4], year);
+    digits(&mut text[5..7], month);
+    digits(&mut text[8..10], day);
+    digits(&mut text[11..13], of_day / 3600);
+    digits(&mut text[14..16], of_day / 60 % 60);
+    digits(&mut text[17..19], of_day % 60);
+    text
+}
+
+/// Year, month and day of a day since 1970-01-01 (Howard Hinnant's `civil_from_days`, with
+/// years starting in March so that a leap day ends one).
+fn civil_date(days: u64) -> (u64, u64, u64) {
+    let z = days + 719_468;
+    let (era, day_of_era) = (z / 146_097, z % 146_097);
+    let year_of_era =
+        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    let shifted_month = (5 * day_of_year + 2) / 153;
+    let day = day_of_year - (153 * shifted_month + 2) / 5 + 1;
+    let month = if shifted_month < 10 {
+        shifted_month + 3
+    } else {
+        shifted_month - 9
+    };
+    let year = year_of_era + era * 400 + u64::from(month <= 2);
+    (year, month, day)
+}
+
+/// `n` in decimal, zero-padded to fill `out`.
+fn digits(out: &mut [u8], mut n: u64) {
+    for digit in out.iter_mut().rev() {
+        *digit = b'0' + (n % 10) as u8;
+        n /= 10;
+    }
 }
 
 /// Text fields as tracing-subscriber's `DefaultFields` writes them: `name=value`, strings

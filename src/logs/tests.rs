@@ -92,6 +92,49 @@ fn text_fields_are_written_as_the_default_formatter_writes_them() {
     assert!(plain.contains(r#"clients=3 delta=-2 ok=true ratio=0.5 change="""#));
 }
 
+#[test]
+fn a_second_is_written_as_its_utc_date_and_time() {
+    // Expected values from Python's datetime, leap days and a century without one included.
+    for (second, text) in [
+        (0, "1970-01-01T00:00:00."),
+        (951_782_400, "2000-02-29T00:00:00."),
+        (1_709_164_800, "2024-02-29T00:00:00."),
+        (1_764_593_999, "2025-12-01T12:59:59."),
+        (4_107_542_399, "2100-02-28T23:59:59."),
+        (4_107_542_400, "2100-03-01T00:00:00."),
+        (LAST_FOUR_DIGIT_SECOND, "9999-12-31T23:59:59."),
+    ] {
+        assert_eq!(std::str::from_utf8(&second_prefix(second)).unwrap(), text);
+    }
+}
+
+fn time_text(timer: impl FormatTime) -> String {
+    let mut text = String::new();
+    timer.format_time(&mut Writer::new(&mut text)).unwrap();
+    text
+}
+
+#[test]
+fn the_timestamp_reads_as_tracing_subscribers_own() {
+    let default = tracing_subscriber::fmt::time::SystemTime;
+    // Twice in one second, to use the cached date once; a second may turn between the two.
+    let (ours, again, theirs) = (0..5)
+        .map(|_| {
+            (
+                time_text(Timestamp),
+                time_text(Timestamp),
+                time_text(default),
+            )
+        })
+        .find(|(a, b, c)| a[..19] == b[..19] && b[..19] == c[..19])
+        .expect("the same second for three timestamps");
+    assert_eq!(ours.len(), theirs.len(), "{ours} {theirs}");
+    assert!(
+        ours.ends_with('Z') && again <= theirs && ours <= again,
+        "{ours} {again} {theirs}"
+    );
+}
+
 fn line(n: usize, thread: usize) -> String {
     format!("thread {thread} line {n}\n")
 }
