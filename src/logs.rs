@@ -83,12 +83,18 @@ impl FormatTime for Timestamp {
                 prefix
             }
         };
-        let mut text = [0; 27];
-        text[..20].copy_from_slice(&prefix);
-        digits(&mut text[20..26], u64::from(now.subsec_micros()));
-        text[26] = b'Z';
+        let text = time_text(prefix, now.subsec_micros());
         w.write_str(std::str::from_utf8(&text).map_err(|_| fmt::Error)?)
     }
+}
+
+/// A second's prefix completed with the microseconds and the zone.
+fn time_text(prefix: [u8; 20], micros: u32) -> [u8; 27] {
+    let mut text = [0; 27];
+    text[..20].copy_from_slice(&prefix);
+    digits(&mut text[20..26], u64::from(micros));
+    text[26] = b'Z';
+    text
 }
 
 /// `YYYY-MM-DDTHH:MM:SS.` of a second since the epoch.
@@ -179,11 +185,13 @@ impl TextVisitor<'_> {
         }))
     }
 
-    fn delegate(&mut self, record: impl FnOnce(&mut DefaultVisitor<'_>)) {
+    fn delegate(&mut self, field: &Field, record: impl FnOnce(&mut DefaultVisitor<'_>)) {
         let mut visitor = DefaultVisitor::new(self.writer.by_ref(), self.is_empty);
         record(&mut visitor);
         self.result = visitor.finish();
-        self.is_empty = false;
+        // The default visitor writes nothing for the `log.` fields of events from the `log`
+        // crate (tracing-subscriber's default `tracing-log` feature), not even a space.
+        self.is_empty &= field.name().starts_with("log.");
     }
 
     fn plain(&mut self, field: &Field, value: impl FnOnce(&mut Writer<'_>) -> fmt::Result) -> bool {
@@ -215,7 +223,7 @@ impl Visit for TextVisitor<'_> {
                 w.write_char('"')
             });
         if !written {
-            self.delegate(|v| v.record_str(field, value));
+            self.delegate(field, |v| v.record_str(field, value));
         }
     }
 
@@ -224,7 +232,7 @@ impl Visit for TextVisitor<'_> {
             return;
         }
         if !self.plain(field, |w| write!(w, "{value}")) {
-            self.delegate(|v| v.record_u64(field, value));
+            self.delegate(field, |v| v.record_u64(field, value));
         }
     }
 
@@ -233,7 +241,7 @@ impl Visit for TextVisitor<'_> {
             return;
         }
         if !self.plain(field, |w| write!(w, "{value}")) {
-            self.delegate(|v| v.record_i64(field, value));
+            self.delegate(field, |v| v.record_i64(field, value));
         }
     }
 
@@ -242,7 +250,7 @@ impl Visit for TextVisitor<'_> {
             return;
         }
         if !self.plain(field, |w| w.write_str(if value { "true" } else { "false" })) {
-            self.delegate(|v| v.record_bool(field, value));
+            self.delegate(field, |v| v.record_bool(field, value));
         }
     }
 
@@ -250,7 +258,7 @@ impl Visit for TextVisitor<'_> {
         if self.result.is_err() {
             return;
         }
-        self.delegate(|v| v.record_error(field, value));
+        self.delegate(field, |v| v.record_error(field, value));
     }
 
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
@@ -258,7 +266,7 @@ impl Visit for TextVisitor<'_> {
             return;
         }
         if !self.plain(field, |w| write!(w, "{value:?}")) {
-            self.delegate(|v| v.record_debug(field, value));
+            self.delegate(field, |v| v.record_debug(field, value));
         }
     }
 }
@@ -278,7 +286,8 @@ impl VisitFmt for TextVisitor<'_> {
 /// Log lines held in memory for one writing thread. A line is appended under a lock (no
 /// thread woken unless the writer is idle); the writer waits [`BATCH_WINDOW`] after the first
 /// line, then writes everything gathered at once. Past its limit a logging thread waits for
-/// the writer instead of dropping lines.
+/// the writer instead of dropping lines. Lines logged after the [`Flush`] go straight to
+/// stderr.
 #[derive(Clone)]
 pub struct Background {
     shared: Arc<Shared>,
@@ -327,7 +336,8 @@ impl Background {
             pending: Mutex::new(Pending::default()),
             wake: Condvar::new(),
             room: Condvar::new(),
-            limit,
+            // A backlog must hold a line, or no line could ever enter it.
+            limit: limit.max(1),
         });
         let (finished, done) = mpsc::channel();
         let writer = Arc::clone(&shared);
@@ -338,7 +348,7 @@ impl Background {
                 drop(finished);
             })
             .map_or_else(
-                // Without a thread, lines are written where they are logged.
+                // Without a thread, lines go straight to stderr, as after the flush.
                 |_| shared.pending().closed = true,
                 drop,
             );
@@ -385,7 +395,8 @@ fn write_batches(shared: &Shared, mut out: impl Write) {
         if pending.lines.is_empty() {
             return;
         }
-        if !pending.closed {
+        // Gather a batch, unless logging threads may soon wait for room.
+        if !pending.closed && pending.lines.len() < shared.limit / 2 {
             drop(pending);
             std::thread::sleep(BATCH_WINDOW);
             pending = shared.pending();

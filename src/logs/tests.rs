@@ -56,6 +56,11 @@ fn events() {
     tracing::warn!(error = &Failed as &(dyn std::error::Error + 'static), debug = ?vec![1, 2], r#type = "raw");
     tracing::info!("a message with \u{1b}[31m an escape and {} arguments", 2);
     tracing::info!(message = "a message field", after = 1u64);
+    tracing::info!(
+        log.target = "from the log crate",
+        after = 1u64,
+        also = "plain"
+    );
     tracing::debug!(hidden = 1u64, "filtered out by the level");
 }
 
@@ -82,7 +87,7 @@ fn text_fields_are_written_as_the_default_formatter_writes_them() {
         let events = ours
             .lines()
             .filter(|l| l.contains("mtls_guard::logs::tests"));
-        assert_eq!(events.count(), 6, "{ours}");
+        assert_eq!(events.count(), 7, "{ours}");
     }
     let plain = logged(TextFields, false);
     assert!(
@@ -108,7 +113,22 @@ fn a_second_is_written_as_its_utc_date_and_time() {
     }
 }
 
-fn time_text(timer: impl FormatTime) -> String {
+#[test]
+fn microseconds_are_six_digits_before_the_zone() {
+    let prefix = second_prefix(1_764_593_999);
+    for (micros, text) in [
+        (0, "2025-12-01T12:59:59.000000Z"),
+        (7, "2025-12-01T12:59:59.000007Z"),
+        (999_999, "2025-12-01T12:59:59.999999Z"),
+    ] {
+        assert_eq!(
+            std::str::from_utf8(&time_text(prefix, micros)).unwrap(),
+            text
+        );
+    }
+}
+
+fn time_text_of(timer: impl FormatTime) -> String {
     let mut text = String::new();
     timer.format_time(&mut Writer::new(&mut text)).unwrap();
     text
@@ -121,9 +141,9 @@ fn the_timestamp_reads_as_tracing_subscribers_own() {
     let (ours, again, theirs) = (0..5)
         .map(|_| {
             (
-                time_text(Timestamp),
-                time_text(Timestamp),
-                time_text(default),
+                time_text_of(Timestamp),
+                time_text_of(Timestamp),
+                time_text_of(default),
             )
         })
         .find(|(a, b, c)| a[..19] == b[..19] && b[..19] == c[..19])
@@ -135,6 +155,19 @@ fn the_timestamp_reads_as_tracing_subscribers_own() {
     );
 }
 
+/// Runs `work` on a thread of its own and fails the test if it does not end in 10 s: a
+/// logging thread that waits for room forever is a failure, not a hung test.
+fn within_10s(work: impl FnOnce() + Send + 'static) {
+    let (done, finished) = mpsc::channel();
+    std::thread::spawn(move || {
+        work();
+        let _ = done.send(());
+    });
+    finished
+        .recv_timeout(Duration::from_secs(10))
+        .expect("logging threads still waiting after 10 s");
+}
+
 fn line(n: usize, thread: usize) -> String {
     format!("thread {thread} line {n}\n")
 }
@@ -143,15 +176,17 @@ fn line(n: usize, thread: usize) -> String {
 fn every_line_reaches_the_output_whole_and_in_order_by_the_flush() {
     let out = Memory::default();
     let (writer, flush) = Background::spawn(out.clone(), 4096);
-    std::thread::scope(|s| {
-        for thread in 0..4 {
-            let writer = writer.clone();
-            s.spawn(move || {
-                for n in 0..2000 {
-                    (&writer).write_all(line(n, thread).as_bytes()).unwrap();
-                }
-            });
-        }
+    within_10s(move || {
+        std::thread::scope(|s| {
+            for thread in 0..4 {
+                let writer = writer.clone();
+                s.spawn(move || {
+                    for n in 0..2000 {
+                        (&writer).write_all(line(n, thread).as_bytes()).unwrap();
+                    }
+                });
+            }
+        })
     });
     drop(flush);
     let text = out.text();
@@ -166,6 +201,35 @@ fn every_line_reaches_the_output_whole_and_in_order_by_the_flush() {
             .collect();
         assert_eq!(own, expected, "thread {thread}");
     }
+}
+
+#[test]
+fn a_line_reaches_the_output_before_any_flush() {
+    let out = Memory::default();
+    let (writer, _flush) = Background::spawn(out.clone(), 4096);
+    // The second line comes while the writer waits for one, having written the first.
+    for expected in ["one\n", "one\ntwo\n"] {
+        let line = expected.lines().last().unwrap_or_default();
+        (&writer).write_all(format!("{line}\n").as_bytes()).unwrap();
+        let written = (0..1000).any(|_| {
+            std::thread::sleep(Duration::from_millis(10));
+            out.text() == expected
+        });
+        assert!(written, "the writer was not woken: {:?}", out.text());
+    }
+}
+
+#[test]
+fn a_backlog_of_zero_bytes_still_takes_lines() {
+    let out = Memory::default();
+    let (writer, flush) = Background::spawn(out.clone(), 0);
+    within_10s(move || {
+        for line in ["a\n", "b\n", "c\n"] {
+            (&writer).write_all(line.as_bytes()).unwrap();
+        }
+    });
+    drop(flush);
+    assert_eq!(out.text(), "a\nb\nc\n");
 }
 
 /// An output whose first write waits until the test opens it.
@@ -200,9 +264,11 @@ fn a_full_backlog_makes_a_logging_thread_wait_and_drops_nothing() {
     );
     // The first line goes to the stuck output, the second fills the backlog.
     (&writer).write_all(b"first\n").unwrap();
-    while !writer.shared.pending().lines.is_empty() {
-        std::thread::yield_now();
-    }
+    let taken = (0..1000).any(|_| {
+        std::thread::sleep(Duration::from_millis(10));
+        writer.shared.pending().lines.is_empty()
+    });
+    assert!(taken, "the writer never took the first line");
     (&writer).write_all(b"second\n\n").unwrap();
     let (done, finished) = mpsc::channel();
     let third = {
