@@ -15,6 +15,7 @@ use tracing::field::{Field, Visit};
 use tracing_subscriber::field::{MakeVisitor, VisitFmt, VisitOutput};
 use tracing_subscriber::fmt::format::{DefaultVisitor, Writer};
 use tracing_subscriber::fmt::time::FormatTime;
+use tracing_subscriber::fmt::writer::BoxMakeWriter;
 use tracing_subscriber::fmt::MakeWriter;
 
 use crate::config::LogFormat;
@@ -39,15 +40,9 @@ pub fn init(format: LogFormat, background: bool, ansi: bool) -> Option<Flush> {
         .with_ansi(ansi);
     let (writer, flush) = if background {
         let (writer, flush) = Background::spawn(io::stderr(), BACKLOG_BYTES);
-        (
-            tracing_subscriber::fmt::writer::BoxMakeWriter::new(writer),
-            Some(flush),
-        )
+        (BoxMakeWriter::new(writer), Some(flush))
     } else {
-        (
-            tracing_subscriber::fmt::writer::BoxMakeWriter::new(io::stderr),
-            None,
-        )
+        (BoxMakeWriter::new(io::stderr), None)
     };
     let builder = builder.with_writer(writer);
     match format {
@@ -194,14 +189,24 @@ impl TextVisitor<'_> {
         self.is_empty &= field.name().starts_with("log.");
     }
 
-    fn plain(&mut self, field: &Field, value: impl FnOnce(&mut Writer<'_>) -> fmt::Result) -> bool {
-        match self.plain_name(field) {
-            Some(name) => {
-                self.result = name.and_then(|()| value(&mut self.writer));
-                true
-            }
-            None => false,
+    /// Writes `field` itself through `plain` when there is one and the field is plain, and
+    /// through the default visitor otherwise.
+    fn record(
+        &mut self,
+        field: &Field,
+        plain: Option<impl FnOnce(&mut Writer<'_>) -> fmt::Result>,
+        default: impl FnOnce(&mut DefaultVisitor<'_>),
+    ) {
+        if self.result.is_err() {
+            return;
         }
+        if let Some(value) = plain {
+            if let Some(name) = self.plain_name(field) {
+                self.result = name.and_then(|()| value(&mut self.writer));
+                return;
+            }
+        }
+        self.delegate(field, default);
     }
 }
 
@@ -213,61 +218,38 @@ fn quotes_verbatim(text: &str) -> bool {
 
 impl Visit for TextVisitor<'_> {
     fn record_str(&mut self, field: &Field, value: &str) {
-        if self.result.is_err() {
-            return;
-        }
-        let written = quotes_verbatim(value)
-            && self.plain(field, |w| {
-                w.write_char('"')?;
-                w.write_str(value)?;
-                w.write_char('"')
-            });
-        if !written {
-            self.delegate(field, |v| v.record_str(field, value));
-        }
+        let quoted = |w: &mut Writer<'_>| {
+            w.write_char('"')?;
+            w.write_str(value)?;
+            w.write_char('"')
+        };
+        let plain = quotes_verbatim(value).then_some(quoted);
+        self.record(field, plain, |v| v.record_str(field, value));
     }
 
     fn record_u64(&mut self, field: &Field, value: u64) {
-        if self.result.is_err() {
-            return;
-        }
-        if !self.plain(field, |w| write!(w, "{value}")) {
-            self.delegate(field, |v| v.record_u64(field, value));
-        }
+        let plain = |w: &mut Writer<'_>| write!(w, "{value}");
+        self.record(field, Some(plain), |v| v.record_u64(field, value));
     }
 
     fn record_i64(&mut self, field: &Field, value: i64) {
-        if self.result.is_err() {
-            return;
-        }
-        if !self.plain(field, |w| write!(w, "{value}")) {
-            self.delegate(field, |v| v.record_i64(field, value));
-        }
+        let plain = |w: &mut Writer<'_>| write!(w, "{value}");
+        self.record(field, Some(plain), |v| v.record_i64(field, value));
     }
 
     fn record_bool(&mut self, field: &Field, value: bool) {
-        if self.result.is_err() {
-            return;
-        }
-        if !self.plain(field, |w| w.write_str(if value { "true" } else { "false" })) {
-            self.delegate(field, |v| v.record_bool(field, value));
-        }
+        let plain = |w: &mut Writer<'_>| w.write_str(if value { "true" } else { "false" });
+        self.record(field, Some(plain), |v| v.record_bool(field, value));
     }
 
     fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
-        if self.result.is_err() {
-            return;
-        }
-        self.delegate(field, |v| v.record_error(field, value));
+        let plain = None::<fn(&mut Writer<'_>) -> fmt::Result>;
+        self.record(field, plain, |v| v.record_error(field, value));
     }
 
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
-        if self.result.is_err() {
-            return;
-        }
-        if !self.plain(field, |w| write!(w, "{value:?}")) {
-            self.delegate(field, |v| v.record_debug(field, value));
-        }
+        let plain = |w: &mut Writer<'_>| write!(w, "{value:?}");
+        self.record(field, Some(plain), |v| v.record_debug(field, value));
     }
 }
 
