@@ -264,14 +264,13 @@ async fn validate(State(state): State<Arc<AppState>>, headers: HeaderMap, body: 
         (None, Err(why)) => admission::unsynced(&req, state.mode, state.allow_unsynced, &why),
     };
     let r = &outcome.record;
-    state
-        .metrics
-        .review(&kind, r.operation, r.decision, started.elapsed());
+    let took = started.elapsed();
+    state.metrics.review(&kind, r.operation, r.decision, took);
     tracing::info!(
         uid = %log_safe(&r.uid), user = %log_safe(&r.user), operation = r.operation,
         kind = %log_safe(&r.kind), object = %log_safe(&r.object),
         verdict = r.decision.as_str(), mode = %r.mode, clients = r.clients, servers = r.servers,
-        change = r.change.as_deref().unwrap_or(""), micros = started.elapsed().as_micros() as u64,
+        change = r.change.as_deref().unwrap_or(""), micros = took.as_micros() as u64,
         "admission decision"
     );
     match outcome.reply_json() {
