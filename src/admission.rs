@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use kube::core::admission::{AdmissionResponse, Operation};
-use kube::core::{Status, TypeMeta};
+use kube::core::Status;
 use serde::Serialize;
 use serde_json::Value;
 
@@ -59,7 +59,7 @@ impl Authorization {
 /// needs `set-mode` on `namespaces` in that namespace.
 pub fn permission_needed(req: &Request) -> Option<Permission> {
     if is_namespace(req) {
-        return (mode_label(req.old_object.as_ref()) != mode_label(req.object.as_ref())).then(
+        return (mode_label(req.old_object.as_deref()) != mode_label(req.object.as_deref())).then(
             || Permission {
                 verb: "set-mode",
                 resource: "namespaces",
@@ -121,11 +121,7 @@ pub fn parse_review(body: &[u8]) -> Result<Request, AdmissionError> {
             review.api_version, review.kind
         )));
     }
-    let mut req = review.request.ok_or(AdmissionError::NoRequest)?;
-    req.types = TypeMeta {
-        api_version: review.api_version,
-        kind: review.kind,
-    };
+    let req = review.request.ok_or(AdmissionError::NoRequest)?;
     // The API server matches the answer to its request by uid; an answer without one is useless.
     if req.uid.is_empty() {
         return Err(AdmissionError::EmptyUid);
@@ -188,6 +184,16 @@ impl Answer {
     }
 }
 
+/// An answer to `req` that allows it, to be turned into a denial or given warnings.
+fn allowing(req: &Request) -> AdmissionResponse {
+    // kube builds a response only from its own request type, which reads every field.
+    let mut response = AdmissionResponse::invalid("");
+    response.uid.clone_from(&req.uid);
+    response.allowed = true;
+    response.result = Status::default();
+    response
+}
+
 fn operation_name(op: &Operation) -> &'static str {
     match op {
         Operation::Create => "CREATE",
@@ -219,10 +225,10 @@ fn annotation(obj: Option<&Object>) -> Option<&str> {
 /// place it can be. `Err` says why an annotation present is not honoured.
 fn break_glass(req: &Request) -> Result<Option<String>, &'static str> {
     let (now, before) = match req.operation {
-        Operation::Delete => (annotation(req.old_object.as_ref()), None),
+        Operation::Delete => (annotation(req.old_object.as_deref()), None),
         _ => (
-            annotation(req.object.as_ref()),
-            annotation(req.old_object.as_ref()),
+            annotation(req.object.as_deref()),
+            annotation(req.old_object.as_deref()),
         ),
     };
     let Some(reason) = now else { return Ok(None) };
@@ -280,7 +286,7 @@ fn record(req: &Request, mode: GuardMode) -> Record {
 pub fn unsynced(req: &Request, mode: GuardMode, allow: bool, why: &str) -> Answer {
     let mut record = record(req, mode);
     record.decision = Decision::Unsynced;
-    let mut response = AdmissionResponse::from(req);
+    let mut response = allowing(req);
     // Audit mode promises never to block, synced or not.
     if allow || mode == GuardMode::Audit {
         response.warnings = Some(vec![format!("mtls-guard: {why}; allowed without review")]);
@@ -304,7 +310,7 @@ pub fn unsynced(req: &Request, mode: GuardMode, allow: bool, why: &str) -> Answe
 pub fn overdue(req: &Request, mode: GuardMode, deadline: Duration) -> Answer {
     let mut record = record(req, mode);
     record.decision = Decision::Timeout;
-    let mut response = AdmissionResponse::from(req);
+    let mut response = allowing(req);
     let why = format!("mtls-guard could not decide within its review deadline ({deadline:?})");
     if mode == GuardMode::Audit {
         response.warnings = Some(vec![format!("{why}; allowed unreviewed (audit mode)")]);
@@ -335,7 +341,7 @@ pub fn decide(index: &Index, default_mode: GuardMode, req: &Request) -> Answer {
 /// the namespace, so only those granted `set-mode` may make it.
 fn namespace_review(req: &Request, mode: GuardMode, auth: &Authorization) -> Answer {
     let mut record = record(req, mode);
-    let mut response = AdmissionResponse::from(req);
+    let mut response = allowing(req);
     if permission_needed(req).is_some() {
         match auth {
             Authorization::Refused(why) if mode == GuardMode::Enforce => {
@@ -422,7 +428,7 @@ pub fn unjudged(index: &Index, default_mode: GuardMode, req: &Request) -> Option
 fn not_reviewed(req: &Request, mode: GuardMode, subject: &Subject) -> Answer {
     let mut record = record(req, mode);
     record.decision = Decision::NotReviewed;
-    let mut response = AdmissionResponse::from(req);
+    let mut response = allowing(req);
     if !matches!(subject, Subject::OtherConfigMap) {
         response.warnings = Some(vec![format!(
             "mtls-guard does not review {}; allowed",
@@ -451,8 +457,8 @@ fn review_rule(
     budget: Option<&Budget>,
 ) -> Result<Reviewed, String> {
     let unreadable = |e| format!("{kind} {}: {e}", object_name(req));
-    let old = read(kind, req.old_object.as_ref()).map_err(unreadable)?;
-    let new = read(kind, req.object.as_ref()).map_err(unreadable)?;
+    let old = read(kind, req.old_object.as_deref()).map_err(unreadable)?;
+    let new = read(kind, req.object.as_deref()).map_err(unreadable)?;
     let change = match (&old, &new) {
         (Some((_, o)), Some((_, n))) => explain::spec_diff(*o, *n),
         _ => None,
@@ -492,8 +498,8 @@ fn review_mesh_config(
     let object = format!("ConfigMap {}", object_name(req));
     let unreadable = |e| format!("{object}: {e}");
     // An unreadable config already in place must stay fixable: judge from what is in force.
-    let old = mesh_of(req.old_object.as_ref()).unwrap_or_else(|_| index.mesh().clone());
-    let new = mesh_of(req.object.as_ref()).map_err(unreadable)?;
+    let old = mesh_of(req.old_object.as_deref()).unwrap_or_else(|_| index.mesh().clone());
+    let new = mesh_of(req.object.as_deref()).map_err(unreadable)?;
     let mut changed = Vec::new();
     if old.enable_auto_mtls != new.enable_auto_mtls {
         changed.push((
@@ -570,7 +576,7 @@ fn judge(
     let reviewed = match subject {
         Subject::Namespace => {
             // A namespace that opted in to enforce stays governed even when the guard audits.
-            let labelled = mode_label(req.old_object.as_ref()).and_then(|m| m.parse().ok());
+            let labelled = mode_label(req.old_object.as_deref()).and_then(|m| m.parse().ok());
             let mode = match labelled {
                 Some(GuardMode::Enforce) => GuardMode::Enforce,
                 _ => default_mode,
@@ -586,7 +592,7 @@ fn judge(
         return not_reviewed(req, mode, &subject);
     };
     let mut record = record(req, mode);
-    let mut response = AdmissionResponse::from(req);
+    let mut response = allowing(req);
     let Reviewed {
         verdict,
         object,
