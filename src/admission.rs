@@ -170,9 +170,19 @@ impl Answer {
     }
 
     /// The answer as the API server reads it. sonic-rs escapes a deny message several times
-    /// faster than serde_json, which looks at one byte at a time.
+    /// faster than serde_json, which looks at one byte at a time. It reserves room for six
+    /// bytes per byte of a string before escaping it, so the buffer is sized for that at once
+    /// instead of growing (and being copied) on the way.
     pub fn reply_json(&self) -> Result<Vec<u8>, sonic_rs::Error> {
-        sonic_rs::to_vec(&self.reply())
+        let r = &self.response;
+        let texts = r.result.message.len()
+            + r.warnings.iter().flatten().map(String::len).sum::<usize>()
+            + (r.audit_annotations.iter())
+                .map(|(k, v)| k.len() + v.len())
+                .sum::<usize>();
+        let mut out = Vec::with_capacity(512 + 6 * texts);
+        sonic_rs::to_writer(&mut out, &self.reply())?;
+        Ok(out)
     }
 
     /// The answer as JSON, read back from the bytes a server writes.

@@ -192,7 +192,10 @@ impl fmt::Display for TargetsOf<'_> {
 
 /// The message a denied `kubectl apply` shows.
 pub fn deny_message(object: &str, v: &Verdict, change: Option<&str>) -> String {
-    let mut m = format!(
+    // Room for the usual message, which would otherwise be copied as it grows.
+    let mut m = String::with_capacity(2048);
+    let _ = write!(
+        m,
         "mtls-guard: {object} would cut off {} plaintext client(s).",
         v.client_count()
     );
