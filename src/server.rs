@@ -8,6 +8,7 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::ops::ControlFlow;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
@@ -250,18 +251,13 @@ async fn validate(State(state): State<Arc<AppState>>, headers: HeaderMap, body: 
         }
     };
     let kind = req.kind.kind.clone();
-    let unjudged = state
-        .inventory
-        .read(|index| admission::unjudged(index, state.mode, &req));
-    let synced = match state.inventory.readiness(Instant::now()) {
-        // A namespace's mode label is decided without the inventory.
-        Err(_) if admission::is_namespace(&req) => Ok(()),
-        other => other,
-    };
-    let outcome = match (unjudged, synced) {
-        (Some(outcome), _) => outcome,
-        (None, Ok(())) => decide(&state, req, started, body.len() <= INLINE_BODY_BYTES).await,
-        (None, Err(why)) => admission::unsynced(&req, state.mode, state.allow_unsynced, &why),
+    // Only the request (a pointer) is held while the decision is awaited: every layer that
+    // moves this future copies all it holds.
+    let outcome = match answer_at_once(&state, Arc::new(req)) {
+        ControlFlow::Break(answer) => answer,
+        ControlFlow::Continue(req) => {
+            decide(&state, req, started, body.len() <= INLINE_BODY_BYTES).await
+        }
     };
     let r = &outcome.record;
     let took = started.elapsed();
@@ -298,6 +294,31 @@ pub const INLINE_WORK: usize = 4096;
 /// reading a mesh config grow with the object, outside the engine's budget.
 const INLINE_BODY_BYTES: usize = 64 * 1024;
 
+/// The answer that needs no engine (a request the guard does not judge, or one that arrives
+/// before the inventory is synced), or the request handed on to [`decide`].
+fn answer_at_once(
+    state: &AppState,
+    req: Arc<admission::Request>,
+) -> ControlFlow<Answer, Arc<admission::Request>> {
+    let unjudged = state
+        .inventory
+        .read(|index| admission::unjudged(index, state.mode, &req));
+    if let Some(answer) = unjudged {
+        return ControlFlow::Break(answer);
+    }
+    match state.inventory.readiness(Instant::now()) {
+        Ok(()) => ControlFlow::Continue(req),
+        // A namespace's mode label is decided without the inventory.
+        Err(_) if admission::is_namespace(&req) => ControlFlow::Continue(req),
+        Err(why) => ControlFlow::Break(admission::unsynced(
+            &req,
+            state.mode,
+            state.allow_unsynced,
+            &why,
+        )),
+    }
+}
+
 /// The decision: small reviews (`small` bodies, within [`INLINE_WORK`]) on the thread that read
 /// them, larger ones on the blocking pool
 /// behind the review semaphore, so neither a costly review nor many at once hold the threads
@@ -305,11 +326,10 @@ const INLINE_BODY_BYTES: usize = 64 * 1024;
 /// without it (the decision still finishes, holding its permit).
 async fn decide(
     state: &Arc<AppState>,
-    req: admission::Request,
+    req: Arc<admission::Request>,
     started: Instant,
     small: bool,
 ) -> Answer {
-    let req = Arc::new(req);
     let deadline = tokio::time::Instant::from_std(started + state.review_deadline);
     if tokio::time::Instant::now() >= deadline {
         return overdue(state, &req);
@@ -359,7 +379,9 @@ async fn authorize(state: &AppState, req: &admission::Request) -> Authorization 
     match (admission::permission_needed(req), &state.authorizer) {
         (None, _) => Authorization::Allowed,
         (Some(_), None) => Authorization::NotChecked,
-        (Some(p), Some(authorizer)) => authorizer.check(&req.user_info, &p).await,
+        // Boxed: the API call's future is large, and every review's future would carry its
+        // size (copied each time a layer moves it) while few reviews make the call.
+        (Some(p), Some(authorizer)) => Box::pin(authorizer.check(&req.user_info, &p)).await,
     }
 }
 
