@@ -125,6 +125,13 @@ fn civil_date(days: u64) -> (u64, u64, u64) {
     (year, month, day)
 }
 
+/// `n` in decimal, without the formatting machinery a `write!` costs.
+fn decimal(n: u64, buf: &mut [u8; 20]) -> &str {
+    let len = n.checked_ilog10().map_or(1, |log| log as usize + 1);
+    digits(&mut buf[..len], n);
+    std::str::from_utf8(&buf[..len]).unwrap_or_default()
+}
+
 /// `n` in decimal, zero-padded to fill `out`.
 fn digits(out: &mut [u8], mut n: u64) {
     for digit in out.iter_mut().rev() {
@@ -228,7 +235,7 @@ impl Visit for TextVisitor<'_> {
     }
 
     fn record_u64(&mut self, field: &Field, value: u64) {
-        let plain = |w: &mut Writer<'_>| write!(w, "{value}");
+        let plain = |w: &mut Writer<'_>| w.write_str(decimal(value, &mut [0; 20]));
         self.record(field, Some(plain), |v| v.record_u64(field, value));
     }
 

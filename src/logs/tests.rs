@@ -46,6 +46,13 @@ fn events() {
         verdict = "denied", clients = 3u64, delta = -2i64, ok = true, ratio = 0.5f64,
         change = "", "admission decision"
     );
+    tracing::info!(
+        zero = 0u64,
+        nine = 9u64,
+        ten = 10u64,
+        max = u64::MAX,
+        "decimals"
+    );
     tracing::info!(text = quoted, unicode = "café", tab = "a\tb", display = %quoted, "quotes");
     tracing::info!(
         quote = "say \"hi\"",
@@ -87,7 +94,7 @@ fn text_fields_are_written_as_the_default_formatter_writes_them() {
         let events = ours
             .lines()
             .filter(|l| l.contains("mtls_guard::logs::tests"));
-        assert_eq!(events.count(), 7, "{ours}");
+        assert_eq!(events.count(), 8, "{ours}");
     }
     let plain = logged(TextFields, false);
     assert!(
@@ -95,6 +102,7 @@ fn text_fields_are_written_as_the_default_formatter_writes_them() {
         "{plain}"
     );
     assert!(plain.contains(r#"clients=3 delta=-2 ok=true ratio=0.5 change="""#));
+    assert!(plain.contains("zero=0 nine=9 ten=10 max=18446744073709551615"));
 }
 
 #[test]
