@@ -16,11 +16,6 @@ if ! command -v oha >/dev/null && [ ! -x "$tools/bin/oha" ]; then
   cargo install oha --locked --root "$tools" >/dev/null
 fi
 OHA=$(command -v oha || echo "$tools/bin/oha")
-if ! command -v opa >/dev/null && [ ! -x "$(go env GOPATH)/bin/opa" ]; then
-  echo "== installing opa from its Go module"
-  GOFLAGS= go install github.com/open-policy-agent/opa@v1.10.1
-fi
-OPA=$(command -v opa || echo "$(go env GOPATH)/bin/opa")
 
 echo "== building"
 cargo build --release --quiet
@@ -67,8 +62,7 @@ print(f"rate {s['requestsPerSec']:.0f} req/s  p50={p['p50']*1000:.3f} ms  p99={p
 PY
 grep -E 'VmRSS|VmHWM' "/proc/$guard/status"
 
-trap 'kill $guard $bare ${opa:-} 2>/dev/null || true' EXIT
-python3 -c "import json,sys; r=json.load(open(sys.argv[1])); json.dump({'input': r}, open(sys.argv[2],'w'))" "$review" "$out/opa-input.json"
+trap 'kill $guard $bare 2>/dev/null || true' EXIT
 curl -sk -o /dev/null --retry 50 --retry-connrefused --retry-delay 0 "https://127.0.0.1:18444/"
 load() { # name url body
   "$OHA" --no-tui -z 10s -c 16 -m POST -T application/json -D "$3" --insecure --output-format json "$2" > "$out/$1.json"
@@ -93,15 +87,10 @@ for round in 1 2; do
   load "mtls-guard-allowed-$round" "https://127.0.0.1:18443/validate" "$out/allowed.review.json"
 done
 curl -s http://127.0.0.1:19090/metrics | grep '^mtls_guard_reviews_offloaded_total'
-echo "== OPA (benches/opa/policy.rego), one instance at a time, alone, at 1k, 10k and 100k pods"
-for n in 1000 10000 100000; do
-  "$OPA" run --server --log-level error --shutdown-grace-period 1 --addr 127.0.0.1:18445 --tls-cert-file "$CERT" --tls-private-key-file "$KEY" \
-    "inventory:$out/inventory-$n.json" benches/opa/policy.rego &
-  opa=$!
-  for _ in $(seq 1 3000); do curl -sk -o /dev/null "https://127.0.0.1:18445/" && break; sleep 0.1; done
-  load "opa-$n" "https://127.0.0.1:18445/v1/data/mtls/deny" "$out/opa-input.json"
-  kill "$opa" && wait "$opa" 2>/dev/null || true
-done
+kill "$guard" "$bare" 2>/dev/null || true
+wait "$guard" "$bare" 2>/dev/null || true
+echo "== against OPA on the same rule, at 1k, 10k and 100k pods (benches/opa.sh)"
+benches/opa.sh "$out"
 
 echo "== live watch: 20k pods on a real kube-apiserver (cargo bench --bench watch)"
 "$(bench_bin watch)"
