@@ -2,6 +2,7 @@
 //! answer for enforce, audit and break-glass.
 
 use std::collections::HashMap;
+use std::fmt::Write;
 use std::time::Duration;
 
 use kube::core::admission::{AdmissionResponse, Operation};
@@ -644,9 +645,11 @@ fn judge(
             response.allowed = false;
             let mut message = explain::deny_message(&object, &verdict, change_detail.as_deref());
             if let Some(why) = ignored {
-                message.push_str(&format!("\nBreak-glass annotation ignored: {why}."));
+                let _ = write!(message, "\nBreak-glass annotation ignored: {why}.");
             }
-            response.result = Status::failure(&message, "Forbidden").with_code(403);
+            // The message moved in: `Status::failure` would copy it.
+            response.result = Status::failure("", "Forbidden").with_code(403);
+            response.result.message = message;
         }
         (Decision::BreakGlass | Decision::WouldDeny, glass) => {
             // Allowed although it would be denied: say so in warnings and the audit log.
