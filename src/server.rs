@@ -251,8 +251,8 @@ async fn validate(State(state): State<Arc<AppState>>, headers: HeaderMap, body: 
         }
     };
     let kind = req.kind.kind.clone();
-    // Only the request (a pointer) is held while the decision is awaited: every layer that
-    // moves this future copies all it holds.
+    // The request is held by pointer while the decision is awaited: every layer that moves
+    // this future copies all it holds.
     let outcome = match answer_at_once(&state, Arc::new(req)) {
         ControlFlow::Break(answer) => answer,
         ControlFlow::Continue(req) => {
@@ -295,7 +295,7 @@ pub const INLINE_WORK: usize = 4096;
 const INLINE_BODY_BYTES: usize = 64 * 1024;
 
 /// The answer that needs no engine (a request the guard does not judge, or one that arrives
-/// before the inventory is synced), or the request handed on to [`decide`].
+/// while the inventory is not synced or is stale), or the request handed on to [`decide`].
 fn answer_at_once(
     state: &AppState,
     req: Arc<admission::Request>,

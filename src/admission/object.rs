@@ -1,7 +1,7 @@
 //! The AdmissionReview as the guard reads it: the envelope, the request and each side's object,
 //! with only the fields a decision, its answer and the authorization check use. Everything else
-//! the API server sends (the resource, the request's original kind, options, an object's managed
-//! fields and status) is skipped unread, without allocating.
+//! the API server sends (the resource and subresource, the request's original kind, `dryRun`,
+//! options, an object's managed fields and status) is skipped unread, without allocating.
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
@@ -28,7 +28,8 @@ pub struct Request {
     /// Who asked, for the authorization check of break-glass and mode labels.
     pub user_info: UserInfo,
     /// The object as it will be; absent for a DELETE. Boxed, as is `old_object`, so that a
-    /// request moved from the parser into the review's future is a few hundred bytes.
+    /// request moved out of the parser (through the envelope, into its `Arc`) is a few hundred
+    /// bytes.
     pub object: Option<Box<Object>>,
     /// The object as it was; present for an UPDATE and a DELETE.
     pub old_object: Option<Box<Object>>,
