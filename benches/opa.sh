@@ -5,6 +5,7 @@
 # benches/opa/policy-gatekeeper.rego and OPA's store optimised for reads
 # (--optimize-store-for-read-speed). Both deny the same clients.
 # Usage: benches/opa.sh [OUT_DIR]   (about 8 minutes; run.sh calls it with its own OUT_DIR)
+# OPA holds up to about 10 GB with the 100k-pod List.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${1:-target/bench-run}
@@ -20,6 +21,7 @@ OHA=$(command -v oha || echo "$tools/bin/oha")
 if [ ! -x "$tools/bin/opa-$OPA_VERSION" ]; then
   echo "== installing opa $OPA_VERSION from its Go module"
   GOFLAGS= GOBIN="$tools/gobin" go install "github.com/open-policy-agent/opa@$OPA_VERSION"
+  mkdir -p "$tools/bin"
   mv "$tools/gobin/opa" "$tools/bin/opa-$OPA_VERSION"
 fi
 OPA=$tools/bin/opa-$OPA_VERSION
@@ -35,7 +37,7 @@ CERT=$out/certs/tls.crt KEY=$out/certs/tls.key
 # exist in the 1k and 10k meshes too.
 for n in 1000 10000 100000; do
   [ -f "$out/inventory-$n.json" ] || "$GEN" "$n" "$out/inventory-$n.json" 2>/dev/null
-  [ -f "$out/inventory-$n.gatekeeper.json" ] ||
+  [ "$out/inventory-$n.gatekeeper.json" -nt "$out/inventory-$n.json" ] ||
     python3 benches/opa/gatekeeper_layout.py "$out/inventory-$n.json" "$out/inventory-$n.gatekeeper.json"
 done
 review=$out/inventory-100000.json.review.json
@@ -47,6 +49,7 @@ trap '[ -n "$server" ] && kill "$server" 2>/dev/null || true' EXIT
 # the server's CPU per answer. oha's own req/s also counts requests cut off at the deadline.
 measure() {
   local cpu0 cpu1
+  kill -0 "$server" 2>/dev/null || { echo "!! $1 at $2 pods is not running"; return 1; }
   cpu0=$(awk '{print $14 + $15}' "/proc/$server/stat")
   "$OHA" --no-tui -z "$6s" -c "$5" -m POST -T application/json -D "$4" --insecure --output-format json "$3" > "$out/opa-bench-$1-$2.json"
   cpu1=$(awk '{print $14 + $15}' "/proc/$server/stat")
@@ -62,7 +65,15 @@ print(f"{name:<16} {pods:>7} pods  -c {conns:<2} {secs}s  {answers / int(secs):>
       f"p50={ms(p['p50'])}  p99={ms(p['p99'])}  CPU per answer {cpu}  peak RSS {int(hwm) // 1024} MB")
 PY
 }
-ready() { for _ in $(seq 1 3000); do curl -sfk -o /dev/null "$1" && return 0; sleep 0.1; done; return 1; }
+ready() {
+  for _ in $(seq 1 3000); do
+    curl -sfk -o /dev/null "$1" && return 0
+    kill -0 "$server" 2>/dev/null || break
+    sleep 0.1
+  done
+  echo "!! no answer from $1"
+  return 1
+}
 stop() { kill "$server" && wait "$server" 2>/dev/null || true; server=""; }
 
 echo "== the same review, each server alone (answers/s counts only completed answers)"
@@ -90,7 +101,7 @@ for n in 1000 10000 100000; do
     echo "opa-$setup at $n pods: ready after $(echo "$(date +%s.%N) - $start" | bc) s"
     curl -sk --max-time 120 -H 'Content-Type: application/json' --data @"$out/opa-input.json" \
       https://127.0.0.1:18445/v1/data/mtls/deny |
-      python3 -c "import json,sys; print('\n'.join(sorted(json.load(sys.stdin)['result'])))" > "$out/opa-deny-$setup-$n.txt"
+      python3 -c "import json,sys; [print(c) for c in sorted(json.load(sys.stdin)['result'])]" > "$out/opa-deny-$setup-$n.txt"
     measure "opa-$setup" "$n" https://127.0.0.1:18445/v1/data/mtls/deny "$out/opa-input.json" "$c" "$z"
     stop
   done
