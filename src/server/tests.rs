@@ -57,11 +57,11 @@ fn get(path: &str) -> Request<Body> {
 
 /// The AdmissionReview the webhook router answers to the seed's lock-down.
 async fn seed_review(state: Arc<AppState>) -> serde_json::Value {
-    let req = post(
-        "/validate",
-        "application/json",
-        fixture("seed-strict-policy.json"),
-    );
+    review_of(state, fixture("seed-strict-policy.json")).await
+}
+
+async fn review_of(state: Arc<AppState>, body: Vec<u8>) -> serde_json::Value {
+    let req = post("/validate", "application/json", body);
     let (status, body) = send(webhook_router(state, &limits()), req).await;
     assert_eq!(status, StatusCode::OK);
     serde_json::from_str(&body).unwrap()
@@ -113,6 +113,28 @@ async fn an_unsynced_guard_denies_a_review_with_the_reason() {
     assert_eq!(review["response"]["status"]["code"], 503);
     let message = review["response"]["status"]["message"].as_str().unwrap();
     assert!(message.contains("not synced"), "{message}");
+}
+
+#[tokio::test]
+async fn an_unsynced_guard_answers_what_needs_no_inventory() {
+    let pod = review_of(state(false), fixture("unreviewed-pod.json")).await;
+    assert_eq!(pod["response"]["allowed"], true, "{pod}");
+    let warning = pod["response"]["warnings"][0].as_str().unwrap();
+    assert!(warning.contains("does not review"), "{warning}");
+
+    // A namespace's mode label is decided without the inventory.
+    let namespace = |mode: &str| {
+        serde_json::json!({"apiVersion": "v1", "kind": "Namespace",
+            "metadata": {"name": "legacy", "labels": {"mtls-guard.io/mode": mode}}})
+    };
+    let review = serde_json::json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+        "request": {"uid": "ns-1", "kind": {"group": "", "version": "v1", "kind": "Namespace"},
+        "name": "legacy", "operation": "UPDATE", "userInfo": {"username": "bob"},
+        "object": namespace("audit"), "oldObject": namespace("enforce")}});
+    let ns = review_of(state(false), serde_json::to_vec(&review).unwrap()).await;
+    assert_eq!(ns["response"]["uid"], "ns-1");
+    let text = ns["response"].to_string();
+    assert!(!text.contains("not synced"), "{text}");
 }
 
 #[tokio::test]
