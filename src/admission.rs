@@ -678,4 +678,4 @@ fn judge(
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -408,18 +408,22 @@ fn offline_break_glass_says_who_may_use_it_was_not_checked() {
     assert!(warnings[0].contains("was not checked"), "{warnings:?}");
 }
 
-fn namespace_update(old: Option<&str>, new: Option<&str>) -> Request {
+/// A review of an UPDATE of namespace `legacy` whose mode label goes from `old` to `new`.
+pub(crate) fn namespace_review(old: Option<&str>, new: Option<&str>) -> Value {
     let labels = |mode: Option<&str>| match mode {
         Some(m) => json!({MODE_LABEL: m}),
         None => json!({}),
     };
     let object = |mode| json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "legacy", "labels": labels(mode)}});
-    let review = json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {
+    json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {
         "uid": "ns-1", "kind": {"group": "", "version": "v1", "kind": "Namespace"},
         "resource": {"group": "", "version": "v1", "resource": "namespaces"},
         "name": "legacy", "operation": "UPDATE", "userInfo": {"username": "bob"},
-        "object": object(new), "oldObject": object(old)}});
-    parse_review(&serde_json::to_vec(&review).unwrap()).unwrap()
+        "object": object(new), "oldObject": object(old)}})
+}
+
+fn namespace_update(old: Option<&str>, new: Option<&str>) -> Request {
+    parse_review(&serde_json::to_vec(&namespace_review(old, new)).unwrap()).unwrap()
 }
 
 #[test]
@@ -559,13 +563,6 @@ fn other_configmaps_are_allowed_silently_without_the_inventory() {
 
 #[test]
 fn a_namespace_label_change_is_judged_not_waved_through() {
-    let review = json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {
-        "uid": "u-ns", "kind": {"group": "", "version": "v1", "kind": "Namespace"},
-        "resource": {"group": "", "version": "v1", "resource": "namespaces"},
-        "name": "legacy", "operation": "UPDATE", "userInfo": {"username": "alice"},
-        "object": {"apiVersion": "v1", "kind": "Namespace",
-                   "metadata": {"name": "legacy", "labels": {MODE_LABEL: "audit"}}},
-        "oldObject": {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "legacy"}}}});
-    let req = parse_review(review.to_string().as_bytes()).unwrap();
+    let req = namespace_update(None, Some("audit"));
     assert!(unjudged(&Index::default(), GuardMode::Enforce, &req).is_none());
 }

@@ -123,14 +123,7 @@ async fn an_unsynced_guard_answers_what_needs_no_inventory() {
     assert!(warning.contains("does not review"), "{warning}");
 
     // A namespace's mode label is decided without the inventory.
-    let namespace = |mode: &str| {
-        serde_json::json!({"apiVersion": "v1", "kind": "Namespace",
-            "metadata": {"name": "legacy", "labels": {"mtls-guard.io/mode": mode}}})
-    };
-    let review = serde_json::json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
-        "request": {"uid": "ns-1", "kind": {"group": "", "version": "v1", "kind": "Namespace"},
-        "name": "legacy", "operation": "UPDATE", "userInfo": {"username": "bob"},
-        "object": namespace("audit"), "oldObject": namespace("enforce")}});
+    let review = crate::admission::tests::namespace_review(Some("enforce"), Some("audit"));
     let ns = review_of(state(false), serde_json::to_vec(&review).unwrap()).await;
     assert_eq!(ns["response"]["uid"], "ns-1");
     let text = ns["response"].to_string();
