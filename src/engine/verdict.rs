@@ -208,17 +208,18 @@ impl Verdict {
         self.breaks.len() + self.unlisted
     }
 
-    /// The servers one break cuts its client off from.
-    pub fn targets<'v>(&'v self, b: &'v Break) -> Box<dyn Iterator<Item = &'v Server> + 'v> {
-        match &b.targets {
-            Targets::LockedDown => Box::new(self.servers.iter().filter(|s| s.locked_down())),
-            Targets::LockedDownWithoutHbone => Box::new(
-                self.servers
-                    .iter()
-                    .filter(|s| s.locked_down() && !s.accepts_hbone),
-            ),
-            Targets::Servers(ids) => Box::new(ids.iter().filter_map(|i| self.servers.get(*i))),
-        }
+    /// The servers one break cuts its client off from. Not boxed: messages call it for every
+    /// client they list.
+    pub fn targets<'v>(&'v self, b: &'v Break) -> impl Iterator<Item = &'v Server> + 'v {
+        let (locked_down, listed): (&[Server], &[usize]) = match &b.targets {
+            Targets::Servers(ids) => (&[], ids),
+            Targets::LockedDown | Targets::LockedDownWithoutHbone => (&self.servers, &[]),
+        };
+        let hbone_reaches = matches!(b.targets, Targets::LockedDownWithoutHbone);
+        locked_down
+            .iter()
+            .filter(move |s| s.locked_down() && !(hbone_reaches && s.accepts_hbone))
+            .chain(listed.iter().filter_map(|i| self.servers.get(*i)))
     }
 }
 
