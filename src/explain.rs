@@ -6,47 +6,54 @@ use serde::Serialize;
 
 use crate::engine::{Break, Client, Reason, Server, Tier, Verdict};
 use crate::model::Origin;
+use crate::text::{number, put, Words};
 
 /// Clients listed by name before "+N more".
 pub const LISTED_CLIENTS: usize = 10;
 
 pub fn client_name(c: &Client) -> String {
-    ClientName(c).to_string()
+    ClientName(c).text()
 }
 
-/// A client as messages name it; written in place, as the deny message is built on every
-/// denied review.
+/// A client as messages name it.
 struct ClientName<'a>(&'a Client);
 
-impl fmt::Display for ClientName<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+impl Words for ClientName<'_> {
+    fn write_to<W: Write>(&self, w: &mut W) -> fmt::Result {
         match self.0 {
-            Client::Workload { namespace, name } => write!(f, "{namespace}/{name}"),
+            Client::Workload { namespace, name } => put(w, &[namespace, "/", name]),
             Client::Kubelet { namespace, name } => {
-                write!(f, "kubelet (probes of {namespace}/{name})")
+                put(w, &["kubelet (probes of ", namespace, "/", name, ")"])
             }
             Client::External {
                 namespace,
                 service,
                 exposure,
-            } => write!(
-                f,
-                "external clients (Service {namespace}/{service}, {})",
-                exposure.as_str()
+            } => put(
+                w,
+                &[
+                    "external clients (Service ",
+                    namespace,
+                    "/",
+                    service,
+                    ", ",
+                    exposure.as_str(),
+                    ")",
+                ],
             ),
             Client::ApiServer { caller, name } => {
-                write!(f, "kube-apiserver ({} {name})", caller.as_str())
+                put(w, &["kube-apiserver (", caller.as_str(), " ", name, ")"])
             }
-            Client::Unknown => f.write_str("unknown sender"),
+            Client::Unknown => w.write_str("unknown sender"),
         }
     }
 }
 
 struct ServerName<'a>(&'a Server);
 
-impl fmt::Display for ServerName<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        write!(f, "{}/{}", self.0.namespace, self.0.workload)
+impl Words for ServerName<'_> {
+    fn write_to<W: Write>(&self, w: &mut W) -> fmt::Result {
+        put(w, &[&self.0.namespace, "/", &self.0.workload])
     }
 }
 
@@ -61,87 +68,113 @@ pub fn tier_name(t: Tier) -> &'static str {
 
 struct OriginName<'a>(&'a Origin);
 
-impl fmt::Display for OriginName<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+impl Words for OriginName<'_> {
+    fn write_to<W: Write>(&self, w: &mut W) -> fmt::Result {
         let o = self.0;
         if o.namespace.is_empty() {
-            f.write_str(&o.name)
+            w.write_str(&o.name)
         } else {
-            write!(f, "{}/{}", o.namespace, o.name)
+            put(w, &[&o.namespace, "/", &o.name])
         }
     }
 }
 
 pub fn reason_text(r: &Reason) -> String {
-    ReasonText(r).to_string()
+    ReasonText(r).text()
 }
 
 struct ReasonText<'a>(&'a Reason);
 
-impl fmt::Display for ReasonText<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+impl Words for ReasonText<'_> {
+    fn write_to<W: Write>(&self, w: &mut W) -> fmt::Result {
         match self.0 {
-            Reason::NoProxy => f.write_str("no Istio sidecar and not enrolled in ambient"),
-            Reason::HostNetwork => f.write_str("hostNetwork pod: no proxy captures its traffic"),
-            Reason::AmbientNotEnrolled => f.write_str(
+            Reason::NoProxy => w.write_str("no Istio sidecar and not enrolled in ambient"),
+            Reason::HostNetwork => w.write_str("hostNetwork pod: no proxy captures its traffic"),
+            Reason::AmbientNotEnrolled => w.write_str(
                 "ambient requested (istio.io/dataplane-mode=ambient) but not enrolled by istio-cni",
             ),
-            Reason::DestinationRule { rule, mode, port } => write!(
-                f,
-                "DestinationRule {} sets tls.mode {} for port {port}",
-                OriginName(rule),
-                mode.as_str()
-            ),
-            Reason::PlaintextSubset { rule, subset, mode } => write!(
-                f,
-                "DestinationRule {} subset {subset} uses tls.mode {}",
-                OriginName(rule),
-                mode.as_str()
-            ),
-            Reason::AutoMtlsOff => f.write_str(
+            Reason::DestinationRule { rule, mode, port } => {
+                w.write_str("DestinationRule ")?;
+                OriginName(rule).write_to(w)?;
+                put(w, &[" sets tls.mode ", mode.as_str(), " for port "])?;
+                number(w, u64::from(*port))
+            }
+            Reason::PlaintextSubset { rule, subset, mode } => {
+                w.write_str("DestinationRule ")?;
+                OriginName(rule).write_to(w)?;
+                put(w, &[" subset ", subset, " uses tls.mode ", mode.as_str()])
+            }
+            Reason::AutoMtlsOff => w.write_str(
                 "auto mTLS is off (enableAutoMtls: false) and no DestinationRule sets ISTIO_MUTUAL",
             ),
-            Reason::TargetNotLabelled => f.write_str(
+            Reason::TargetNotLabelled => w.write_str(
                 "auto mTLS sends plaintext: the server pods lack security.istio.io/tlsMode=istio",
             ),
             Reason::NamespaceDisable { namespace, by } => {
-                write!(f, "auto mTLS sends plaintext: namespace {namespace} is DISABLE")?;
+                put(w, &["auto mTLS sends plaintext: namespace ", namespace, " is DISABLE"])?;
                 match by {
-                    Some(o) => write!(f, " ({o})"),
+                    Some(o) => {
+                        w.write_str(" (")?;
+                        o.write_to(w)?;
+                        w.write_char(')')
+                    }
                     None => Ok(()),
                 }
             }
-            Reason::HeadlessBackend { service, backend } => write!(
-                f,
-                "headless Service {service} has a backend without a sidecar ({backend}): auto mTLS sends plaintext to all of it"
+            Reason::HeadlessBackend { service, backend } => put(
+                w,
+                &[
+                    "headless Service ",
+                    service,
+                    " has a backend without a sidecar (",
+                    backend,
+                    "): auto mTLS sends plaintext to all of it",
+                ],
             ),
-            Reason::AmbientToSidecar => f.write_str(
+            Reason::AmbientToSidecar => w.write_str(
                 "ambient client: the sidecar server lacks networking.istio.io/tunnel=http, so ztunnel passes plaintext",
             ),
-            Reason::OutboundBypass { annotation, port } => write!(
-                f,
-                "its traffic to port {port} bypasses its sidecar (traffic.sidecar.istio.io/{annotation})"
-            ),
-            Reason::KubeletProbe { port } => write!(
-                f,
-                "httpGet/gRPC probe on port {port} with probe rewriting off: the pods would go unready"
-            ),
-            Reason::ExposedOutsideMesh { port } => {
-                write!(f, "exposed outside the mesh on Service port {port}")
+            Reason::OutboundBypass { annotation, port } => {
+                w.write_str("its traffic to port ")?;
+                number(w, u64::from(*port))?;
+                put(
+                    w,
+                    &[" bypasses its sidecar (traffic.sidecar.istio.io/", annotation, ")"],
+                )
             }
-            Reason::ApiServerCalls { port } => write!(
-                f,
-                "the API server calls it on Service port {port} without Istio mTLS"
-            ),
+            Reason::KubeletProbe { port } => {
+                w.write_str("httpGet/gRPC probe on port ")?;
+                number(w, u64::from(*port))?;
+                w.write_str(" with probe rewriting off: the pods would go unready")
+            }
+            Reason::ExposedOutsideMesh { port } => {
+                w.write_str("exposed outside the mesh on Service port ")?;
+                number(w, u64::from(*port))
+            }
+            Reason::ApiServerCalls { port } => {
+                w.write_str("the API server calls it on Service port ")?;
+                number(w, u64::from(*port))?;
+                w.write_str(" without Istio mTLS")
+            }
             Reason::ObservedPlaintext {
                 requests,
                 connections,
                 window_secs,
-            } => write!(
-                f,
-                "seen sending plaintext: {requests} req, {connections} TCP conn in the last {}",
-                crate::evidence::window_text(std::time::Duration::from_secs(*window_secs))
-            ),
+            } => {
+                w.write_str("seen sending plaintext: ")?;
+                number(w, *requests)?;
+                w.write_str(" req, ")?;
+                number(w, *connections)?;
+                put(
+                    w,
+                    &[
+                        " TCP conn in the last ",
+                        &crate::evidence::window_text(std::time::Duration::from_secs(
+                            *window_secs,
+                        )),
+                    ],
+                )
+            }
         }
     }
 }
@@ -149,19 +182,23 @@ impl fmt::Display for ReasonText<'_> {
 /// A server's ports, each with its mode before and after and the rule deciding it.
 struct PortsText<'a>(&'a Server);
 
-impl fmt::Display for PortsText<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+impl Words for PortsText<'_> {
+    fn write_to<W: Write>(&self, w: &mut W) -> fmt::Result {
         for (i, p) in self.0.ports.iter().enumerate() {
             if i > 0 {
-                f.write_str(", ")?;
+                w.write_str(", ")?;
             }
             match p.port {
-                Some(n) => write!(f, "port {n}")?,
-                None => f.write_str("all ports")?,
+                Some(n) => {
+                    w.write_str("port ")?;
+                    number(w, u64::from(n))?;
+                }
+                None => w.write_str("all ports")?,
             }
-            write!(f, ": {} -> {}", p.before, p.after)?;
+            put(w, &[": ", p.before.as_str(), " -> ", p.after.as_str()])?;
             if let Some(o) = &p.decided_by {
-                write!(f, " by {o}")?;
+                w.write_str(" by ")?;
+                o.write_to(w)?;
             }
         }
         Ok(())
@@ -174,18 +211,22 @@ const LISTED_TARGETS: usize = 3;
 /// The servers a client is cut off from: the first [`LISTED_TARGETS`], then how many more.
 struct TargetsOf<'a>(&'a Verdict, &'a Break);
 
-impl fmt::Display for TargetsOf<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+impl Words for TargetsOf<'_> {
+    fn write_to<W: Write>(&self, w: &mut W) -> fmt::Result {
         let mut targets = self.0.targets(self.1);
         for (i, s) in targets.by_ref().take(LISTED_TARGETS).enumerate() {
             if i > 0 {
-                f.write_str(", ")?;
+                w.write_str(", ")?;
             }
-            write!(f, "{}", ServerName(s))?;
+            ServerName(s).write_to(w)?;
         }
         match targets.count() {
             0 => Ok(()),
-            more => write!(f, " +{more} more"),
+            more => {
+                w.write_str(" +")?;
+                number(w, more as u64)?;
+                w.write_str(" more")
+            }
         }
     }
 }
@@ -194,60 +235,71 @@ impl fmt::Display for TargetsOf<'_> {
 pub fn deny_message(object: &str, v: &Verdict, change: Option<&str>) -> String {
     // Room for the usual message, which would otherwise be copied as it grows.
     let mut m = String::with_capacity(2048);
-    let _ = write!(
-        m,
-        "mtls-guard: {object} would cut off {} plaintext client(s).",
-        v.client_count()
-    );
+    let _ = write_deny_message(&mut m, object, v, change);
+    m
+}
+
+fn write_deny_message(
+    m: &mut String,
+    object: &str,
+    v: &Verdict,
+    change: Option<&str>,
+) -> fmt::Result {
+    put(m, &["mtls-guard: ", object, " would cut off "])?;
+    number(m, v.client_count() as u64)?;
+    m.push_str(" plaintext client(s).");
     if let Some(root) = &v.ignored_root {
-        let _ = write!(m, "\n{}", ignored_root_text(root));
+        put(m, &["\n", &ignored_root_text(root)])?;
     }
     for s in &v.servers {
         let verb = if s.locked_down() {
-            "becomes STRICT"
+            " becomes STRICT ("
         } else {
-            "is STRICT and hit"
+            " is STRICT and hit ("
         };
-        let _ = write!(
-            m,
-            "\n{} {verb} ({}; {} pod(s))",
-            ServerName(s),
-            PortsText(s),
-            s.pods
-        );
+        m.push('\n');
+        ServerName(s).write_to(m)?;
+        m.push_str(verb);
+        PortsText(s).write_to(m)?;
+        m.push_str("; ");
+        number(m, s.pods as u64)?;
+        m.push_str(" pod(s))");
     }
     m.push_str("\nClients that still send plaintext:");
     for b in v.breaks.iter().take(LISTED_CLIENTS) {
-        let _ = write!(
-            m,
-            "\n  - {} -> {}: {} [evidence: {}]",
-            ClientName(&b.client),
-            TargetsOf(v, b),
-            ReasonText(&b.reason),
-            tier_name(b.tier)
-        );
+        m.push_str("\n  - ");
+        ClientName(&b.client).write_to(m)?;
+        m.push_str(" -> ");
+        TargetsOf(v, b).write_to(m)?;
+        m.push_str(": ");
+        ReasonText(&b.reason).write_to(m)?;
+        put(m, &[" [evidence: ", tier_name(b.tier), "]"])?;
     }
     if v.client_count() > LISTED_CLIENTS {
-        let _ = write!(m, "\n  +{} more", v.client_count() - LISTED_CLIENTS);
+        m.push_str("\n  +");
+        number(m, (v.client_count() - LISTED_CLIENTS) as u64)?;
+        m.push_str(" more");
     }
     if v.excluded_by_network_policies > 0 {
-        let _ = write!(
-            m,
-            "\nNot counted: {} suspected client(s) that NetworkPolicies keep from these servers (--respect-network-policies).",
-            v.excluded_by_network_policies
-        );
+        m.push_str("\nNot counted: ");
+        number(m, v.excluded_by_network_policies as u64)?;
+        m.push_str(" suspected client(s) that NetworkPolicies keep from these servers (--respect-network-policies).");
     }
     if v.network_policies_partly_checked {
         m.push_str("\nNetworkPolicies were checked only in part (the review's work budget ran out): the remaining suspects are counted.");
     }
     if let Some(change) = change {
-        let _ = write!(m, "\nChange: {change}");
+        put(m, &["\nChange: ", change])?;
     }
     if let Some(why) = &v.traffic_unavailable {
-        let _ = write!(
+        put(
             m,
-            "\nTraffic evidence unavailable ({why}): decided on the inventory alone."
-        );
+            &[
+                "\nTraffic evidence unavailable (",
+                why,
+                "): decided on the inventory alone.",
+            ],
+        )?;
     }
     m.push_str(
         "\nWays out: inject the Istio sidecar into these clients (or enrol them in ambient) and restart them; \
@@ -255,7 +307,7 @@ pub fn deny_message(object: &str, v: &Verdict, change: Option<&str>) -> String {
          fix the DestinationRule or annotation that makes a sidecar send plaintext; \
          or, to accept the outage, annotate the object with mtls-guard.io/break-glass: \"<reason>\".",
     );
-    m
+    Ok(())
 }
 
 fn ignored_root_text(root: &str) -> String {
@@ -277,12 +329,18 @@ pub fn warnings(v: &Verdict) -> Vec<String> {
             } else {
                 "warning, no traffic seen"
             };
-            format!(
-                "mtls-guard {verb}: {} -> {} sends plaintext ({})",
-                ClientName(&b.client),
-                TargetsOf(v, b),
-                short_reason(&b.reason)
-            )
+            let mut line = String::with_capacity(128);
+            let _ = put(&mut line, &["mtls-guard ", verb, ": "])
+                .and_then(|()| ClientName(&b.client).write_to(&mut line))
+                .and_then(|()| line.write_str(" -> "))
+                .and_then(|()| TargetsOf(v, b).write_to(&mut line))
+                .and_then(|()| {
+                    put(
+                        &mut line,
+                        &[" sends plaintext (", short_reason(&b.reason), ")"],
+                    )
+                });
+            line
         })
         .collect();
     if v.client_count() > LISTED_CLIENTS {
@@ -337,7 +395,7 @@ pub fn cause(r: &Reason) -> (String, &'static str) {
             "check istio-cni on their nodes, then restart the pods",
         ),
         Reason::DestinationRule { rule, .. } | Reason::PlaintextSubset { rule, .. } => (
-            format!("DestinationRule {} sends plaintext", OriginName(rule)),
+            format!("DestinationRule {} sends plaintext", OriginName(rule).text()),
             "set its tls.mode to ISTIO_MUTUAL, or delete it",
         ),
         Reason::AutoMtlsOff => (
@@ -410,7 +468,7 @@ pub fn findings(v: &Verdict) -> Vec<Finding> {
             tier: b.tier,
             reason: b.reason.clone(),
             text: reason_text(&b.reason),
-            servers: v.targets(b).map(|s| ServerName(s).to_string()).collect(),
+            servers: v.targets(b).map(|s| ServerName(s).text()).collect(),
             denies: b.denies,
         })
         .collect()

@@ -31,5 +31,6 @@ pub mod metrics;
 pub mod model;
 pub mod report;
 pub mod server;
+pub mod text;
 pub mod tls;
 pub mod yaml;

@@ -19,6 +19,7 @@ use tracing_subscriber::fmt::writer::BoxMakeWriter;
 use tracing_subscriber::fmt::MakeWriter;
 
 use crate::config::LogFormat;
+use crate::text::{decimal, digits};
 
 /// Log lines `serve` may hold before a logging thread has to wait for stderr.
 pub const BACKLOG_BYTES: usize = 256 * 1024;
@@ -123,21 +124,6 @@ fn civil_date(days: u64) -> (u64, u64, u64) {
     };
     let year = year_of_era + era * 400 + u64::from(month <= 2);
     (year, month, day)
-}
-
-/// `n` in decimal, without the formatting machinery a `write!` costs.
-fn decimal(n: u64, buf: &mut [u8; 20]) -> &str {
-    let len = n.checked_ilog10().map_or(1, |log| log as usize + 1);
-    digits(&mut buf[..len], n);
-    std::str::from_utf8(&buf[..len]).unwrap_or_default()
-}
-
-/// `n` in decimal, zero-padded to fill `out`.
-fn digits(out: &mut [u8], mut n: u64) {
-    for digit in out.iter_mut().rev() {
-        *digit = b'0' + (n % 10) as u8;
-        n /= 10;
-    }
 }
 
 /// Text fields as tracing-subscriber's `DefaultFields` writes them: `name=value`, strings

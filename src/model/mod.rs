@@ -22,6 +22,8 @@ use std::fmt;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde::{Deserialize, Serialize};
 
+use crate::text::{put, Words};
+
 pub use api_caller::{ApiCaller, CallerKind};
 pub use destination_rule::{DestinationRule, TlsMode};
 pub use legacy::{LegacyPolicy, LegacyScope};
@@ -71,14 +73,20 @@ impl Mode {
     }
 }
 
-impl fmt::Display for Mode {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
+impl Mode {
+    pub fn as_str(self) -> &'static str {
+        match self {
             Mode::Unset => "UNSET",
             Mode::Disable => "DISABLE",
             Mode::Permissive => "PERMISSIVE",
             Mode::Strict => "STRICT",
-        })
+        }
+    }
+}
+
+impl fmt::Display for Mode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 
@@ -157,13 +165,19 @@ impl Origin {
     }
 }
 
+impl Words for Origin {
+    fn write_to<W: fmt::Write>(&self, w: &mut W) -> fmt::Result {
+        put(w, &[self.kind.as_str(), " "])?;
+        if !self.namespace.is_empty() {
+            put(w, &[&self.namespace, "/"])?;
+        }
+        w.write_str(&self.name)
+    }
+}
+
 impl fmt::Display for Origin {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.namespace.is_empty() {
-            write!(f, "{} {}", self.kind, self.name)
-        } else {
-            write!(f, "{} {}/{}", self.kind, self.namespace, self.name)
-        }
+        self.write_to(f)
     }
 }
 
