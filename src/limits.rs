@@ -5,10 +5,10 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use axum::extract::{Request, State};
-use axum::http::{header, HeaderValue, StatusCode};
-use axum::middleware::Next;
+use axum::body::{Body, Bytes};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::Response;
+use http_body_util::{BodyExt, LengthLimitError, Limited};
 
 use crate::server::error;
 
@@ -76,7 +76,7 @@ const LINGER: std::time::Duration = std::time::Duration::from_secs(2);
 /// Reads and discards up to `bytes` of a refused body for a moment, holding none of it: closing
 /// a connection with unread data resets it, and the reset can destroy the answer on its way
 /// to a client that is still sending.
-fn linger(body: axum::body::Body, bytes: usize) {
+fn linger(body: Body, bytes: usize) {
     use futures::StreamExt;
     tokio::spawn(async move {
         let mut data = body.into_data_stream();
@@ -93,42 +93,52 @@ fn linger(body: axum::body::Body, bytes: usize) {
     });
 }
 
-/// Middleware: a declared body over the limit gets 413 at once; otherwise the declared size (or,
-/// undeclared, the limit) is reserved for the whole request, or the request gets 503.
-pub async fn reserve_body(
-    State(budget): State<Arc<BodyBudget>>,
-    req: Request,
-    next: Next,
-) -> Response {
-    let declared = req
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok());
-    if let Some(len) = declared.filter(|&len| len > budget.max_body) {
-        linger(req.into_body(), budget.max_body);
-        return error(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            format!(
-                "a body of {len} bytes is over --max-body-bytes {}",
-                budget.max_body
-            ),
-        );
+impl BodyBudget {
+    /// A request's body, read within the budget: a declared body over the limit gets 413 at
+    /// once; otherwise the declared size (or, undeclared, the limit) is reserved, or the request
+    /// gets 503. The caller holds the reservation until its answer is written.
+    pub async fn read(
+        self: &Arc<Self>,
+        headers: &HeaderMap,
+        body: Body,
+    ) -> Result<(Reservation, Bytes), Response> {
+        let declared = headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<usize>().ok());
+        if let Some(len) = declared.filter(|&len| len > self.max_body) {
+            linger(body, self.max_body);
+            return Err(self.too_large(Some(len)));
+        }
+        let Some(reservation) = self.reserve(declared.unwrap_or(self.max_body)) else {
+            linger(body, self.max_body);
+            let mut res = error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "mtls-guard is holding as many request bodies as it may (--max-buffered-bytes); retry"
+                    .into(),
+            );
+            res.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            return Err(res);
+        };
+        match Limited::new(body, self.max_body).collect().await {
+            Ok(read) => Ok((reservation, read.to_bytes())),
+            Err(e) if e.is::<LengthLimitError>() => Err(self.too_large(None)),
+            Err(e) => Err(error(
+                StatusCode::BAD_REQUEST,
+                format!("the request body could not be read: {e}"),
+            )),
+        }
     }
-    let Some(reservation) = budget.reserve(declared.unwrap_or(budget.max_body)) else {
-        linger(req.into_body(), budget.max_body);
-        let mut res = error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "mtls-guard is holding as many request bodies as it may (--max-buffered-bytes); retry"
-                .into(),
-        );
-        res.headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-        return res;
-    };
-    let res = next.run(req).await;
-    drop(reservation);
-    res
+
+    /// 413 for a body of the `declared` length, or one found too long as it was read.
+    fn too_large(&self, declared: Option<usize>) -> Response {
+        let size = declared.map_or("the body".into(), |len| format!("a body of {len} bytes"));
+        error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("{size} is over --max-body-bytes {}", self.max_body),
+        )
+    }
 }
 
 #[cfg(test)]

@@ -14,9 +14,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode, Version};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -136,6 +135,11 @@ pub struct Limits {
 
 /// The webhook port: `POST /validate` and nothing else.
 pub fn webhook_router(state: Arc<AppState>, limits: &Limits) -> Router {
+    let hook = Webhook {
+        app: state,
+        bodies: BodyBudget::new(limits.max_buffered_bytes, limits.max_body_bytes),
+        request_timeout: limits.request_timeout,
+    };
     Router::new()
         .route("/validate", post(validate))
         .fallback(|| async {
@@ -144,25 +148,16 @@ pub fn webhook_router(state: Arc<AppState>, limits: &Limits) -> Router {
                 "no such endpoint; the webhook is POST /validate (health and metrics are on --metrics-listen)".into(),
             )
         })
-        // One stack, outermost first: each `Router::layer` would box the route again, and
-        // every request would clone each box.
-        .layer(
-            tower::ServiceBuilder::new()
-                .layer(axum::middleware::from_fn_with_state(
-                    Arc::clone(&state),
-                    close_while_draining,
-                ))
-                .layer(tower_http::timeout::TimeoutLayer::with_status_code(
-                    StatusCode::REQUEST_TIMEOUT,
-                    limits.request_timeout,
-                ))
-                .layer(axum::middleware::from_fn_with_state(
-                    BodyBudget::new(limits.max_buffered_bytes, limits.max_body_bytes),
-                    crate::limits::reserve_body,
-                ))
-                .layer(DefaultBodyLimit::max(limits.max_body_bytes)),
-        )
-        .with_state(state)
+        .with_state(Arc::new(hook))
+}
+
+/// What `POST /validate` works with: the shared state and the webhook port's request limits.
+/// The handler applies the limits itself: as middleware, each would box every request's future
+/// and clone the service behind it.
+struct Webhook {
+    app: Arc<AppState>,
+    bodies: Arc<BodyBudget>,
+    request_timeout: Duration,
 }
 
 /// The operations port: probes and metrics, and the readiness page when `serve_report`.
@@ -186,23 +181,6 @@ pub fn ops_router(state: Arc<AppState>, limits: &Limits, serve_report: bool) -> 
             limits.request_timeout,
         ))
         .with_state(state)
-}
-
-/// While draining, an HTTP/1.1 answer carries `Connection: close`: the client learns from the
-/// answer itself not to reuse the connection, so closing it never races a request it is sending.
-/// (HTTP/2 connections get a GOAWAY instead, in [`serve`].)
-async fn close_while_draining(
-    State(state): State<Arc<AppState>>,
-    req: Request,
-    next: Next,
-) -> Response {
-    let http1 = req.version() < Version::HTTP_2;
-    let mut res = next.run(req).await;
-    if http1 && state.shutting_down.load(Ordering::Acquire) {
-        res.headers_mut()
-            .insert(header::CONNECTION, HeaderValue::from_static("close"));
-    }
-    res
 }
 
 /// An error answer: `{"error": message}` with the status.
@@ -231,8 +209,32 @@ fn is_json(headers: &HeaderMap) -> bool {
         .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/json"))
 }
 
-async fn validate(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Bytes) -> Response {
-    if !is_json(&headers) {
+/// `POST /validate`, body included, within `--request-timeout` (then 408). While draining, an
+/// HTTP/1.1 answer carries `Connection: close`: the client learns from the answer itself not to
+/// reuse the connection, so closing it never races a request it is sending. (HTTP/2
+/// connections get a GOAWAY instead, in [`serve`].)
+async fn validate(State(hook): State<Arc<Webhook>>, req: Request) -> Response {
+    let http1 = req.version() < Version::HTTP_2;
+    let answer = tokio::time::timeout(hook.request_timeout, read_and_review(&hook, req)).await;
+    let mut res = answer.unwrap_or_else(|_| StatusCode::REQUEST_TIMEOUT.into_response());
+    if http1 && hook.app.shutting_down.load(Ordering::Acquire) {
+        res.headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    res
+}
+
+/// The body read within its budget, which is held until the answer is built.
+async fn read_and_review(hook: &Webhook, req: Request) -> Response {
+    let (parts, body) = req.into_parts();
+    match hook.bodies.read(&parts.headers, body).await {
+        Ok((_held, body)) => review(&hook.app, &parts.headers, body).await,
+        Err(refused) => refused,
+    }
+}
+
+async fn review(state: &Arc<AppState>, headers: &HeaderMap, body: Bytes) -> Response {
+    if !is_json(headers) {
         state.metrics.bad_request("content_type");
         return error(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -253,10 +255,10 @@ async fn validate(State(state): State<Arc<AppState>>, headers: HeaderMap, body: 
     let kind = req.kind.kind.clone();
     // The request is held by pointer while the decision is awaited: every layer that moves
     // this future copies all it holds.
-    let outcome = match answer_at_once(&state, Arc::new(req)) {
+    let outcome = match answer_at_once(state, Arc::new(req)) {
         ControlFlow::Break(answer) => answer,
         ControlFlow::Continue(req) => {
-            decide(&state, req, started, body.len() <= INLINE_BODY_BYTES).await
+            decide(state, req, started, body.len() <= INLINE_BODY_BYTES).await
         }
     };
     let r = &outcome.record;

@@ -107,6 +107,25 @@ async fn the_webhook_port_refuses_what_is_not_a_review() {
 }
 
 #[tokio::test]
+async fn a_body_still_arriving_at_the_request_timeout_gets_408() {
+    use futures::StreamExt;
+    let limits = Limits {
+        request_timeout: Duration::from_millis(50),
+        ..limits()
+    };
+    let stalled = futures::stream::once(async { Ok::<_, std::io::Error>(Bytes::from("{")) })
+        .chain(futures::stream::pending());
+    let req = Request::builder()
+        .method(Method::POST)
+        .uri("/validate")
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from_stream(stalled))
+        .unwrap();
+    let (status, _) = send(webhook_router(state(true), &limits), req).await;
+    assert_eq!(status, StatusCode::REQUEST_TIMEOUT);
+}
+
+#[tokio::test]
 async fn an_unsynced_guard_denies_a_review_with_the_reason() {
     let review = seed_review(state(false)).await;
     assert_eq!(review["response"]["allowed"], false);
