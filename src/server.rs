@@ -209,19 +209,10 @@ fn is_json(headers: &HeaderMap) -> bool {
         .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/json"))
 }
 
-/// `POST /validate`, body included, within `--request-timeout` (then 408). While draining, an
-/// HTTP/1.1 answer carries `Connection: close`: the client learns from the answer itself not to
-/// reuse the connection, so closing it never races a request it is sending. (HTTP/2
-/// connections get a GOAWAY instead, in [`serve`].)
+/// `POST /validate`, body included, within `--request-timeout` (then 408).
 async fn validate(State(hook): State<Arc<Webhook>>, req: Request) -> Response {
-    let http1 = req.version() < Version::HTTP_2;
     let answer = tokio::time::timeout(hook.request_timeout, read_and_review(&hook, req)).await;
-    let mut res = answer.unwrap_or_else(|_| StatusCode::REQUEST_TIMEOUT.into_response());
-    if http1 && hook.app.shutting_down.load(Ordering::Acquire) {
-        res.headers_mut()
-            .insert(header::CONNECTION, HeaderValue::from_static("close"));
-    }
-    res
+    answer.unwrap_or_else(|_| StatusCode::REQUEST_TIMEOUT.into_response())
 }
 
 /// The body read within its budget, which is held until the answer is built.
@@ -253,8 +244,8 @@ async fn review(state: &Arc<AppState>, headers: &HeaderMap, body: Bytes) -> Resp
         }
     };
     let kind = req.kind.kind.clone();
-    // The request is held by pointer while the decision is awaited: every layer that moves
-    // this future copies all it holds.
+    // The request is held by pointer while the decision is awaited: whatever moves this future
+    // (axum's handler box, the timeout) copies all it holds.
     let outcome = match answer_at_once(state, Arc::new(req)) {
         ControlFlow::Break(answer) => answer,
         ControlFlow::Continue(req) => {
@@ -563,11 +554,24 @@ impl Connection {
         let service = {
             let activity = Arc::clone(&activity);
             let app = self.app.clone();
+            let draining = self.draining.clone();
             tower::service_fn(move |req: Request<hyper::body::Incoming>| {
                 let in_flight = activity.begin();
+                let http1 = req.version() < Version::HTTP_2;
                 let call = app.clone().oneshot(req);
+                let draining = draining.clone();
                 async move {
-                    let res = call.await;
+                    let mut res = call.await;
+                    // While draining, every HTTP/1.1 answer carries `Connection: close`: the
+                    // client learns from the answer itself not to reuse the connection, so
+                    // closing it never races a request it is sending. (HTTP/2 gets a GOAWAY.)
+                    match &mut res {
+                        Ok(res) if http1 && *draining.borrow() => {
+                            res.headers_mut()
+                                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+                        }
+                        _ => {}
+                    }
                     drop(in_flight);
                     res
                 }

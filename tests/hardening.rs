@@ -665,6 +665,40 @@ async fn sigterm_under_load_answers_every_request_it_accepted() {
 }
 
 #[tokio::test]
+async fn while_draining_every_webhook_answer_says_close_even_a_404_or_405() {
+    let mut guard = Guard::start(&["--drain-delay", "5s", "--shutdown-grace", "1s"]).await;
+    let client = guard.client();
+    let closes = |r: &reqwest::Response| {
+        r.headers()
+            .get("connection")
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"close"))
+    };
+    let before = client.get(guard.url("/nope")).send().await.unwrap();
+    assert_eq!(before.status(), 404);
+    assert!(!closes(&before), "closing before the drain");
+    guard.terminate();
+    let deadline = std::time::Instant::now() + Duration::from_secs(4);
+    loop {
+        let r = client.get(guard.url("/nope")).send().await.unwrap();
+        assert_eq!(r.status(), 404);
+        if closes(&r) {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "never told to close");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let wrong_method = client.get(guard.url("/validate")).send().await.unwrap();
+    assert_eq!(wrong_method.status(), 405);
+    assert!(closes(&wrong_method));
+    let review = guard
+        .validate(std::fs::read(data("seed-strict-policy.json")).unwrap())
+        .await;
+    assert_eq!(review.status(), 200);
+    assert!(closes(&review));
+    assert!(guard.wait_exit(Duration::from_secs(20)).await.success());
+}
+
+#[tokio::test]
 async fn sigterm_sends_goaway_to_http2_connections() {
     let mut guard = Guard::start(&["--shutdown-grace", "30s"]).await;
     let mut tls = open_idle_h2(guard.port, &guard.ca()).await;
