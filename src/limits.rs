@@ -68,35 +68,10 @@ impl BodyBudget {
             bytes,
         })
     }
-}
 
-/// How long a refused body is read and thrown away after the answer.
-const LINGER: std::time::Duration = std::time::Duration::from_secs(2);
-
-/// Reads and discards up to `bytes` of a refused body for a moment, holding none of it: closing
-/// a connection with unread data resets it, and the reset can destroy the answer on its way
-/// to a client that is still sending.
-fn linger(body: Body, bytes: usize) {
-    use futures::StreamExt;
-    tokio::spawn(async move {
-        let mut data = body.into_data_stream();
-        let mut read = 0;
-        let drain = async {
-            while let Some(Ok(chunk)) = data.next().await {
-                read += chunk.len();
-                if read > bytes {
-                    break;
-                }
-            }
-        };
-        let _ = tokio::time::timeout(LINGER, drain).await;
-    });
-}
-
-impl BodyBudget {
     /// A request's body, read within the budget: a declared body over the limit gets 413 at
     /// once; otherwise the declared size (or, undeclared, the limit) is reserved, or the request
-    /// gets 503. The caller holds the reservation until its answer is written.
+    /// gets 503. The caller holds the reservation until its answer is built.
     pub async fn read(
         self: &Arc<Self>,
         headers: &HeaderMap,
@@ -139,6 +114,29 @@ impl BodyBudget {
             format!("{size} is over --max-body-bytes {}", self.max_body),
         )
     }
+}
+
+/// How long a refused body is read and thrown away after the answer.
+const LINGER: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Reads and discards up to `bytes` of a refused body for a moment, holding none of it: closing
+/// a connection with unread data resets it, and the reset can destroy the answer on its way
+/// to a client that is still sending.
+fn linger(body: Body, bytes: usize) {
+    use futures::StreamExt;
+    tokio::spawn(async move {
+        let mut data = body.into_data_stream();
+        let mut read = 0;
+        let drain = async {
+            while let Some(Ok(chunk)) = data.next().await {
+                read += chunk.len();
+                if read > bytes {
+                    break;
+                }
+            }
+        };
+        let _ = tokio::time::timeout(LINGER, drain).await;
+    });
 }
 
 #[cfg(test)]

@@ -71,9 +71,7 @@ impl Mode {
             self
         }
     }
-}
 
-impl Mode {
     pub fn as_str(self) -> &'static str {
         match self {
             Mode::Unset => "UNSET",
