@@ -561,6 +561,7 @@ mod tests {
     use crate::engine::{PortChange, Server, Targets};
     use crate::model::Mode;
     use serde_json::json;
+    use std::sync::Arc;
 
     fn verdict(clients: usize) -> Verdict {
         Verdict {
@@ -700,5 +701,169 @@ mod tests {
             .collect();
         let diff = spec_diff(Some(&old), Some(&json!({"subsets": many}))).unwrap();
         assert!(diff.paths.len() <= CHANGE_SUMMARY_BYTES + 16);
+    }
+
+    fn origin(namespace: &str) -> Origin {
+        Origin {
+            kind: crate::model::RuleKind::PeerAuthentication,
+            namespace: namespace.into(),
+            name: "p".into(),
+            created: 0,
+        }
+    }
+
+    #[test]
+    fn every_reason_reads_as_documented() {
+        use crate::model::TlsMode;
+        let rule = Origin {
+            kind: crate::model::RuleKind::DestinationRule,
+            ..origin("bar")
+        };
+        let cases = [
+            (Reason::NoProxy, "no Istio sidecar and not enrolled in ambient"),
+            (Reason::HostNetwork, "hostNetwork pod: no proxy captures its traffic"),
+            (
+                Reason::AmbientNotEnrolled,
+                "ambient requested (istio.io/dataplane-mode=ambient) but not enrolled by istio-cni",
+            ),
+            (
+                Reason::DestinationRule { rule: rule.clone(), mode: TlsMode::Disable, port: 8080 },
+                "DestinationRule bar/p sets tls.mode DISABLE for port 8080",
+            ),
+            (
+                Reason::PlaintextSubset {
+                    rule: Origin { namespace: String::new(), ..rule },
+                    subset: "v1".into(),
+                    mode: TlsMode::Simple,
+                },
+                "DestinationRule p subset v1 uses tls.mode SIMPLE",
+            ),
+            (
+                Reason::AutoMtlsOff,
+                "auto mTLS is off (enableAutoMtls: false) and no DestinationRule sets ISTIO_MUTUAL",
+            ),
+            (
+                Reason::TargetNotLabelled,
+                "auto mTLS sends plaintext: the server pods lack security.istio.io/tlsMode=istio",
+            ),
+            (
+                Reason::NamespaceDisable { namespace: "foo".into(), by: Some(origin("foo")) },
+                "auto mTLS sends plaintext: namespace foo is DISABLE (PeerAuthentication foo/p)",
+            ),
+            (
+                Reason::NamespaceDisable { namespace: "foo".into(), by: None },
+                "auto mTLS sends plaintext: namespace foo is DISABLE",
+            ),
+            (
+                Reason::HeadlessBackend { service: "db".into(), backend: "db-0".into() },
+                "headless Service db has a backend without a sidecar (db-0): auto mTLS sends plaintext to all of it",
+            ),
+            (
+                Reason::AmbientToSidecar,
+                "ambient client: the sidecar server lacks networking.istio.io/tunnel=http, so ztunnel passes plaintext",
+            ),
+            (
+                Reason::OutboundBypass { annotation: "excludeOutboundPorts", port: 5432 },
+                "its traffic to port 5432 bypasses its sidecar (traffic.sidecar.istio.io/excludeOutboundPorts)",
+            ),
+            (
+                Reason::KubeletProbe { port: 0 },
+                "httpGet/gRPC probe on port 0 with probe rewriting off: the pods would go unready",
+            ),
+            (
+                Reason::ExposedOutsideMesh { port: 65535 },
+                "exposed outside the mesh on Service port 65535",
+            ),
+            (
+                Reason::ApiServerCalls { port: 443 },
+                "the API server calls it on Service port 443 without Istio mTLS",
+            ),
+            (
+                Reason::ObservedPlaintext { requests: 12, connections: 3, window_secs: 600 },
+                "seen sending plaintext: 12 req, 3 TCP conn in the last 10m",
+            ),
+        ];
+        for (reason, text) in cases {
+            assert_eq!(reason_text(&reason), text);
+        }
+    }
+
+    #[test]
+    fn every_client_reads_as_documented() {
+        use crate::model::{service::Exposure, CallerKind};
+        let cases = [
+            (
+                Client::Kubelet {
+                    namespace: "foo".into(),
+                    name: "httpbin".into(),
+                },
+                "kubelet (probes of foo/httpbin)",
+            ),
+            (
+                Client::External {
+                    namespace: "foo".into(),
+                    service: "web".into(),
+                    exposure: Exposure::NodePort,
+                },
+                "external clients (Service foo/web, NodePort)",
+            ),
+            (
+                Client::ApiServer {
+                    caller: CallerKind::ApiService,
+                    name: "v1.metrics".into(),
+                },
+                "kube-apiserver (APIService v1.metrics)",
+            ),
+            (Client::Unknown, "unknown sender"),
+        ];
+        for (client, text) in cases {
+            assert_eq!(client_name(&client), text);
+        }
+        assert_eq!(origin("").to_string(), "PeerAuthentication p");
+    }
+
+    #[test]
+    fn the_message_names_each_port_its_rule_and_servers_past_the_third() {
+        let mut v = verdict(1);
+        v.servers[0].ports = smallvec::smallvec![
+            PortChange {
+                port: None,
+                before: Mode::Permissive,
+                after: Mode::Strict,
+                decided_by: Some(Arc::new(origin("foo"))),
+            },
+            PortChange {
+                port: Some(9090),
+                before: Mode::Strict,
+                after: Mode::Strict,
+                decided_by: None,
+            },
+        ];
+        let server = |name: &str| Server {
+            workload: name.into(),
+            ports: smallvec::smallvec![PortChange {
+                port: Some(80),
+                before: Mode::Strict,
+                after: Mode::Strict,
+                decided_by: None,
+            }],
+            ..v.servers[0].clone()
+        };
+        v.servers.extend(["b", "c", "d", "e"].map(server));
+        v.breaks[0].targets = Targets::Servers(vec![0, 1, 2, 3, 4]);
+        let m = deny_message("x", &v, None);
+        assert!(
+            m.contains(
+                "\nfoo/httpbin becomes STRICT (all ports: PERMISSIVE -> STRICT by \
+                 PeerAuthentication foo/p, port 9090: STRICT -> STRICT; 1 pod(s))\n\
+                 foo/b is STRICT and hit (port 80: STRICT -> STRICT; 1 pod(s))"
+            ),
+            "{m}"
+        );
+        assert!(
+            m.contains("legacy/sleep0 -> foo/httpbin, foo/b, foo/c +2 more: no Istio"),
+            "{m}"
+        );
+        assert!(m.starts_with("mtls-guard: x would cut off 1 plaintext client(s).\n"));
     }
 }

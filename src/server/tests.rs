@@ -106,23 +106,52 @@ async fn the_webhook_port_refuses_what_is_not_a_review() {
     }
 }
 
-#[tokio::test]
-async fn a_body_still_arriving_at_the_request_timeout_gets_408() {
+/// A POST to `/validate` whose body is `first`, then whatever `rest` yields.
+fn streamed(
+    first: &'static str,
+    rest: impl futures::Stream<Item = Result<Bytes, std::io::Error>> + Send + 'static,
+) -> Request<Body> {
     use futures::StreamExt;
-    let limits = Limits {
-        request_timeout: Duration::from_millis(50),
-        ..limits()
-    };
-    let stalled = futures::stream::once(async { Ok::<_, std::io::Error>(Bytes::from("{")) })
-        .chain(futures::stream::pending());
-    let req = Request::builder()
+    let body = futures::stream::once(async move { Ok(Bytes::from(first)) }).chain(rest);
+    Request::builder()
         .method(Method::POST)
         .uri("/validate")
         .header(header::CONTENT_TYPE, "application/json")
-        .body(Body::from_stream(stalled))
-        .unwrap();
-    let (status, _) = send(webhook_router(state(true), &limits), req).await;
+        .body(Body::from_stream(body))
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_body_still_arriving_at_the_request_timeout_gets_408_and_frees_its_budget() {
+    // The budget holds one undeclared body at a time (a large one leaves the last MiB to
+    // small ones), so a reservation kept past the 408 would refuse the next review with 503.
+    let limits = Limits {
+        request_timeout: Duration::from_millis(50),
+        max_buffered_bytes: limits().max_body_bytes + 1024 * 1024,
+        ..limits()
+    };
+    let router = webhook_router(state(true), &limits);
+    let stalled = streamed("{", futures::stream::pending());
+    let bounded = |req| tokio::time::timeout(Duration::from_secs(10), send(router.clone(), req));
+    let (status, _) = bounded(stalled).await.expect("answered at the timeout");
     assert_eq!(status, StatusCode::REQUEST_TIMEOUT);
+    let seed = streamed(
+        "",
+        futures::stream::once(async { Ok(Bytes::from(fixture("seed-strict-policy.json"))) }),
+    );
+    let (status, body) = bounded(seed).await.expect("answered");
+    assert_eq!(status, StatusCode::OK, "{body}");
+}
+
+#[tokio::test]
+async fn a_body_that_fails_midway_gets_400() {
+    let broken = streamed(
+        "{",
+        futures::stream::once(async { Err(std::io::Error::other("connection reset")) }),
+    );
+    let (status, body) = send(webhook_router(state(true), &limits()), broken).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(body.contains("could not be read"), "{body}");
 }
 
 #[tokio::test]

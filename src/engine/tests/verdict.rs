@@ -149,3 +149,47 @@ fn a_workload_mid_rollout_is_one_server_and_one_client() {
         assert_eq!(targets.len(), all, "{:?} names a server twice", brk.client);
     }
 }
+
+#[test]
+fn a_break_targets_what_its_variant_names_in_order() {
+    use crate::model::Mode;
+    let server = |name: &str, before: Mode, accepts_hbone: bool| Server {
+        namespace: "foo".into(),
+        workload: name.into(),
+        pods: 1,
+        ports: smallvec::smallvec![PortChange {
+            port: Some(80),
+            before,
+            after: Mode::Strict,
+            decided_by: None,
+        }],
+        accepts_hbone,
+    };
+    let verdict = Verdict {
+        servers: vec![
+            server("hbone", Mode::Permissive, true),
+            server("already-strict", Mode::Strict, false),
+            server("sidecar", Mode::Permissive, false),
+        ],
+        ..Verdict::default()
+    };
+    let names = |targets: Targets| -> Vec<String> {
+        let b = Break {
+            client: Client::Unknown,
+            tier: Tier::Inventory,
+            reason: Reason::NoProxy,
+            targets,
+            denies: true,
+        };
+        verdict
+            .targets(&b)
+            .map(|s| s.workload.to_string())
+            .collect()
+    };
+    assert_eq!(names(Targets::LockedDown), ["hbone", "sidecar"]);
+    assert_eq!(names(Targets::LockedDownWithoutHbone), ["sidecar"]);
+    assert_eq!(
+        names(Targets::Servers(vec![2, 7, 1])),
+        ["sidecar", "already-strict"]
+    );
+}
