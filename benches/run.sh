@@ -2,7 +2,7 @@
 # Reproduces BENCHMARKS.md: the offline commands (benches/offline.sh), engine latency, index
 # build, RSS, HTTPS throughput against the bare server and OPA, and the live-watch figures on
 # a real API server, one after the other on this machine.
-# Usage: benches/run.sh [OUT_DIR]   (about 45 minutes on 2 cores)
+# Usage: benches/run.sh [OUT_DIR]   (about 30 minutes on 2 cores with its tools built, 45 from scratch)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${1:-target/bench-run}
