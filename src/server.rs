@@ -469,8 +469,8 @@ pub async fn serve(
         .timer(TokioTimer::new())
         .max_concurrent_streams(MAX_STREAMS);
     // Every connection holds a receiver: it learns that draining began, and the sender learns
-    // when the last connection is gone.
-    let (draining, _) = watch::channel(false);
+    // when the last connection is gone. Answers read the sender, shared.
+    let draining = Arc::new(watch::channel(false).0);
     let stop_accepting = async {
         shutdown.await;
         draining.send_replace(true);
@@ -495,6 +495,7 @@ pub async fn serve(
             app: app.clone(),
             builder: builder.clone(),
             draining: draining.subscribe(),
+            drain_state: Arc::clone(&draining),
             opts: opts.clone(),
         };
         let acceptor = acceptor.clone();
@@ -525,6 +526,9 @@ struct Connection {
     app: Router,
     builder: auto::Builder<TokioExecutor>,
     draining: watch::Receiver<bool>,
+    /// Whether draining began, as each answer reads it: not one more receiver, which would
+    /// count as a connection.
+    drain_state: Arc<watch::Sender<bool>>,
     opts: ServeOptions,
 }
 
@@ -554,12 +558,12 @@ impl Connection {
         let service = {
             let activity = Arc::clone(&activity);
             let app = self.app.clone();
-            let draining = self.draining.clone();
+            let drain_state = Arc::clone(&self.drain_state);
             tower::service_fn(move |req: Request<hyper::body::Incoming>| {
                 let in_flight = activity.begin();
                 let http1 = req.version() < Version::HTTP_2;
                 let call = app.clone().oneshot(req);
-                let draining = draining.clone();
+                let draining = Arc::clone(&drain_state);
                 async move {
                     let mut res = call.await;
                     // While draining, every HTTP/1.1 answer carries `Connection: close`: the
