@@ -70,12 +70,7 @@ struct OriginName<'a>(&'a Origin);
 
 impl Words for OriginName<'_> {
     fn write_to<W: Write>(&self, w: &mut W) -> fmt::Result {
-        let o = self.0;
-        if o.namespace.is_empty() {
-            w.write_str(&o.name)
-        } else {
-            put(w, &[&o.namespace, "/", &o.name])
-        }
+        self.0.write_name(w)
     }
 }
 
@@ -324,22 +319,8 @@ pub fn warnings(v: &Verdict) -> Vec<String> {
         .iter()
         .take(LISTED_CLIENTS)
         .map(|b| {
-            let verb = if b.denies {
-                "would deny"
-            } else {
-                "warning, no traffic seen"
-            };
             let mut line = String::with_capacity(128);
-            let _ = put(&mut line, &["mtls-guard ", verb, ": "])
-                .and_then(|()| ClientName(&b.client).write_to(&mut line))
-                .and_then(|()| line.write_str(" -> "))
-                .and_then(|()| TargetsOf(v, b).write_to(&mut line))
-                .and_then(|()| {
-                    put(
-                        &mut line,
-                        &[" sends plaintext (", short_reason(&b.reason), ")"],
-                    )
-                });
+            let _ = write_warning(&mut line, v, b);
             line
         })
         .collect();
@@ -356,6 +337,20 @@ pub fn warnings(v: &Verdict) -> Vec<String> {
         ));
     }
     w
+}
+
+/// One client's warning: `mtls-guard VERB: CLIENT -> SERVERS sends plaintext (REASON)`.
+fn write_warning(line: &mut String, v: &Verdict, b: &Break) -> fmt::Result {
+    let verb = if b.denies {
+        "would deny"
+    } else {
+        "warning, no traffic seen"
+    };
+    put(line, &["mtls-guard ", verb, ": "])?;
+    ClientName(&b.client).write_to(line)?;
+    line.push_str(" -> ");
+    TargetsOf(v, b).write_to(line)?;
+    put(line, &[" sends plaintext (", short_reason(&b.reason), ")"])
 }
 
 fn short_reason(r: &Reason) -> &'static str {

@@ -19,7 +19,7 @@ use tracing_subscriber::fmt::writer::BoxMakeWriter;
 use tracing_subscriber::fmt::MakeWriter;
 
 use crate::config::LogFormat;
-use crate::text::{decimal, digits};
+use crate::text::{digits, number};
 
 /// Log lines `serve` may hold before a logging thread has to wait for stderr.
 pub const BACKLOG_BYTES: usize = 256 * 1024;
@@ -221,7 +221,7 @@ impl Visit for TextVisitor<'_> {
     }
 
     fn record_u64(&mut self, field: &Field, value: u64) {
-        let plain = |w: &mut Writer<'_>| w.write_str(decimal(value, &mut [0; 20]));
+        let plain = |w: &mut Writer<'_>| number(w, value);
         self.record(field, Some(plain), |v| v.record_u64(field, value));
     }
 

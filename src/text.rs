@@ -27,7 +27,7 @@ pub fn number<W: Write>(w: &mut W, n: u64) -> fmt::Result {
 }
 
 /// `n` in decimal.
-pub fn decimal(n: u64, buf: &mut [u8; 20]) -> &str {
+fn decimal(n: u64, buf: &mut [u8; 20]) -> &str {
     let len = n.checked_ilog10().map_or(1, |log| log as usize + 1);
     digits(&mut buf[..len], n);
     std::str::from_utf8(&buf[..len]).unwrap_or_default()

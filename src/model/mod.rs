@@ -161,15 +161,21 @@ impl Origin {
     pub fn same_object(&self, other: &Origin) -> bool {
         self.kind == other.kind && self.namespace == other.namespace && self.name == other.name
     }
-}
 
-impl Words for Origin {
-    fn write_to<W: fmt::Write>(&self, w: &mut W) -> fmt::Result {
-        put(w, &[self.kind.as_str(), " "])?;
+    /// `namespace/name`, or `name` for the cluster-scoped MeshPolicy.
+    pub fn write_name<W: fmt::Write>(&self, w: &mut W) -> fmt::Result {
         if !self.namespace.is_empty() {
             put(w, &[&self.namespace, "/"])?;
         }
         w.write_str(&self.name)
+    }
+}
+
+/// `Kind namespace/name`.
+impl Words for Origin {
+    fn write_to<W: fmt::Write>(&self, w: &mut W) -> fmt::Result {
+        put(w, &[self.kind.as_str(), " "])?;
+        self.write_name(w)
     }
 }
 
