@@ -17,7 +17,7 @@ use super::verdict::{Client, Hit, Reason, Targets, VerdictBuilder, LISTED_UNMESH
 use super::view::View;
 use super::Change;
 use crate::inventory::{Index, Route, Workload, WorkloadId};
-use crate::model::{pod::DATAPLANE_MODE_LABEL, Mode, Proxy, Rule, TlsMode};
+use crate::model::{Mode, Proxy, Rule, TlsMode};
 
 fn client(w: &Workload) -> Client {
     Client::Workload {
@@ -30,13 +30,11 @@ fn no_proxy_reason(index: &Index, c: &Workload) -> Reason {
     if c.shape.host_network {
         return Reason::HostNetwork;
     }
-    let ambient_intent = match c.shape.label(DATAPLANE_MODE_LABEL) {
-        Some("ambient") => true,
-        Some("none") => false,
-        _ => index
+    let ambient_intent = c.ambient_label().unwrap_or_else(|| {
+        index
             .namespace(&c.namespace)
-            .is_some_and(|ns| ns.wants_ambient()),
-    };
+            .is_some_and(|ns| ns.wants_ambient())
+    });
     if ambient_intent {
         Reason::AmbientNotEnrolled
     } else {

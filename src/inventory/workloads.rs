@@ -31,6 +31,7 @@ pub struct Workload {
     /// Label facts a review asks of every server, read from the shape once.
     accepts_hbone: bool,
     tls_labelled: bool,
+    ambient_label: Option<bool>,
     /// Another pod group of the workload exists or has existed beside this one; `false`
     /// means none has, so a verdict can give it an entry without looking for one.
     has_siblings: bool,
@@ -73,6 +74,11 @@ impl Workload {
     /// Labelled `security.istio.io/tlsMode=istio`, which auto mTLS looks for.
     pub fn has_istio_tls_label(&self) -> bool {
         self.tls_labelled
+    }
+
+    /// See [`PodShape::ambient_label`]; read once, as a review asks it of every client listed.
+    pub fn ambient_label(&self) -> Option<bool> {
+        self.ambient_label
     }
 
     fn set_services(&mut self, services: &[Arc<Service>], keys: &HostKeys) {
@@ -416,6 +422,7 @@ impl Workloads {
             ports: captured_ports(&pod.shape, &[]),
             accepts_hbone: pod.shape.accepts_hbone(),
             tls_labelled: pod.shape.has_istio_tls_label(),
+            ambient_label: pod.shape.ambient_label(),
             has_siblings: false,
         };
         let id = match self.free.pop() {

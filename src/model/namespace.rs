@@ -17,6 +17,8 @@ pub struct Namespace {
     pub labels: Labels,
     /// The [`MODE_LABEL`], read once here.
     pub mode: LabelledMode,
+    /// Labelled `istio.io/dataplane-mode=ambient`, read once here.
+    ambient: bool,
 }
 
 /// What a namespace's [`MODE_LABEL`] says.
@@ -82,11 +84,17 @@ impl Namespace {
                 .parse()
                 .map_or_else(LabelledMode::Invalid, LabelledMode::Set),
         };
-        Ok(Namespace { name, labels, mode })
+        let ambient = labels.get(DATAPLANE_MODE_LABEL).map(String::as_str) == Some("ambient");
+        Ok(Namespace {
+            name,
+            labels,
+            mode,
+            ambient,
+        })
     }
 
     pub fn wants_ambient(&self) -> bool {
-        self.labels.get(DATAPLANE_MODE_LABEL).map(String::as_str) == Some("ambient")
+        self.ambient
     }
 
     /// The mode the label sets, if it sets a valid one.

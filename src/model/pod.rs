@@ -134,6 +134,16 @@ impl PodShape {
         self.labels.get(key).map(String::as_str)
     }
 
+    /// What the pod's own `istio.io/dataplane-mode` label says of ambient: `ambient` asks for
+    /// it, `none` refuses it, and anything else (or no label) leaves it to the namespace.
+    pub fn ambient_label(&self) -> Option<bool> {
+        match self.label(DATAPLANE_MODE_LABEL) {
+            Some("ambient") => Some(true),
+            Some("none") => Some(false),
+            _ => None,
+        }
+    }
+
     pub fn has_istio_tls_label(&self) -> bool {
         self.label(TLS_MODE_LABEL) == Some("istio")
     }

@@ -216,6 +216,26 @@ fn ambient_clients_and_intent() {
 }
 
 #[test]
+fn a_namespace_asking_for_ambient_names_its_unenrolled_pods_unless_a_pod_says_none() {
+    let mut index = seed();
+    let mut ns = core::Namespace::default();
+    ns.metadata.name = Some("legacy".into());
+    ns.metadata.labels = Some([("istio.io/dataplane-mode".into(), "ambient".into())].into());
+    index.upsert_namespace(crate::model::Namespace::from_api(&ns).unwrap());
+    let refuses = pod("legacy", "opted-out").label("istio.io/dataplane-mode", "none");
+    index.upsert_pod(refuses.build());
+    let b = broken(&create(&index, &seed_lockdown()));
+    assert!(
+        b.contains(&"legacy/sleep: ambient-not-enrolled".to_string()),
+        "{b:?}"
+    );
+    assert!(
+        b.contains(&"legacy/opted-out: no-proxy".to_string()),
+        "{b:?}"
+    );
+}
+
+#[test]
 fn outbound_exclusions_bypass_the_client_sidecar() {
     let mut index = seed();
     let excluding = pod("bar", "sleep").sidecar();
