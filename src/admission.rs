@@ -8,6 +8,7 @@ use std::time::Duration;
 use kube::core::admission::{AdmissionResponse, Operation};
 use kube::core::Status;
 use serde::Serialize;
+use serde_json::value::RawValue;
 use serde_json::Value;
 
 mod object;
@@ -215,11 +216,16 @@ fn operation_name(op: &Operation) -> &'static str {
 }
 
 /// The rule one side of a request holds, and its spec as sent (for the change summary).
-fn read(kind: RuleKind, obj: Option<&Object>) -> Result<Option<(Rule, Option<&Value>)>, String> {
+fn read(kind: RuleKind, obj: Option<&Object>) -> Result<Option<(Rule, Option<&RawValue>)>, String> {
     let Some(obj) = obj else { return Ok(None) };
-    let spec = obj.spec.as_ref();
+    let spec = obj.spec.as_deref();
     let rule = Rule::from_parts(kind, &obj.metadata, spec).map_err(|e| e.to_string())?;
     Ok(Some((rule, spec)))
+}
+
+/// A spec as a tree, for the change summary; it was read once already, so it is valid JSON.
+fn tree(spec: Option<&RawValue>) -> Option<Value> {
+    serde_json::from_str(spec?.get()).ok()
 }
 
 fn annotation(obj: Option<&Object>) -> Option<&str> {
@@ -471,7 +477,7 @@ fn review_rule(
     let old = read(kind, req.old_object.as_deref()).map_err(unreadable)?;
     let new = read(kind, req.object.as_deref()).map_err(unreadable)?;
     let change = match (&old, &new) {
-        (Some((_, o)), Some((_, n))) => explain::spec_diff(*o, *n),
+        (Some((_, o)), Some((_, n))) => explain::spec_diff(tree(*o).as_ref(), tree(*n).as_ref()),
         _ => None,
     };
     let rules = Change {

@@ -11,6 +11,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use kube::core::admission::Operation;
 use kube::core::GroupVersionKind;
 use serde::{Deserialize, Deserializer};
+use serde_json::value::RawValue;
 use serde_json::Value;
 
 /// One `admission.k8s.io/v1` AdmissionRequest.
@@ -40,7 +41,9 @@ pub struct Request {
 pub struct Object {
     #[serde(default, deserialize_with = "read_meta")]
     pub metadata: ObjectMeta,
-    pub spec: Option<Value>,
+    /// Kept as text: it is read into the typed rule directly, and into a tree only when an
+    /// update's change is summarised.
+    pub spec: Option<Box<RawValue>>,
     pub data: Option<Value>,
 }
 

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
-use super::read_spec;
+use super::SpecSource;
 use super::{bounded, Labels, ModelError, Origin, RuleKind};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
@@ -155,11 +155,8 @@ impl Exports {
 }
 
 impl DestinationRule {
-    pub fn from_parts(
-        meta: &ObjectMeta,
-        spec: Option<&serde_json::Value>,
-    ) -> Result<Self, ModelError> {
-        let spec: Spec = read_spec("DestinationRule", spec)?;
+    pub fn from_parts(meta: &ObjectMeta, spec: impl SpecSource) -> Result<Self, ModelError> {
+        let spec: Spec = spec.read("DestinationRule")?;
         let origin = Origin::from_meta(RuleKind::DestinationRule, meta)?;
         bounded("exportTo", spec.export_to.len())?;
         bounded("subsets", spec.subsets.len())?;

@@ -2,7 +2,7 @@
 
 use serde::Deserialize;
 
-use super::read_spec;
+use super::SpecSource;
 use super::{bounded, Mode, ModelError, Origin, RuleKind};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
@@ -94,9 +94,9 @@ impl LegacyPolicy {
     pub fn from_parts(
         kind: RuleKind,
         meta: &ObjectMeta,
-        spec: Option<&serde_json::Value>,
+        spec: impl SpecSource,
     ) -> Result<Self, ModelError> {
-        let spec: Spec = read_spec(kind.as_str(), spec)?;
+        let spec: Spec = spec.read(kind.as_str())?;
         let origin = Origin::from_meta(kind, meta)?;
         bounded("peers", spec.peers.as_ref().map_or(0, Vec::len))?;
         let ports: usize = spec.targets.iter().map(|t| 1 + t.ports.len()).sum();

@@ -218,7 +218,7 @@ impl Rule {
     pub fn from_parts(
         kind: RuleKind,
         meta: &ObjectMeta,
-        spec: Option<&serde_json::Value>,
+        spec: impl SpecSource,
     ) -> Result<Rule, ModelError> {
         Ok(match kind {
             RuleKind::PeerAuthentication => {
@@ -264,15 +264,52 @@ impl ModelError {
             message: err.to_string(),
         }
     }
+
+    /// As [`ModelError::decode`] reads a tree's error: the position serde_json adds for text
+    /// would count from the start of the spec, not of anything the user sent.
+    fn decode_text(kind: &'static str, err: &serde_json::Error) -> ModelError {
+        let message = err.to_string();
+        let position = format!(" at line {} column {}", err.line(), err.column());
+        let message = match message.strip_suffix(&position) {
+            Some(plain) => plain.to_string(),
+            None => message,
+        };
+        ModelError::Decode { kind, message }
+    }
 }
 
-/// The typed spec of a custom resource we read as plain JSON; an absent or null spec is empty.
-pub(crate) fn read_spec<S: serde::de::DeserializeOwned + Default>(
-    kind: &'static str,
-    spec: Option<&serde_json::Value>,
-) -> Result<S, ModelError> {
-    match spec {
-        None | Some(serde_json::Value::Null) => Ok(S::default()),
-        Some(spec) => S::deserialize(spec).map_err(|e| ModelError::decode(kind, e)),
+/// A rule's spec as it reaches a reader: a JSON tree (the inventory, a manifest), or the text of
+/// a reviewed object, which is read straight into the typed spec without building a tree.
+pub trait SpecSource: Copy {
+    /// The typed spec; an absent or null spec is empty.
+    fn read<S: serde::de::DeserializeOwned + Default>(
+        self,
+        kind: &'static str,
+    ) -> Result<S, ModelError>;
+}
+
+impl SpecSource for Option<&serde_json::Value> {
+    fn read<S: serde::de::DeserializeOwned + Default>(
+        self,
+        kind: &'static str,
+    ) -> Result<S, ModelError> {
+        match self {
+            None | Some(serde_json::Value::Null) => Ok(S::default()),
+            Some(spec) => S::deserialize(spec).map_err(|e| ModelError::decode(kind, e)),
+        }
+    }
+}
+
+impl SpecSource for Option<&serde_json::value::RawValue> {
+    fn read<S: serde::de::DeserializeOwned + Default>(
+        self,
+        kind: &'static str,
+    ) -> Result<S, ModelError> {
+        let Some(spec) = self else {
+            return Ok(S::default());
+        };
+        serde_json::from_str::<Option<S>>(spec.get())
+            .map(Option::unwrap_or_default)
+            .map_err(|e| ModelError::decode_text(kind, &e))
     }
 }

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
-use super::read_spec;
+use super::SpecSource;
 use super::{bounded, Labels, Mode, ModelError, Origin, RuleKind};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
@@ -44,11 +44,8 @@ fn mode_of(mtls: Option<&Mtls>) -> Result<Mode, ModelError> {
 }
 
 impl PeerAuthentication {
-    pub fn from_parts(
-        meta: &ObjectMeta,
-        spec: Option<&serde_json::Value>,
-    ) -> Result<Self, ModelError> {
-        let spec: Spec = read_spec("PeerAuthentication", spec)?;
+    pub fn from_parts(meta: &ObjectMeta, spec: impl SpecSource) -> Result<Self, ModelError> {
+        let spec: Spec = spec.read("PeerAuthentication")?;
         let origin = Origin::from_meta(RuleKind::PeerAuthentication, meta)?;
         let selector = spec
             .selector
