@@ -253,30 +253,34 @@ fn unreadable_object_is_denied_with_a_clear_reason() {
 
 #[test]
 fn a_spec_is_read_from_the_review_text_as_from_a_manifest_and_its_error_says_no_position() {
-    let mut review: Value = serde_json::from_slice(&fixture("pa-invalid-mode.json")).unwrap();
-    let object = &mut review["request"]["object"];
-    object["spec"] = json!({"selector": {"matchLabels": {"app": "httpbin"}}, "mtls": 5});
+    let review: Value = serde_json::from_slice(&fixture("pa-invalid-mode.json")).unwrap();
+    let with_spec = |spec: Value| {
+        let mut review = review.clone();
+        review["request"]["object"]["spec"] = spec;
+        review
+    };
+    let decide_spec = |spec: Value| {
+        let req = parse_review(&serde_json::to_vec(&with_spec(spec)).unwrap()).unwrap();
+        decide(&seed(), GuardMode::Enforce, &req)
+    };
+
+    let unreadable = json!({"selector": {"matchLabels": {"app": "httpbin"}}, "mtls": 5});
+    let object = &with_spec(unreadable.clone())["request"]["object"];
     let manifest = crate::model::Rule::from_json(RuleKind::PeerAuthentication, object);
     let expected = manifest.expect_err("a number is no mtls").to_string();
-    let req = parse_review(&serde_json::to_vec(&review).unwrap()).unwrap();
-    let out = decide(&seed(), GuardMode::Enforce, &req);
+    let out = decide_spec(unreadable);
     assert_eq!(out.record.decision, Decision::Invalid);
     let message = &out.response.result.message;
     assert!(message.ends_with(&expected), "{message} / {expected}");
     assert!(!message.contains(" at line "), "{message}");
 
-    review["request"]["object"]["spec"] = json!({"mtls": {"mode": "STRICT"}});
-    let req = parse_review(&serde_json::to_vec(&review).unwrap()).unwrap();
-    let out = decide(&seed(), GuardMode::Enforce, &req);
+    let out = decide_spec(json!({"mtls": {"mode": "STRICT"}}));
     assert_eq!(
         out.record.decision,
         Decision::Denied,
         "a namespace lock-down"
     );
-
-    review["request"]["object"]["spec"] = Value::Null;
-    let req = parse_review(&serde_json::to_vec(&review).unwrap()).unwrap();
-    let out = decide(&seed(), GuardMode::Enforce, &req);
+    let out = decide_spec(Value::Null);
     assert_eq!(
         out.record.decision,
         Decision::Allowed,
