@@ -223,9 +223,11 @@ fn read(kind: RuleKind, obj: Option<&Object>) -> Result<Option<(Rule, Option<&Ra
     Ok(Some((rule, spec)))
 }
 
-/// A spec as a tree, for the change summary; it was read once already, so it is valid JSON.
-fn tree(spec: Option<&RawValue>) -> Option<Value> {
-    serde_json::from_str(spec?.get()).ok()
+/// A spec as a tree, for the change summary. The typed read skips fields it does not know
+/// without recursion, so a spec it accepted can still be nested past serde_json's recursion
+/// limit for a tree: then there is no summary, rather than one against an empty spec.
+fn tree(spec: Option<&RawValue>) -> Result<Option<Value>, serde_json::Error> {
+    spec.map(|s| serde_json::from_str(s.get())).transpose()
 }
 
 fn annotation(obj: Option<&Object>) -> Option<&str> {
@@ -477,7 +479,10 @@ fn review_rule(
     let old = read(kind, req.old_object.as_deref()).map_err(unreadable)?;
     let new = read(kind, req.object.as_deref()).map_err(unreadable)?;
     let change = match (&old, &new) {
-        (Some((_, o)), Some((_, n))) => explain::spec_diff(tree(*o).as_ref(), tree(*n).as_ref()),
+        (Some((_, o)), Some((_, n))) => match (tree(*o), tree(*n)) {
+            (Ok(o), Ok(n)) => explain::spec_diff(o.as_ref(), n.as_ref()),
+            _ => None,
+        },
         _ => None,
     };
     let rules = Change {

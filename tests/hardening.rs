@@ -194,14 +194,43 @@ async fn open_idle_h2(port: u16, ca: &Path) -> TlsStream<TcpStream> {
 // Bad input over HTTPS: a clear status, no panic, and the server still healthy.
 
 #[tokio::test]
-async fn deeply_nested_json_is_a_400() {
+async fn deeply_nested_json_gets_a_clear_answer() {
     let guard = Guard::start(&[]).await;
     let depth = 100_000;
     let nested = format!("{}{}", "[".repeat(depth), "]".repeat(depth));
-    let mut review = fixture("seed-strict-policy.json");
-    review["request"]["object"]["spec"]["targets"] = json!("NESTED");
-    let body = review.to_string().replace(r#""NESTED""#, &nested);
-    let r = guard.validate(body.into_bytes()).await;
+    let nest = |path: &[&str]| {
+        let mut review = fixture("seed-strict-policy.json");
+        let mut at = &mut review;
+        for key in path {
+            at = &mut at[*key];
+        }
+        *at = json!("NESTED");
+        review
+            .to_string()
+            .replace(r#""NESTED""#, &nested)
+            .into_bytes()
+    };
+
+    let unreadable = nest(&["request", "object", "spec", "targets"]);
+    let r = guard.validate(unreadable).await;
+    assert_eq!(r.status(), 200);
+    let answer: Value = r.json().await.unwrap();
+    assert_eq!(answer["response"]["allowed"], false, "{answer}");
+    assert_eq!(answer["response"]["status"]["code"], 400, "{answer}");
+    let message = answer["response"]["status"]["message"].as_str().unwrap();
+    assert!(message.contains("cannot read Policy"), "{message}");
+
+    let skipped = nest(&["request", "object", "spec", "unknown"]);
+    let r = guard.validate(skipped).await;
+    assert_eq!(r.status(), 200);
+    let answer: Value = r.json().await.unwrap();
+    assert_eq!(
+        answer["response"]["status"]["code"], 403,
+        "still decided: {answer}"
+    );
+
+    let tree = nest(&["request", "object", "data"]);
+    let r = guard.validate(tree).await;
     assert_eq!(r.status(), 400);
     assert!(error_of(r).await.contains("recursion limit"));
 

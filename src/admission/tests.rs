@@ -289,6 +289,22 @@ fn a_spec_is_read_from_the_review_text_as_from_a_manifest_and_its_error_says_no_
 }
 
 #[test]
+fn an_update_whose_spec_is_too_deep_for_a_tree_gets_no_change_summary_rather_than_a_wrong_one() {
+    let mut review: Value =
+        serde_json::from_slice(&fixture("seed-mesh-strict-update.json")).unwrap();
+    review["request"]["object"]["spec"]["unknown"] = json!("NESTED");
+    let nested = format!("{}{}", "[".repeat(200), "]".repeat(200));
+    let body = review.to_string().replace(r#""NESTED""#, &nested);
+    let out = decide(
+        &seed(),
+        GuardMode::Enforce,
+        &parse_review(body.as_bytes()).unwrap(),
+    );
+    assert_ne!(out.record.decision, Decision::Invalid, "the rule reads");
+    assert_eq!(out.record.change, None);
+}
+
+#[test]
 fn parse_errors() {
     assert!(matches!(
         parse_review(b"{"),

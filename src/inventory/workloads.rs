@@ -28,7 +28,7 @@ pub struct Workload {
     /// The ports its proxy captures, from its containers and its Services' target ports;
     /// `[None]` for pods that declare no port at all.
     pub ports: SmallVec<[Option<u16>; 2]>,
-    /// Label facts a review asks of every server, read from the shape once.
+    /// Label facts a review asks of every server or listed client, read from the shape once.
     accepts_hbone: bool,
     tls_labelled: bool,
     ambient_label: Option<bool>,
