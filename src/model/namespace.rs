@@ -6,7 +6,7 @@ use std::str::FromStr;
 use k8s_openapi::api::core::v1 as core;
 use serde::Serialize;
 
-use super::{pod::DATAPLANE_MODE_LABEL, Labels, ModelError};
+use super::{pod::ambient_label, Labels, ModelError};
 
 pub const MODE_LABEL: &str = "mtls-guard.io/mode";
 pub const NAME_LABEL: &str = "kubernetes.io/metadata.name";
@@ -84,7 +84,7 @@ impl Namespace {
                 .parse()
                 .map_or_else(LabelledMode::Invalid, LabelledMode::Set),
         };
-        let ambient = labels.get(DATAPLANE_MODE_LABEL).map(String::as_str) == Some("ambient");
+        let ambient = ambient_label(&labels) == Some(true);
         Ok(Namespace {
             name,
             labels,

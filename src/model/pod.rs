@@ -108,6 +108,16 @@ impl<T: PartialEq> AllOr<T> {
     }
 }
 
+/// What an `istio.io/dataplane-mode` label says of ambient, on a pod or a namespace: `ambient`
+/// asks for it, `none` refuses it, and anything else (or no label) says nothing.
+pub fn ambient_label(labels: &Labels) -> Option<bool> {
+    match labels.get(DATAPLANE_MODE_LABEL).map(String::as_str) {
+        Some("ambient") => Some(true),
+        Some("none") => Some(false),
+        _ => None,
+    }
+}
+
 /// Everything about a pod that its siblings from one template share: the unit of evaluation.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct PodShape {
@@ -134,14 +144,9 @@ impl PodShape {
         self.labels.get(key).map(String::as_str)
     }
 
-    /// What the pod's own `istio.io/dataplane-mode` label says of ambient: `ambient` asks for
-    /// it, `none` refuses it, and anything else (or no label) leaves it to the namespace.
+    /// What the pod's own [`ambient_label`] says; `None` leaves it to the namespace.
     pub fn ambient_label(&self) -> Option<bool> {
-        match self.label(DATAPLANE_MODE_LABEL) {
-            Some("ambient") => Some(true),
-            Some("none") => Some(false),
-            _ => None,
-        }
+        ambient_label(&self.labels)
     }
 
     pub fn has_istio_tls_label(&self) -> bool {
