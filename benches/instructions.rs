@@ -24,7 +24,7 @@ fn pa(value: &serde_json::Value) -> Rule {
 
 /// The review callgrind counts; never inlined, so its name stays in the profile.
 #[inline(never)]
-fn counted_review(index: &Index, change: &Change) -> Verdict {
+fn counted_review<'a>(index: &'a Index, change: &Change<'a>) -> Verdict<'a> {
     evaluate(index, change)
 }
 

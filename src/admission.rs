@@ -149,7 +149,6 @@ pub struct Record {
 pub struct Answer {
     pub response: AdmissionResponse,
     pub record: Record,
-    pub verdict: Verdict,
 }
 
 /// The AdmissionReview the API server reads back: only the response.
@@ -317,11 +316,7 @@ pub fn unsynced(req: &Request, mode: GuardMode, allow: bool, why: &str) -> Answe
         )
         .with_code(503);
     }
-    Answer {
-        response,
-        record,
-        verdict: Verdict::default(),
-    }
+    Answer { response, record }
 }
 
 /// The answer when no decision came within the review deadline: deny in enforce (a lock-down
@@ -338,11 +333,7 @@ pub fn overdue(req: &Request, mode: GuardMode, deadline: Duration) -> Answer {
         response.result =
             Status::failure(&format!("{why}; retry shortly"), "ServiceUnavailable").with_code(503);
     }
-    Answer {
-        response,
-        record,
-        verdict: Verdict::default(),
-    }
+    Answer { response, record }
 }
 
 /// Decides one admission request against an inventory snapshot, by the inventory alone.
@@ -393,11 +384,7 @@ fn namespace_review(req: &Request, mode: GuardMode, auth: &Authorization) -> Ans
             }
         }
     }
-    Answer {
-        response,
-        record,
-        verdict: Verdict::default(),
-    }
+    Answer { response, record }
 }
 
 /// What a request asks the guard to judge.
@@ -454,27 +441,63 @@ fn not_reviewed(req: &Request, mode: GuardMode, subject: &Subject) -> Answer {
             record.kind
         )]);
     }
-    Answer {
-        response,
-        record,
-        verdict: Verdict::default(),
-    }
+    Answer { response, record }
 }
 
-/// A judged change: the verdict, the object's name in messages, and what changed.
+/// A reviewed change as read from the request: its two sides, the object's name in messages,
+/// and what changed.
 struct Reviewed {
-    verdict: Verdict,
+    sides: Sides,
     object: Option<String>,
     change: Option<explain::SpecChange>,
 }
 
-fn review_rule(
-    index: &Index,
-    evidence: &Evidence,
-    kind: RuleKind,
-    req: &Request,
-    budget: Option<&Budget>,
-) -> Result<Reviewed, String> {
+/// The object before and after the request, read into what the engine judges.
+// One per review, on the stack: boxing the rules would allocate twice in every review.
+#[allow(clippy::large_enum_variant)]
+enum Sides {
+    Rule {
+        old: Option<Rule>,
+        new: Option<Rule>,
+    },
+    MeshConfig {
+        old: crate::model::MeshConfig,
+        new: crate::model::MeshConfig,
+    },
+}
+
+impl Sides {
+    /// The verdict, borrowing names from `index` and these sides; with a spent budget it is
+    /// empty, and the caller drops the answer.
+    fn judge<'a>(
+        &'a self,
+        index: &'a Index,
+        evidence: &Evidence,
+        budget: Option<&'a Budget>,
+    ) -> Verdict<'a> {
+        match self {
+            Sides::Rule { old, new } => {
+                let rules = Change {
+                    old: old.as_ref(),
+                    new: new.as_ref(),
+                };
+                match budget {
+                    None => engine::evaluate_with(index, &rules, evidence),
+                    Some(b) => {
+                        engine::evaluate_within(index, &rules, evidence, b).unwrap_or_default()
+                    }
+                }
+            }
+            Sides::MeshConfig { old, new } => match budget {
+                None => engine::evaluate_mesh_change(index, old, new, evidence),
+                Some(b) => engine::evaluate_mesh_change_within(index, old, new, evidence, b)
+                    .unwrap_or_default(),
+            },
+        }
+    }
+}
+
+fn review_rule(kind: RuleKind, req: &Request) -> Result<Reviewed, String> {
     let unreadable = |e| format!("{kind} {}: {e}", object_name(req));
     let old = read(kind, req.old_object.as_deref()).map_err(unreadable)?;
     let new = read(kind, req.object.as_deref()).map_err(unreadable)?;
@@ -485,18 +508,14 @@ fn review_rule(
         },
         _ => None,
     };
-    let rules = Change {
-        old: old.as_ref().map(|(r, _)| r),
-        new: new.as_ref().map(|(r, _)| r),
-    };
-    // With a spent budget the verdict is empty, and the caller drops the answer.
-    let verdict = match budget {
-        None => engine::evaluate_with(index, &rules, evidence),
-        Some(b) => engine::evaluate_within(index, &rules, evidence, b).unwrap_or_default(),
-    };
+    let (old, new) = (old.map(|(r, _)| r), new.map(|(r, _)| r));
+    let object = new
+        .as_ref()
+        .or(old.as_ref())
+        .map(|r| r.origin().to_string());
     Ok(Reviewed {
-        verdict,
-        object: rules.key().map(ToString::to_string),
+        sides: Sides::Rule { old, new },
+        object,
         change,
     })
 }
@@ -511,12 +530,7 @@ fn mesh_of(obj: Option<&Object>) -> Result<crate::model::MeshConfig, String> {
     .map_err(|e| e.to_string())
 }
 
-fn review_mesh_config(
-    index: &Index,
-    evidence: &Evidence,
-    req: &Request,
-    budget: Option<&Budget>,
-) -> Result<Reviewed, String> {
+fn review_mesh_config(index: &Index, req: &Request) -> Result<Reviewed, String> {
     let object = format!("ConfigMap {}", object_name(req));
     let unreadable = |e| format!("{object}: {e}");
     // An unreadable config already in place must stay fixable: judge from what is in force.
@@ -549,14 +563,8 @@ fn review_mesh_config(
             .collect::<Vec<_>>()
             .join("; "),
     });
-    let verdict = match budget {
-        None => engine::evaluate_mesh_change(index, &old, &new, evidence),
-        Some(b) => {
-            engine::evaluate_mesh_change_within(index, &old, &new, evidence, b).unwrap_or_default()
-        }
-    };
     Ok(Reviewed {
-        verdict,
+        sides: Sides::MeshConfig { old, new },
         object: Some(object),
         change,
     })
@@ -605,8 +613,8 @@ fn judge(
             };
             return namespace_review(req, mode, auth);
         }
-        Subject::Rule(kind) => Some(review_rule(index, evidence, kind, req, budget)),
-        Subject::MeshConfig => Some(review_mesh_config(index, evidence, req, budget)),
+        Subject::Rule(kind) => Some(review_rule(kind, req)),
+        Subject::MeshConfig => Some(review_mesh_config(index, req)),
         Subject::OtherConfigMap | Subject::Other => None,
     };
     let mode = mode_for(index, default_mode, req.namespace.as_deref());
@@ -616,7 +624,7 @@ fn judge(
     let mut record = record(req, mode);
     let mut response = allowing(req);
     let Reviewed {
-        verdict,
+        sides,
         object,
         change,
     } = match reviewed {
@@ -631,13 +639,10 @@ fn judge(
                 response.allowed = false;
                 response.result = Status::failure(&why, "BadRequest").with_code(400);
             }
-            return Answer {
-                response,
-                record,
-                verdict: Verdict::default(),
-            };
+            return Answer { response, record };
         }
     };
+    let verdict = sides.judge(index, evidence, budget);
     let change_detail = change.map(|c| {
         record.change = Some(c.paths);
         c.detail
@@ -681,11 +686,7 @@ fn judge(
         _ if verdict.breaks_clients() => response.warnings = Some(explain::warnings(&verdict)),
         _ => {}
     }
-    Answer {
-        response,
-        record,
-        verdict,
-    }
+    Answer { response, record }
 }
 
 #[cfg(test)]

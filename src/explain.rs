@@ -49,9 +49,9 @@ impl Words for ClientName<'_> {
     }
 }
 
-struct ServerName<'a>(&'a Server);
+struct ServerName<'v, 'a>(&'v Server<'a>);
 
-impl Words for ServerName<'_> {
+impl Words for ServerName<'_, '_> {
     fn write_to<W: Write>(&self, w: &mut W) -> fmt::Result {
         put(w, &[&self.0.namespace, "/", &self.0.workload])
     }
@@ -175,9 +175,9 @@ impl Words for ReasonText<'_> {
 }
 
 /// A server's ports, each with its mode before and after and the rule deciding it.
-struct PortsText<'a>(&'a Server);
+struct PortsText<'v, 'a>(&'v Server<'a>);
 
-impl Words for PortsText<'_> {
+impl Words for PortsText<'_, '_> {
     fn write_to<W: Write>(&self, w: &mut W) -> fmt::Result {
         for (i, p) in self.0.ports.iter().enumerate() {
             if i > 0 {
@@ -204,9 +204,9 @@ impl Words for PortsText<'_> {
 const LISTED_TARGETS: usize = 3;
 
 /// The servers a client is cut off from: the first [`LISTED_TARGETS`], then how many more.
-struct TargetsOf<'a>(&'a Verdict, &'a Break);
+struct TargetsOf<'v, 'a>(&'v Verdict<'a>, &'v Break);
 
-impl Words for TargetsOf<'_> {
+impl Words for TargetsOf<'_, '_> {
     fn write_to<W: Write>(&self, w: &mut W) -> fmt::Result {
         let mut targets = self.0.targets(self.1);
         for (i, s) in targets.by_ref().take(LISTED_TARGETS).enumerate() {
@@ -556,9 +556,8 @@ mod tests {
     use crate::engine::{PortChange, Server, Targets};
     use crate::model::Mode;
     use serde_json::json;
-    use std::sync::Arc;
 
-    fn verdict(clients: usize) -> Verdict {
+    fn verdict(clients: usize) -> Verdict<'static> {
         Verdict {
             servers: vec![Server {
                 namespace: "foo".into(),
@@ -825,7 +824,7 @@ mod tests {
                 port: None,
                 before: Mode::Permissive,
                 after: Mode::Strict,
-                decided_by: Some(Arc::new(origin("foo"))),
+                decided_by: Some(std::borrow::Cow::Owned(origin("foo"))),
             },
             PortChange {
                 port: Some(9090),
@@ -834,7 +833,7 @@ mod tests {
                 decided_by: None,
             },
         ];
-        let server = |name: &str| Server {
+        let server = |name: &'static str| Server {
             workload: name.into(),
             ports: smallvec::smallvec![PortChange {
                 port: Some(80),

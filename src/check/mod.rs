@@ -59,12 +59,12 @@ pub enum Ruling {
     /// Allowed although it cuts clients off: the namespace is audited, or the object carries
     /// a break-glass reason.
     AllowedAnyway {
-        verdict: Verdict,
+        verdict: Verdict<'static>,
         /// The break-glass reason, when that is why.
         break_glass: Option<String>,
     },
     Denied {
-        verdict: Verdict,
+        verdict: Verdict<'static>,
         /// The message `kubectl apply` would print.
         message: String,
         fix: Fix,
@@ -166,7 +166,8 @@ fn check_mesh_config(
         })?
     };
     let old = index.mesh().clone();
-    let verdict = engine::evaluate_mesh_change(index, &old, &new, &Evidence::inventory_only());
+    let verdict =
+        engine::evaluate_mesh_change(index, &old, &new, &Evidence::inventory_only()).into_owned();
     let mode = admission::mode_for(index, mode, Some(&istio_namespace));
     let ruling = match let_through(verdict, mode, break_glass(v)) {
         Ok(ruling) => {
@@ -193,10 +194,10 @@ fn check_mesh_config(
 /// What the webhook answers when it lets the object through, or the verdict back when it
 /// denies it (the caller words the denial).
 fn let_through(
-    verdict: Verdict,
+    verdict: Verdict<'static>,
     mode: GuardMode,
     break_glass: Option<String>,
-) -> Result<Ruling, Verdict> {
+) -> Result<Ruling, Verdict<'static>> {
     match settle(&verdict, mode, break_glass.is_some()) {
         Decision::Denied => Err(verdict),
         Decision::Allowed => Ok(Ruling::Allowed),
@@ -277,7 +278,7 @@ pub fn check(
                 },
             ),
         };
-        let verdict = engine::evaluate(index, &change);
+        let verdict = engine::evaluate(index, &change).into_owned();
         let ns = &rule.origin().namespace;
         let mode = admission::mode_for(index, mode, (!ns.is_empty()).then_some(ns.as_str()));
         let ruling = match let_through(verdict, mode, break_glass(&value)) {

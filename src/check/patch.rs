@@ -104,17 +104,17 @@ pub(super) fn propose(
                 old,
                 new: Some(&new),
             };
-            Some(engine::evaluate(index, &change))
+            let verdict = engine::evaluate(index, &change);
+            Some((verdict.breaks_clients(), verdict.client_count()))
         });
     match verified {
-        Some(v) if !v.breaks_clients() => Fix::Patch {
+        Some((false, _)) => Fix::Patch {
             ops,
             ports: ports.into_iter().collect(),
         },
-        Some(v) => Fix::Advice(format!(
-            "keeping ports {} PERMISSIVE still cuts off {} client(s); no safe patch found",
+        Some((true, clients)) => Fix::Advice(format!(
+            "keeping ports {} PERMISSIVE still cuts off {clients} client(s); no safe patch found",
             join(&ports),
-            v.client_count()
         )),
         None => {
             Fix::Advice("the port-level patch could not be applied; no safe patch found".into())

@@ -69,7 +69,7 @@ impl Unmeshed {
         &mut self,
         index: &Index,
         hit: &Hit<'a>,
-        w: &Workload,
+        w: &'a Workload,
         out: &mut VerdictBuilder<'a>,
     ) {
         let without_hbone = sidecar_without_hbone(w);
@@ -122,7 +122,12 @@ impl Unmeshed {
     }
 
     /// Lists the first [`LISTED_UNMESHED`] of each population cut off and counts the rest.
-    pub(super) fn finish<'a>(self, index: &Index, hits: &[Hit<'a>], out: &mut VerdictBuilder<'a>) {
+    pub(super) fn finish<'a>(
+        self,
+        index: &'a Index,
+        hits: &[Hit<'a>],
+        out: &mut VerdictBuilder<'a>,
+    ) {
         let workloads = index.workloads();
         if out.reach.is_on() {
             if self.locks && self.no_proxy > 0 {
@@ -165,7 +170,7 @@ impl Unmeshed {
 /// (those `eligible` for it) it can reach. The first [`LISTED_UNMESHED`] that reach one are
 /// listed with exactly those servers; the rest are counted once one reachable server is found.
 fn reachable<'a, 'w>(
-    index: &Index,
+    index: &'a Index,
     hits: &[Hit<'a>],
     members: impl Iterator<Item = (&'w Workload, Reason)>,
     eligible: impl Fn(&Workload) -> bool,
@@ -368,7 +373,7 @@ impl<'a> DestRules<'a> {
 fn cut_off<'a>(
     out: &mut VerdictBuilder<'a>,
     hit: &Hit<'a>,
-    w: &Workload,
+    w: &'a Workload,
     c: &Workload,
     reason: Reason,
 ) {
@@ -385,7 +390,7 @@ pub(super) fn with_sidecar<'a>(
     before: &mut ModeResolver,
     after: &mut ModeResolver,
     hit: &Hit<'a>,
-    w: &Workload,
+    w: &'a Workload,
     rules: &DestRules,
     out: &mut VerdictBuilder<'a>,
 ) {
@@ -438,7 +443,7 @@ impl Judge<'_, '_> {
 
     fn classes<'a>(
         &self,
-        w: &Workload,
+        w: &'a Workload,
         hit: &Hit<'a>,
         port: u16,
         rules: &DestRules,
@@ -521,7 +526,13 @@ impl Judge<'_, '_> {
     }
 
     /// Sidecar clients with outbound exclusions, judged one by one.
-    fn bypassers<'a>(&self, w: &Workload, hit: &Hit<'a>, port: u16, out: &mut VerdictBuilder<'a>) {
+    fn bypassers<'a>(
+        &self,
+        w: &'a Workload,
+        hit: &Hit<'a>,
+        port: u16,
+        out: &mut VerdictBuilder<'a>,
+    ) {
         let bypassers = self.after.index.workloads().bypassers();
         for (id, c) in bypassers.take_while(|_| self.after.afford(1)) {
             if id != hit.id {

@@ -45,32 +45,36 @@ impl<'a> Change<'a> {
 }
 
 /// Which clients does applying `change` to `index` cut off, by the inventory alone?
-pub fn evaluate(index: &Index, change: &Change) -> Verdict {
+pub fn evaluate<'a>(index: &'a Index, change: &Change<'a>) -> Verdict<'a> {
     evaluate_with(index, change, &Evidence::inventory_only())
 }
 
 /// Which clients does applying `change` to `index` cut off, with traffic evidence too?
-pub fn evaluate_with(index: &Index, change: &Change, evidence: &Evidence) -> Verdict {
+pub fn evaluate_with<'a>(
+    index: &'a Index,
+    change: &Change<'a>,
+    evidence: &Evidence,
+) -> Verdict<'a> {
     evaluate_change(index, change, evidence, None)
 }
 
 /// [`evaluate_with`] within `budget`: `None` once the review needs more work than that.
-pub fn evaluate_within(
-    index: &Index,
-    change: &Change,
+pub fn evaluate_within<'a>(
+    index: &'a Index,
+    change: &Change<'a>,
     evidence: &Evidence,
-    budget: &Budget,
-) -> Option<Verdict> {
+    budget: &'a Budget,
+) -> Option<Verdict<'a>> {
     let verdict = evaluate_change(index, change, evidence, Some(budget));
     (!budget.is_spent()).then_some(verdict)
 }
 
-fn evaluate_change(
-    index: &Index,
-    change: &Change,
+fn evaluate_change<'a>(
+    index: &'a Index,
+    change: &Change<'a>,
     evidence: &Evidence,
-    budget: Option<&Budget>,
-) -> Verdict {
+    budget: Option<&'a Budget>,
+) -> Verdict<'a> {
     let Some(key) = change.key() else {
         return Verdict::default();
     };
@@ -85,34 +89,34 @@ fn evaluate_change(
 /// Which clients does replacing mesh config `old` by `new` cut off (README "How it decides",
 /// mesh config changes)? Every workload may change mode, and sidecar clients may stop using
 /// auto mTLS.
-pub fn evaluate_mesh_change(
-    index: &Index,
-    old: &MeshConfig,
-    new: &MeshConfig,
+pub fn evaluate_mesh_change<'a>(
+    index: &'a Index,
+    old: &'a MeshConfig,
+    new: &'a MeshConfig,
     evidence: &Evidence,
-) -> Verdict {
+) -> Verdict<'a> {
     mesh_change(index, old, new, evidence, None)
 }
 
 /// [`evaluate_mesh_change`] within `budget`: `None` once the review needs more work than that.
-pub fn evaluate_mesh_change_within(
-    index: &Index,
-    old: &MeshConfig,
-    new: &MeshConfig,
+pub fn evaluate_mesh_change_within<'a>(
+    index: &'a Index,
+    old: &'a MeshConfig,
+    new: &'a MeshConfig,
     evidence: &Evidence,
-    budget: &Budget,
-) -> Option<Verdict> {
+    budget: &'a Budget,
+) -> Option<Verdict<'a>> {
     let verdict = mesh_change(index, old, new, evidence, Some(budget));
     (!budget.is_spent()).then_some(verdict)
 }
 
-fn mesh_change(
-    index: &Index,
-    old: &MeshConfig,
-    new: &MeshConfig,
+fn mesh_change<'a>(
+    index: &'a Index,
+    old: &'a MeshConfig,
+    new: &'a MeshConfig,
     evidence: &Evidence,
-    budget: Option<&Budget>,
-) -> Verdict {
+    budget: Option<&'a Budget>,
+) -> Verdict<'a> {
     if old == new {
         return Verdict::default();
     }
@@ -138,12 +142,12 @@ fn mesh_change(
 }
 
 /// Judges the servers `candidates` in the views before and after a change.
-fn judge(
-    [before, after]: [View; 2],
+fn judge<'a>(
+    [before, after]: [View<'a>; 2],
     candidates: Vec<WorkloadId>,
     rules: &clients::DestRules,
     evidence: &Evidence,
-) -> Verdict {
+) -> Verdict<'a> {
     let index = after.index;
     let mut before = ModeResolver::new(before);
     let mut after = ModeResolver::new(after);

@@ -9,7 +9,7 @@ use crate::inventory::Index;
 /// inventory's clients without a proxy only warn. Without current evidence nothing changes
 /// but the verdict records why, so the message can say the inventory decided alone.
 pub(super) fn observed<'a>(
-    index: &Index,
+    index: &'a Index,
     hits: &[Hit<'a>],
     evidence: &Evidence,
     out: &mut VerdictBuilder<'a>,

@@ -1,6 +1,7 @@
 //! A verdict: the servers a change locks down and the clients it cuts off, and the builder
 //! the engine's passes fill it with.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use serde::Serialize;
@@ -119,28 +120,50 @@ impl Reason {
 
 /// One port of a server workload that is STRICT after the change.
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct PortChange {
+pub struct PortChange<'a> {
     /// `None` for pods without any port: judged on the workload-level mode.
     pub port: Option<u16>,
     pub before: Mode,
     pub after: Mode,
-    /// Shared between the ports the same policy decides.
-    pub decided_by: Option<Arc<Origin>>,
+    pub decided_by: Option<Cow<'a, Origin>>,
+}
+
+impl PortChange<'_> {
+    fn into_owned(self) -> PortChange<'static> {
+        PortChange {
+            decided_by: self.decided_by.map(|o| Cow::Owned(o.into_owned())),
+            ..self
+        }
+    }
 }
 
 /// A server workload with clients the change cuts off.
+///
+/// Borrowed from the index and the reviewed object while the review runs: a mesh-wide verdict
+/// names thousands of servers, and shared copies of their names would cost two atomic
+/// counter updates each to make and two more to drop, a quarter of such a review's time.
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Server {
-    pub namespace: Arc<str>,
-    pub workload: Arc<str>,
+pub struct Server<'a> {
+    pub namespace: Cow<'a, str>,
+    pub workload: Cow<'a, str>,
     pub pods: usize,
     /// Mostly one: inline, so a mesh-wide verdict does not allocate per server.
-    pub ports: SmallVec<[PortChange; 1]>,
+    pub ports: SmallVec<[PortChange<'a>; 1]>,
     /// Ambient clients reach it over HBONE (ambient itself, or a sidecar labelled for it).
     pub accepts_hbone: bool,
 }
 
-impl Server {
+impl Server<'_> {
+    fn into_owned(self) -> Server<'static> {
+        Server {
+            namespace: Cow::Owned(self.namespace.into_owned()),
+            workload: Cow::Owned(self.workload.into_owned()),
+            pods: self.pods,
+            ports: self.ports.into_iter().map(PortChange::into_owned).collect(),
+            accepts_hbone: self.accepts_hbone,
+        }
+    }
+
     /// A mode change (not-STRICT to STRICT), rather than a client-side change hitting it.
     pub fn locked_down(&self) -> bool {
         self.ports.iter().any(|p| p.before != Mode::Strict)
@@ -175,8 +198,8 @@ pub struct Break {
 pub const LISTED_UNMESHED: usize = 10;
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
-pub struct Verdict {
-    pub servers: Vec<Server>,
+pub struct Verdict<'a> {
+    pub servers: Vec<Server<'a>>,
     pub breaks: Vec<Break>,
     /// Further clients without a proxy or ambient, cut off like the listed ones, not listed.
     pub unlisted: usize,
@@ -193,7 +216,20 @@ pub struct Verdict {
     pub ignored_root: Option<String>,
 }
 
-impl Verdict {
+impl<'a> Verdict<'a> {
+    /// The same verdict, holding its own copy of what it borrowed from the index.
+    pub fn into_owned(self) -> Verdict<'static> {
+        Verdict {
+            servers: self.servers.into_iter().map(Server::into_owned).collect(),
+            breaks: self.breaks,
+            unlisted: self.unlisted,
+            traffic_unavailable: self.traffic_unavailable,
+            excluded_by_network_policies: self.excluded_by_network_policies,
+            network_policies_partly_checked: self.network_policies_partly_checked,
+            ignored_root: self.ignored_root,
+        }
+    }
+
     pub fn breaks_clients(&self) -> bool {
         !self.breaks.is_empty() || self.ignored_root.is_some()
     }
@@ -210,8 +246,8 @@ impl Verdict {
 
     /// The servers one break cuts its client off from. Not boxed: messages call it for every
     /// client they list.
-    pub fn targets<'v>(&'v self, b: &'v Break) -> impl Iterator<Item = &'v Server> + 'v {
-        let (locked_down, listed): (&[Server], &[usize]) = match &b.targets {
+    pub fn targets<'v>(&'v self, b: &'v Break) -> impl Iterator<Item = &'v Server<'a>> + 'v {
+        let (locked_down, listed): (&[Server<'a>], &[usize]) = match &b.targets {
             Targets::Servers(ids) => (&[], ids),
             Targets::LockedDown | Targets::LockedDownWithoutHbone => (&self.servers, &[]),
         };
@@ -224,7 +260,7 @@ impl Verdict {
 }
 
 pub(super) struct VerdictBuilder<'a> {
-    pub(super) verdict: Verdict,
+    pub(super) verdict: Verdict<'a>,
     pub(super) reach: Reach<'a>,
     pub(super) budget: Option<&'a Budget>,
     /// Suspects NetworkPolicies kept from a server; counted at the end unless cut off elsewhere.
@@ -233,11 +269,8 @@ pub(super) struct VerdictBuilder<'a> {
     pub(super) unlisted_reached: Set<Client>,
     server_slots: ServerSlots,
     /// The pod groups of one workload (a Deployment mid-rollout) share one server entry.
-    workload_slots: Map<(Arc<str>, Arc<str>), usize>,
+    workload_slots: Map<(&'a str, &'a str), usize>,
     break_slots: Map<(Client, Reason), usize>,
-    deciders: Set<Arc<Origin>>,
-    /// The last deciding policy as the views hold it, and its shared copy.
-    last_decider: Option<(&'a Origin, Arc<Origin>)>,
 }
 
 impl<'a> VerdictBuilder<'a> {
@@ -256,15 +289,13 @@ impl<'a> VerdictBuilder<'a> {
             server_slots: ServerSlots::new(index.workloads().id_bound(), servers),
             workload_slots: Map::default(),
             break_slots: Map::default(),
-            deciders: Set::default(),
-            last_decider: None,
         };
         out.verdict.servers.reserve(servers);
         out
     }
 
     /// Registers a server port that cuts someone off; returns the server's index.
-    pub(super) fn server(&mut self, hit: &Hit<'a>, w: &Workload) -> usize {
+    pub(super) fn server(&mut self, hit: &Hit<'a>, w: &'a Workload) -> usize {
         let slot = match self.server_slots.get(hit.id) {
             Some(slot) => slot,
             None => {
@@ -283,12 +314,11 @@ impl<'a> VerdictBuilder<'a> {
                 known.before = hit.before;
             }
         } else {
-            let decided_by = hit.after.by.map(|o| self.decider(o));
             self.verdict.servers[slot].ports.push(PortChange {
                 port: hit.port,
                 before: hit.before,
                 after: hit.after.mode,
-                decided_by,
+                decided_by: hit.after.by.map(Cow::Borrowed),
             });
         }
         slot
@@ -296,12 +326,12 @@ impl<'a> VerdictBuilder<'a> {
 
     /// The entry of `w`'s workload, created without pods; looked up only for a workload that
     /// may have other pod groups.
-    fn workload_slot(&mut self, w: &Workload) -> usize {
+    fn workload_slot(&mut self, w: &'a Workload) -> usize {
         let servers = &mut self.verdict.servers;
         let mut create = || {
             servers.push(Server {
-                namespace: Arc::clone(&w.namespace),
-                workload: Arc::clone(&w.name),
+                namespace: Cow::Borrowed(&w.namespace),
+                workload: Cow::Borrowed(&w.name),
                 pods: 0,
                 ports: SmallVec::new(),
                 accepts_hbone: w.accepts_hbone(),
@@ -313,29 +343,8 @@ impl<'a> VerdictBuilder<'a> {
         }
         *self
             .workload_slots
-            .entry((Arc::clone(&w.namespace), Arc::clone(&w.name)))
+            .entry((&w.namespace, &w.name))
             .or_insert_with(create)
-    }
-
-    /// One shared copy of each deciding policy's identity.
-    pub(super) fn decider(&mut self, origin: &'a Origin) -> Arc<Origin> {
-        // Consecutive ports are mostly decided by the same policy, often the very object:
-        // compare the address, then the identity, before hashing.
-        if let Some((seen, shared)) = &self.last_decider {
-            if std::ptr::eq(*seen, origin) || **seen == *origin {
-                return Arc::clone(shared);
-            }
-        }
-        let shared = match self.deciders.get(origin) {
-            Some(shared) => Arc::clone(shared),
-            None => {
-                let shared = Arc::new(origin.clone());
-                self.deciders.insert(Arc::clone(&shared));
-                shared
-            }
-        };
-        self.last_decider = Some((origin, Arc::clone(&shared)));
-        shared
     }
 
     /// Records that `client` is cut off from one server.
@@ -389,7 +398,7 @@ impl<'a> VerdictBuilder<'a> {
             })
     }
 
-    pub(super) fn finish(mut self) -> Verdict {
+    pub(super) fn finish(mut self) -> Verdict<'a> {
         self.verdict.network_policies_partly_checked = self.reach.exhausted();
         if !self.filtered.is_empty() {
             let counted: Set<&Client> = self

@@ -173,7 +173,7 @@ impl MeshReport {
 }
 
 /// The webhook's verdict on a proposed lock-down, with traffic evidence when there is some.
-fn judge(index: &Index, l: &Lockdown, evidence: Option<&Evidence>) -> Verdict {
+fn judge<'a>(index: &'a Index, l: &'a Lockdown, evidence: Option<&Evidence>) -> Verdict<'a> {
     let change = Change {
         old: l.old.as_ref(),
         new: Some(&l.rule),
@@ -336,11 +336,14 @@ fn workload(
             return report;
         }
     };
-    let verdict = judge(index, &lockdown, evidence);
-    report.blockers = findings(&verdict);
-    report.more_clients = verdict.unlisted;
-    report.suspects = Suspects::of(&verdict);
-    if !denied(&verdict) {
+    let ready = {
+        let verdict = judge(index, &lockdown, evidence);
+        report.blockers = findings(&verdict);
+        report.more_clients = verdict.unlisted;
+        report.suspects = Suspects::of(&verdict);
+        !denied(&verdict)
+    };
+    if ready {
         report.status = Status::Ready;
         report.lockdown = Some(lockdown.yaml);
     } else {
@@ -388,9 +391,12 @@ fn lockdown(
             return report;
         }
     };
-    let verdict = judge(index, &lockdown, evidence);
-    report.blocking_clients = verdict.client_count();
-    if !denied(&verdict) {
+    let ready = {
+        let verdict = judge(index, &lockdown, evidence);
+        report.blocking_clients = verdict.client_count();
+        !denied(&verdict)
+    };
+    if ready {
         report.status = Status::Ready;
         report.lockdown = Some(lockdown.yaml);
     } else {

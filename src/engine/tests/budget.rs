@@ -17,14 +17,19 @@ fn change(new: &Rule) -> Change<'_> {
     }
 }
 
-fn within(index: &Index, change: &Change, evidence: &Evidence, units: usize) -> Option<Verdict> {
-    evaluate_within(index, change, evidence, &Budget::new(units))
+fn within<'a>(
+    index: &'a Index,
+    change: &Change<'a>,
+    evidence: &Evidence,
+    units: usize,
+) -> Option<Verdict<'static>> {
+    evaluate_within(index, change, evidence, &Budget::new(units)).map(Verdict::into_owned)
 }
 
 /// The least budget the review finishes within, checking that every smaller one gives no
 /// verdict and the budgets around it the whole verdict.
 fn cost(index: &Index, change: &Change, evidence: &Evidence) -> usize {
-    let full = evaluate_with(index, change, evidence);
+    let full = evaluate_with(index, change, evidence).into_owned();
     let (mut short, mut enough) = (0, 1);
     if within(index, change, evidence, 0).is_some() {
         return 0;
@@ -83,13 +88,15 @@ fn within_any_budget_a_review_finishes_with_its_whole_verdict_or_not_at_all() {
         enable_auto_mtls: false,
         ..MeshConfig::default()
     };
-    let full = evaluate_mesh_change(&strict, &on, &off, &inventory());
+    let full = evaluate_mesh_change(&strict, &on, &off, &inventory()).into_owned();
     assert!(
         full.denies(),
         "turning auto mTLS off cuts httpbin's clients off"
     );
-    let within_mesh =
-        |units| evaluate_mesh_change_within(&strict, &on, &off, &inventory(), &Budget::new(units));
+    let within_mesh = |units| {
+        evaluate_mesh_change_within(&strict, &on, &off, &inventory(), &Budget::new(units))
+            .map(Verdict::into_owned)
+    };
     assert_eq!(within_mesh(1), None);
     assert_eq!(within_mesh(1 << 20), Some(full));
 }

@@ -269,7 +269,7 @@ pub(super) fn replace_pod(index: &mut Index, old: &str, new: PodFixture) {
     index.upsert_pod(pod);
 }
 
-pub(super) fn create(index: &Index, new: &Rule) -> Verdict {
+pub(super) fn create(index: &Index, new: &Rule) -> Verdict<'static> {
     evaluate(
         index,
         &Change {
@@ -277,9 +277,10 @@ pub(super) fn create(index: &Index, new: &Rule) -> Verdict {
             new: Some(new),
         },
     )
+    .into_owned()
 }
 
-pub(super) fn update(index: &Index, old: &Rule, new: &Rule) -> Verdict {
+pub(super) fn update(index: &Index, old: &Rule, new: &Rule) -> Verdict<'static> {
     evaluate(
         index,
         &Change {
@@ -287,9 +288,10 @@ pub(super) fn update(index: &Index, old: &Rule, new: &Rule) -> Verdict {
             new: Some(new),
         },
     )
+    .into_owned()
 }
 
-pub(super) fn delete(index: &Index, old: &Rule) -> Verdict {
+pub(super) fn delete(index: &Index, old: &Rule) -> Verdict<'static> {
     evaluate(
         index,
         &Change {
@@ -297,6 +299,7 @@ pub(super) fn delete(index: &Index, old: &Rule) -> Verdict {
             new: None,
         },
     )
+    .into_owned()
 }
 
 pub(super) fn with(mut index: Index, rules: impl IntoIterator<Item = Rule>) -> Index {

@@ -23,12 +23,8 @@ fn mesh(root: &str, enable_auto_mtls: bool) -> MeshConfig {
 #[test]
 fn turning_auto_mtls_off_cuts_off_sidecar_clients_of_strict_servers() {
     let index = strict_mesh_under("istio-system");
-    let v = evaluate_mesh_change(
-        &index,
-        &mesh("istio-system", true),
-        &mesh("istio-system", false),
-        &Evidence::inventory_only(),
-    );
+    let (on, off) = (mesh("istio-system", true), mesh("istio-system", false));
+    let v = evaluate_mesh_change(&index, &on, &off, &Evidence::inventory_only());
     let b = broken(&v);
     assert!(b.contains(&"foo/sleep: auto-mtls-off".to_string()), "{b:?}");
     assert!(
@@ -42,44 +38,27 @@ fn turning_auto_mtls_off_cuts_off_sidecar_clients_of_strict_servers() {
             .any(|s| *s.namespace == *"foo" && *s.workload == *"httpbin"),
         "httpbin.foo has an ISTIO_MUTUAL DestinationRule"
     );
-    let back = evaluate_mesh_change(
-        &index,
-        &mesh("istio-system", false),
-        &mesh("istio-system", true),
-        &Evidence::inventory_only(),
-    );
+    let back = evaluate_mesh_change(&index, &off, &on, &Evidence::inventory_only());
     assert!(!back.breaks_clients(), "turning it on relaxes");
 }
 
 #[test]
 fn moving_the_root_namespace_makes_its_policy_mesh_wide() {
     let index = strict_mesh_under("mesh-root");
-    let v = evaluate_mesh_change(
-        &index,
-        &mesh("istio-system", true),
-        &mesh("mesh-root", true),
-        &Evidence::inventory_only(),
-    );
+    let (old, new) = (mesh("istio-system", true), mesh("mesh-root", true));
+    let v = evaluate_mesh_change(&index, &old, &new, &Evidence::inventory_only());
     assert!(broken(&v).contains(&"legacy/sleep: no-proxy".to_string()));
     assert!(v.servers.iter().any(|s| s.locked_down()));
     assert_eq!(v.ignored_root, None);
-    let same = evaluate_mesh_change(
-        &index,
-        &mesh("istio-system", true),
-        &mesh("istio-system", true),
-        &Evidence::inventory_only(),
-    );
+    let same = evaluate_mesh_change(&index, &old, &old, &Evidence::inventory_only());
     assert_eq!(same, Verdict::default());
 }
 
 #[test]
 fn a_root_namespace_the_guard_ignores_is_denied_even_without_policies() {
-    let v = evaluate_mesh_change(
-        &auto_mtls(seed()),
-        &mesh("istio-system", true),
-        &mesh("kube-system", true),
-        &Evidence::inventory_only(),
-    );
+    let index = auto_mtls(seed());
+    let (old, new) = (mesh("istio-system", true), mesh("kube-system", true));
+    let v = evaluate_mesh_change(&index, &old, &new, &Evidence::inventory_only());
     assert_eq!(v.ignored_root.as_deref(), Some("kube-system"));
     assert!(v.denies() && v.breaks.is_empty());
 }

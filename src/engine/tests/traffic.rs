@@ -17,13 +17,13 @@ fn traffic(mode: EvidenceMode, senders: &[(&str, &str, u64)], stale: Option<&str
 }
 
 /// The seed's lock-down judged with `evidence`.
-fn seed_lockdown_seen(evidence: &Evidence) -> Verdict {
+fn seed_lockdown_seen(evidence: &Evidence) -> Verdict<'static> {
     let lockdown = seed_lockdown();
     let change = Change {
         old: None,
         new: Some(&lockdown),
     };
-    evaluate_with(&seed(), &change, evidence)
+    evaluate_with(&seed(), &change, evidence).into_owned()
 }
 
 #[test]

@@ -153,7 +153,7 @@ fn a_workload_mid_rollout_is_one_server_and_one_client() {
 #[test]
 fn a_break_targets_what_its_variant_names_in_order() {
     use crate::model::Mode;
-    let server = |name: &str, before: Mode, accepts_hbone: bool| Server {
+    let server = |name: &'static str, before: Mode, accepts_hbone: bool| Server {
         namespace: "foo".into(),
         workload: name.into(),
         pods: 1,
