@@ -15,7 +15,7 @@ use kube::runtime::watcher::{self, Event, InitialListStrategy};
 use kube::{Client, Resource};
 use serde::de::DeserializeOwned;
 
-use super::{file::is_mesh_config, Item, Set, SharedIndex, WatchedKind};
+use super::{file::is_mesh_config, Item, Listed, SharedIndex, WatchedKind};
 use crate::model::{
     ApiCaller, CallerKind, MeshConfig, ModelError, NetworkPolicy, Pod, PodObject, Rule, RuleKind,
     Service,
@@ -254,7 +254,7 @@ async fn discovered(
                     logged_absent = true;
                 }
                 failing = false;
-                shared.write(|index| index.retain_listed(watched, &Set::default()));
+                shared.write(|index| index.retain_listed(watched, &Listed::default()));
                 shared.mark_synced(watched);
                 tokio::time::sleep(CRD_RECHECK).await;
             }
@@ -398,7 +398,7 @@ where
     // A (re)list is applied as it arrives, a batch at a time, so the listed objects are never
     // all held beside the index; what the list did not name is dropped at its end.
     let mut batch: Vec<Item> = Vec::new();
-    let mut listed: Set<(String, String)> = Set::default();
+    let mut listed = Listed::default();
     let apply = |items: Vec<Item>| {
         shared.write(|index| items.into_iter().for_each(|item| index.apply(item)))
     };
@@ -424,7 +424,7 @@ where
         match event {
             Event::Init => {
                 batch.clear();
-                listed.clear();
+                listed = Listed::default();
             }
             Event::InitApply(obj) => {
                 if let Some(item) = trim(&obj) {

@@ -20,7 +20,7 @@ pub use file::InventoryError;
 pub use filters::Filters;
 pub use network_policies::NETWORK_POLICY_BUDGET;
 pub(crate) use reconcile::read_namespace;
-pub use reconcile::Item;
+pub use reconcile::{Item, Listed};
 pub use shared::{SharedIndex, WatchedKind};
 pub use workloads::{Route, Scan, Workload, WorkloadId, Workloads};
 
@@ -299,8 +299,8 @@ mod tests {
         let (_, w) = index.workloads().iter().next().unwrap();
         assert_eq!((w.pods, w.ips().count()), (1, 0));
         assert_eq!(
-            index.keys(WatchedKind::Pod),
-            [("a".to_string(), "web-1".to_string())]
+            index.keys(WatchedKind::Pod).collect::<Vec<_>>(),
+            [("a", "web-1")]
         );
         let mut finished = pod("a", "web-1", "web");
         finished.active = false;

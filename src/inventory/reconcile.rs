@@ -1,7 +1,7 @@
 //! Watch events into the index: one object applied or removed, and a fresh full list
 //! replacing a kind whole.
 
-use super::{Index, Set, WatchedKind};
+use super::{Index, Map, Set, WatchedKind};
 use crate::model::{ApiCaller, MeshConfig, Namespace, NetworkPolicy, Pod, Rule, Service};
 
 /// One trimmed object, as the index stores it.
@@ -18,17 +18,65 @@ pub enum Item {
 
 impl Item {
     /// (namespace, name); namespaces themselves have an empty namespace.
-    pub fn key(&self) -> (String, String) {
+    pub fn key(&self) -> (&str, &str) {
         match self {
-            Item::Pod(p) => (p.namespace.clone(), p.name.clone()),
-            Item::Service(s) => (s.namespace.clone(), s.name.clone()),
-            Item::Namespace(n) => (String::new(), n.name.clone()),
-            Item::Mesh(_) => (String::new(), String::new()),
-            Item::Rule(r) => (r.origin().namespace.clone(), r.origin().name.clone()),
-            Item::ApiCaller(c) => (String::new(), c.name.clone()),
-            Item::NetworkPolicy(n) => (n.namespace.clone(), n.name.clone()),
+            Item::Pod(p) => (&p.namespace, &p.name),
+            Item::Service(s) => (&s.namespace, &s.name),
+            Item::Namespace(n) => ("", &n.name),
+            Item::Mesh(_) => ("", ""),
+            Item::Rule(r) => (&r.origin().namespace, &r.origin().name),
+            Item::ApiCaller(c) => ("", &c.name),
+            Item::NetworkPolicy(n) => (&n.namespace, &n.name),
         }
     }
+}
+
+/// The (namespace, name) of every object a fresh full list named, grouped by namespace: held
+/// beside the index until the list ends, so a relist of 100k pods keeps one short string per
+/// object, not two.
+#[derive(Debug, Default)]
+pub struct Listed(Map<Box<str>, Set<Box<str>>>);
+
+impl Listed {
+    pub fn insert(&mut self, (namespace, name): (&str, &str)) {
+        match self.0.get_mut(namespace) {
+            Some(names) => {
+                names.insert(name.into());
+            }
+            None => {
+                self.0
+                    .insert(namespace.into(), Set::from_iter([name.into()]));
+            }
+        }
+    }
+
+    pub fn contains(&self, (namespace, name): (&str, &str)) -> bool {
+        self.0
+            .get(namespace)
+            .is_some_and(|names| names.contains(name))
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.values().map(Set::len).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl<'a> FromIterator<(&'a str, &'a str)> for Listed {
+    fn from_iter<I: IntoIterator<Item = (&'a str, &'a str)>>(keys: I) -> Listed {
+        let mut listed = Listed::default();
+        keys.into_iter().for_each(|key| listed.insert(key));
+        listed
+    }
+}
+
+fn origin_keys<'a>(
+    origins: impl Iterator<Item = &'a crate::model::Origin> + 'a,
+) -> Box<dyn Iterator<Item = (&'a str, &'a str)> + 'a> {
+    Box::new(origins.map(|o| (o.namespace.as_str(), o.name.as_str())))
 }
 
 /// Reads a Namespace, saying once, as it is read, that its mode label is no mode.
@@ -76,71 +124,56 @@ impl Index {
     }
 
     /// Keys (namespace, name) of every object of `kind` the index holds.
-    pub(super) fn keys(&self, kind: WatchedKind) -> Vec<(String, String)> {
-        let rules = |origins: Vec<&crate::model::Origin>| {
-            origins
-                .into_iter()
-                .map(|o| (o.namespace.clone(), o.name.clone()))
-                .collect()
-        };
+    pub(super) fn keys(&self, kind: WatchedKind) -> Box<dyn Iterator<Item = (&str, &str)> + '_> {
         match kind {
-            WatchedKind::Pod => self.workloads.pod_keys().collect(),
-            WatchedKind::Service => self
-                .services
-                .values()
-                .flatten()
-                .map(|s| (s.namespace.clone(), s.name.clone()))
-                .collect(),
-            WatchedKind::Namespace => self
-                .namespaces
-                .keys()
-                .map(|n| (String::new(), n.clone()))
-                .collect(),
-            WatchedKind::MeshConfig => Vec::new(),
-            WatchedKind::NetworkPolicy => self
-                .network_policies
-                .values()
-                .flat_map(|p| &p.list)
-                .map(|n| (n.namespace.clone(), n.name.clone()))
-                .collect(),
-            WatchedKind::ApiCaller(k) => self
-                .api_callers
-                .keys()
-                .filter(|(kind, _)| *kind == k)
-                .map(|(_, name)| (String::new(), name.clone()))
-                .collect(),
-            WatchedKind::Rule(crate::model::RuleKind::PeerAuthentication) => rules(
-                self.peer_authns
+            WatchedKind::Pod => Box::new(self.workloads.pod_keys()),
+            WatchedKind::Service => Box::new(
+                self.services
                     .values()
                     .flatten()
-                    .map(|r| &r.origin)
-                    .collect(),
+                    .map(|s| (s.namespace.as_str(), s.name.as_str())),
             ),
-            WatchedKind::Rule(crate::model::RuleKind::DestinationRule) => rules(
-                self.dest_rules
+            WatchedKind::Namespace => Box::new(self.namespaces.keys().map(|n| ("", n.as_str()))),
+            WatchedKind::MeshConfig => Box::new(std::iter::empty()),
+            WatchedKind::NetworkPolicy => Box::new(
+                self.network_policies
                     .values()
-                    .flatten()
-                    .map(|r| &r.origin)
-                    .collect(),
+                    .flat_map(|p| &p.list)
+                    .map(|n| (n.namespace.as_str(), n.name.as_str())),
             ),
-            WatchedKind::Rule(k) => rules(
+            WatchedKind::ApiCaller(k) => Box::new(
+                self.api_callers
+                    .keys()
+                    .filter(move |(kind, _)| *kind == k)
+                    .map(|(_, name)| ("", name.as_str())),
+            ),
+            WatchedKind::Rule(crate::model::RuleKind::PeerAuthentication) => {
+                origin_keys(self.peer_authns.values().flatten().map(|r| &r.origin))
+            }
+            WatchedKind::Rule(crate::model::RuleKind::DestinationRule) => {
+                origin_keys(self.dest_rules.values().flatten().map(|r| &r.origin))
+            }
+            WatchedKind::Rule(k) => origin_keys(
                 self.legacy
                     .values()
                     .flatten()
                     .map(|r| &r.origin)
-                    .filter(|o| o.kind == k)
-                    .collect(),
+                    .filter(move |o| o.kind == k),
             ),
         }
     }
 
     /// Drops every object of `kind` that a fresh full list (a watch's initial list or relist,
     /// already applied) did not name; `listed` holds the (namespace, name) of what it did.
-    pub fn retain_listed(&mut self, kind: WatchedKind, listed: &Set<(String, String)>) {
-        for key in self.keys(kind) {
-            if !listed.contains(&key) {
-                self.remove(kind, &key.0, &key.1);
-            }
+    pub fn retain_listed(&mut self, kind: WatchedKind, listed: &Listed) {
+        // Only the keys to drop are copied: a relist of 100k pods names nearly all of them.
+        let gone: Vec<(String, String)> = self
+            .keys(kind)
+            .filter(|key| !listed.contains(*key))
+            .map(|(namespace, name)| (namespace.to_string(), name.to_string()))
+            .collect();
+        for (namespace, name) in gone {
+            self.remove(kind, &namespace, &name);
         }
         if kind == WatchedKind::MeshConfig && listed.is_empty() {
             self.set_mesh(MeshConfig::default());
@@ -163,6 +196,17 @@ mod tests {
     }
 
     #[test]
+    fn a_listed_name_counts_only_in_its_own_namespace() {
+        let listed: Listed = [("a", "web"), ("b", "db"), ("a", "db"), ("", "a")]
+            .into_iter()
+            .collect();
+        assert!(listed.contains(("a", "web")) && listed.contains(("b", "db")));
+        assert!(listed.contains(("", "a")), "a namespace's own key");
+        assert!(!listed.contains(("b", "web")) && !listed.contains(("", "web")));
+        assert_eq!(listed.len(), 4);
+    }
+
+    #[test]
     fn a_fresh_list_replaces_a_kind_whole() {
         let mut index = Index::default();
         index.upsert_pod(pod("a", "gone", "x"));
@@ -181,7 +225,7 @@ mod tests {
             root_namespace: "r".into(),
             enable_auto_mtls: false,
         });
-        index.retain_listed(WatchedKind::MeshConfig, &Set::default());
+        index.retain_listed(WatchedKind::MeshConfig, &Listed::default());
         assert_eq!(
             index.mesh(),
             &MeshConfig::default(),

@@ -241,12 +241,10 @@ impl Workloads {
     }
 
     /// (namespace, name) of every pod.
-    pub fn pod_keys(&self) -> impl Iterator<Item = (String, String)> + '_ {
-        self.pods.iter().flat_map(|(ns, names)| {
-            names
-                .keys()
-                .map(move |name| (ns.to_string(), name.to_string()))
-        })
+    pub fn pod_keys(&self) -> impl Iterator<Item = (&str, &str)> + '_ {
+        self.pods
+            .iter()
+            .flat_map(|(ns, names)| names.keys().map(move |name| (&**ns, &**name)))
     }
 
     pub fn in_namespace(&self, namespace: &str) -> impl Iterator<Item = (WorkloadId, &Workload)> {
