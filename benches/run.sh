@@ -2,7 +2,7 @@
 # Reproduces BENCHMARKS.md: the offline commands (benches/offline.sh), engine latency, index
 # build, RSS, HTTPS throughput against the bare server and OPA, and the live-watch figures on
 # a real API server, one after the other on this machine.
-# Usage: benches/run.sh [OUT_DIR]   (about 30 minutes on 2 cores with its tools built, 45 from scratch)
+# Usage: benches/run.sh [OUT_DIR]   (about 40 minutes on 2 cores with its tools built, 55 from scratch)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${1:-target/bench-run}
@@ -22,6 +22,15 @@ cargo build --release --quiet
 cargo bench --no-run --quiet 2>/dev/null
 bench_bin() { ls -t target/release/deps/"$1"-* | grep -v '\.d$' | head -n1; }
 GUARD=target/release/mtls-guard
+# The image's static binary (scripts/build-image.sh), for the live-watch memory figures: musl's
+# allocator, not glibc's, is what a cluster runs.
+IMAGE_GUARD=target/x86_64-unknown-linux-musl/release/mtls-guard
+if rustup target list --installed 2>/dev/null | grep -qx x86_64-unknown-linux-musl && command -v musl-gcc >/dev/null; then
+  CC_x86_64_unknown_linux_musl=musl-gcc cargo build --release --quiet --locked --target x86_64-unknown-linux-musl --bin mtls-guard
+else
+  echo "(no musl target or musl-gcc: the live watch measures the glibc build only)"
+  IMAGE_GUARD=
+fi
 BARE=$(bench_bin bare_server)
 
 echo "== machine"
@@ -74,18 +83,29 @@ ms = lambda v: "-" if v is None else f"{v*1000:.3f} ms"
 print(f"{sys.argv[2]:<28} {s['requestsPerSec'] or 0:>10.0f} req/s  p50={ms(p['p50'])}  p99={ms(p['p99'])}  status={codes} errors={errors}")
 PY
 }
+rps() { python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["summary"]["requestsPerSec"] or 0)' "$out/$1.json"; }
+# Four rounds, the order swapped every round: whichever server runs second after a pause runs
+# a few percent faster on this machine, so each one takes each slot twice.
+alternate() { # name body
+  local ratios=()
+  for round in 1 2 3 4; do
+    if [ $((round % 2)) = 1 ]; then
+      load "bare-server-$round" "https://127.0.0.1:18444/validate" "$2"
+      load "$1-$round" "https://127.0.0.1:18443/validate" "$2"
+    else
+      load "$1-$round" "https://127.0.0.1:18443/validate" "$2"
+      load "bare-server-$round" "https://127.0.0.1:18444/validate" "$2"
+    fi
+    ratios+=("$(python3 -c "print($(rps "$1-$round") / $(rps "bare-server-$round"))")")
+  done
+  python3 -c 'import sys; r = [float(x) for x in sys.argv[1:]]; print("against the bare server, round by round: " + " ".join(f"{x:.3f}" for x in r) + f"; mean {sum(r) / len(r):.3f}")' "${ratios[@]}"
+}
 echo "== HTTPS /validate, keep-alive, 16 connections, 10 s each, the same review (a denied workload lock-down)"
-echo "   (bare server and mtls-guard alternate twice, as the machine is shared and noisy)"
-for round in 1 2; do
-  load "bare-server-$round" "https://127.0.0.1:18444/validate" "$review"
-  load "mtls-guard-100k-$round" "https://127.0.0.1:18443/validate" "$review"
-done
+echo "   (bare server and mtls-guard alternate four times, as the machine is shared and noisy)"
+alternate mtls-guard-100k "$review"
 echo "== the same, allowed: the lock-down's policy PERMISSIVE (an answer as short as the bare server's)"
 sed 's/"STRICT"/"PERMISSIVE"/' "$review" > "$out/allowed.review.json"
-for round in 1 2; do
-  load "bare-server-$round" "https://127.0.0.1:18444/validate" "$out/allowed.review.json"
-  load "mtls-guard-allowed-$round" "https://127.0.0.1:18443/validate" "$out/allowed.review.json"
-done
+alternate mtls-guard-allowed "$out/allowed.review.json"
 curl -s http://127.0.0.1:19090/metrics | grep '^mtls_guard_reviews_offloaded_total'
 kill "$guard" "$bare" 2>/dev/null || true
 wait "$guard" "$bare" 2>/dev/null || true
@@ -96,7 +116,8 @@ benches/opa.sh "$out" || echo "!! benches/opa.sh failed; the other figures follo
 echo "== live watch: 20k pods on a real kube-apiserver (cargo bench --bench watch)"
 "$(bench_bin watch)"
 echo "== live watch: 100k pods, then 10k of them deleted by one kubectl call (about 12 minutes)"
-MTLS_GUARD_BENCH_PODS=100000 "$(bench_bin watch)"
+echo "   (the glibc build, then the image's static build, which takes the burst)"
+MTLS_GUARD_BENCH_PODS=100000 MTLS_GUARD_BENCH_BIN="$PWD/$GUARD${IMAGE_GUARD:+,$PWD/$IMAGE_GUARD}" "$(bench_bin watch)"
 
 echo "== through the API server: dry-run policy writes with and without the guard (cargo bench --bench apiserver)"
 "$(bench_bin apiserver)"
