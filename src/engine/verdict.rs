@@ -125,6 +125,7 @@ pub struct PortChange<'a> {
     pub port: Option<u16>,
     pub before: Mode,
     pub after: Mode,
+    /// The policy that decided `after`; `None` when none applies (Istio's PERMISSIVE default).
     pub decided_by: Option<Cow<'a, Origin>>,
 }
 
@@ -140,8 +141,9 @@ impl PortChange<'_> {
 /// A server workload with clients the change cuts off.
 ///
 /// Borrowed from the index and the reviewed object while the review runs: a mesh-wide verdict
-/// names thousands of servers, and shared copies of their names would cost two atomic
-/// counter updates each to make and two more to drop, a quarter of such a review's time.
+/// names thousands of servers, and shared copies of their names and deciding policy would cost
+/// three atomic counter updates each to make and three more to drop, a quarter of such a
+/// review's time.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Server<'a> {
     pub namespace: Cow<'a, str>,
@@ -217,7 +219,8 @@ pub struct Verdict<'a> {
 }
 
 impl<'a> Verdict<'a> {
-    /// The same verdict, holding its own copy of what it borrowed from the index.
+    /// The same verdict, holding its own copy of what it borrowed from the index and the
+    /// reviewed object.
     pub fn into_owned(self) -> Verdict<'static> {
         Verdict {
             servers: self.servers.into_iter().map(Server::into_owned).collect(),

@@ -232,4 +232,28 @@ mod tests {
             "a deleted mesh config means Istio's defaults"
         );
     }
+
+    #[test]
+    fn a_relist_keeps_the_cluster_scoped_objects_it_names() {
+        let mut index = Index::default();
+        let mesh = MeshConfig {
+            root_namespace: "r".into(),
+            enable_auto_mtls: false,
+        };
+        index.set_mesh(mesh.clone());
+        let item = Item::Mesh(mesh.clone());
+        index.retain_listed(WatchedKind::MeshConfig, &[item.key()].into_iter().collect());
+        assert_eq!(index.mesh(), &mesh, "a listed mesh config stays");
+        let namespace = |name: &str| {
+            let mut ns = k8s_openapi::api::core::v1::Namespace::default();
+            ns.metadata.name = Some(name.into());
+            Namespace::from_api(&ns).unwrap()
+        };
+        index.upsert_namespace(namespace("kept"));
+        index.upsert_namespace(namespace("gone"));
+        let listed = [("", "kept")].into_iter().collect();
+        index.retain_listed(WatchedKind::Namespace, &listed);
+        assert!(index.namespace("kept").is_some());
+        assert!(index.namespace("gone").is_none());
+    }
 }
