@@ -509,10 +509,12 @@ fn review_rule(kind: RuleKind, req: &Request) -> Result<Reviewed, String> {
         _ => None,
     };
     let (old, new) = (old.map(|(r, _)| r), new.map(|(r, _)| r));
-    let object = new
-        .as_ref()
-        .or(old.as_ref())
-        .map(|r| r.origin().to_string());
+    let object = Change {
+        old: old.as_ref(),
+        new: new.as_ref(),
+    }
+    .key()
+    .map(ToString::to_string);
     Ok(Reviewed {
         sides: Sides::Rule { old, new },
         object,

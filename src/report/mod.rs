@@ -22,8 +22,7 @@ use crate::engine::{self, Change, ModeResolver, Tier, Verdict, View};
 use crate::evidence::{window_text, Evidence, EvidenceMode};
 use crate::explain::{cause, findings, Finding};
 use crate::inventory::{Index, Set, Workload, WorkloadId};
-use crate::model::{Mode, Origin, Proxy, RuleKind};
-use lockdown::Lockdown;
+use crate::model::{Mode, Origin, Proxy, Rule, RuleKind};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -172,11 +171,18 @@ impl MeshReport {
     }
 }
 
-/// The webhook's verdict on a proposed lock-down, with traffic evidence when there is some.
-fn judge<'a>(index: &'a Index, l: &'a Lockdown, evidence: Option<&Evidence>) -> Verdict<'a> {
+/// The webhook's verdict on a proposed lock-down (`rule` replacing `old`), with traffic
+/// evidence when there is some. Takes the lock-down's fields, not the lock-down, so its YAML
+/// can be moved into the report while the verdict borrows the rules.
+fn judge<'a>(
+    index: &'a Index,
+    old: Option<&'a Rule>,
+    rule: &'a Rule,
+    evidence: Option<&Evidence>,
+) -> Verdict<'a> {
     let change = Change {
-        old: l.old.as_ref(),
-        new: Some(&l.rule),
+        old,
+        new: Some(rule),
     };
     match evidence {
         Some(e) => engine::evaluate_with(index, &change, e),
@@ -336,14 +342,11 @@ fn workload(
             return report;
         }
     };
-    let ready = {
-        let verdict = judge(index, &lockdown, evidence);
-        report.blockers = findings(&verdict);
-        report.more_clients = verdict.unlisted;
-        report.suspects = Suspects::of(&verdict);
-        !denied(&verdict)
-    };
-    if ready {
+    let verdict = judge(index, lockdown.old.as_ref(), &lockdown.rule, evidence);
+    report.blockers = findings(&verdict);
+    report.more_clients = verdict.unlisted;
+    report.suspects = Suspects::of(&verdict);
+    if !denied(&verdict) {
         report.status = Status::Ready;
         report.lockdown = Some(lockdown.yaml);
     } else {
@@ -391,12 +394,9 @@ fn lockdown(
             return report;
         }
     };
-    let ready = {
-        let verdict = judge(index, &lockdown, evidence);
-        report.blocking_clients = verdict.client_count();
-        !denied(&verdict)
-    };
-    if ready {
+    let verdict = judge(index, lockdown.old.as_ref(), &lockdown.rule, evidence);
+    report.blocking_clients = verdict.client_count();
+    if !denied(&verdict) {
         report.status = Status::Ready;
         report.lockdown = Some(lockdown.yaml);
     } else {
