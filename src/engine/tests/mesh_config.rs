@@ -50,7 +50,8 @@ fn moving_the_root_namespace_makes_its_policy_mesh_wide() {
     assert!(broken(&v).contains(&"legacy/sleep: no-proxy".to_string()));
     assert!(v.servers.iter().any(|s| s.locked_down()));
     assert_eq!(v.ignored_root, None);
-    let same = evaluate_mesh_change(&index, &old, &old, &Evidence::inventory_only());
+    let unchanged = old.clone();
+    let same = evaluate_mesh_change(&index, &old, &unchanged, &Evidence::inventory_only());
     assert_eq!(same, Verdict::default());
 }
 
