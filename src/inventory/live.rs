@@ -1,4 +1,5 @@
-//! The live inventory: one kube-rs watcher per kind keeps the shared index current.
+//! The live inventory: one watch per kind keeps the shared index current: kube-rs' watcher,
+//! and for Pods the protobuf watch of [`super::pod_watch`].
 //!
 //! Objects are trimmed to their model form as they arrive; a relist replaces a kind's objects
 //! whole, single events change one object. A CRD that is not installed counts as empty and is
@@ -8,6 +9,7 @@ use std::fmt::Debug;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use futures::stream::BoxStream;
 use futures::{Stream, StreamExt};
 use k8s_openapi::api::core::v1 as core;
 use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind};
@@ -15,7 +17,7 @@ use kube::runtime::watcher::{self, Event, InitialListStrategy};
 use kube::{Client, Resource};
 use serde::de::DeserializeOwned;
 
-use super::{file::is_mesh_config, Item, Listed, SharedIndex, WatchedKind};
+use super::{file::is_mesh_config, pod_watch, Item, Listed, SharedIndex, WatchedKind};
 use crate::model::{
     ApiCaller, CallerKind, MeshConfig, ModelError, NetworkPolicy, Pod, PodObject, Rule, RuleKind,
     Service,
@@ -66,9 +68,15 @@ pub fn spawn(client: Client, shared: Arc<SharedIndex>) {
     });
     // Pods, most of any cluster, come as one stream of watch events rather than pages of a
     // list: the guard decodes while the API server sends, instead of each waiting on the
-    // other page by page. An API server that does not stream lists gets pages (see `run`).
-    spawn_watch(
-        Api::<PodObject>::all(client.clone()),
+    // other page by page; and in protobuf, which costs both sides a fraction of JSON (see
+    // `pod_watch`). An API server that does not stream lists gets pages of JSON (see `run`).
+    let pods = Api::<PodObject>::all(client.clone());
+    let pod_client = client.clone();
+    spawn_events(
+        move |config: &watcher::Config| match config.initial_list_strategy {
+            InitialListStrategy::StreamingList => pod_watch::events(pod_client.clone()).boxed(),
+            InitialListStrategy::ListWatch => json_events(&pods, config),
+        },
         cfg().streaming_lists(),
         &shared,
         WatchedKind::Pod,
@@ -225,7 +233,14 @@ async fn watch_crd(
         let convert = move |obj: &DynamicObject| {
             Rule::from_parts(rule_kind, &obj.metadata, obj.data.get("spec")).map(Item::Rule)
         };
-        run(&api, watcher::Config::default(), &shared, watched, convert).await;
+        run(
+            &|config: &watcher::Config| json_events(&api, config),
+            watcher::Config::default(),
+            &shared,
+            watched,
+            convert,
+        )
+        .await;
         tracing::info!(kind, "no longer served; looking for it again");
     }
 }
@@ -281,11 +296,43 @@ fn spawn_watch<K, F>(
     K: Resource + Clone + DeserializeOwned + Debug + Send + 'static,
     F: Fn(&K) -> Result<Item, ModelError> + Send + Sync + 'static,
 {
+    spawn_events(
+        move |config: &watcher::Config| json_events(&api, config),
+        config,
+        shared,
+        kind,
+        convert,
+    );
+}
+
+/// A kind's watch events, from a watch started with the given configuration.
+type Events<K> = BoxStream<'static, Result<Event<K>, watcher::Error>>;
+
+/// kube-rs' watcher: JSON, and any initial list strategy.
+fn json_events<K>(api: &Api<K>, config: &watcher::Config) -> Events<K>
+where
+    K: Resource + Clone + DeserializeOwned + Debug + Send + 'static,
+{
+    watcher::watcher(api.clone(), config.clone()).boxed()
+}
+
+/// Keeps the watch of one kind running, its events from `open`.
+fn spawn_events<K, O, F>(
+    open: O,
+    config: watcher::Config,
+    shared: &Arc<SharedIndex>,
+    kind: WatchedKind,
+    convert: F,
+) where
+    K: Resource + Send + 'static,
+    O: Fn(&watcher::Config) -> Events<K> + Send + Sync + 'static,
+    F: Fn(&K) -> Result<Item, ModelError> + Send + Sync + 'static,
+{
     let shared = Arc::clone(shared);
     tokio::spawn(async move {
         // A built-in kind is always served; `run` only returns on a 404, so try again.
         loop {
-            run(&api, config.clone(), &shared, kind, &convert).await;
+            run(&open, config.clone(), &shared, kind, &convert).await;
             tokio::time::sleep(RESTART_BACKOFF.1).await;
         }
     });
@@ -326,19 +373,19 @@ enum Ended {
 /// A streamed initial list the API server refuses turns, for good, into pages of a list,
 /// as client-go's reflector falls back.
 async fn run<K, F>(
-    api: &Api<K>,
+    open: &impl Fn(&watcher::Config) -> Events<K>,
     mut config: watcher::Config,
     shared: &SharedIndex,
     kind: WatchedKind,
     convert: F,
 ) where
-    K: Resource + Clone + DeserializeOwned + Debug + Send + 'static,
+    K: Resource,
     F: Fn(&K) -> Result<Item, ModelError>,
 {
     let (first, last) = RESTART_BACKOFF;
     let mut wait = first;
     loop {
-        let stream = watcher::watcher(api.clone(), config.clone());
+        let stream = open(&config);
         let streaming = config.initial_list_strategy == InitialListStrategy::StreamingList;
         match watch(stream, shared, kind, &convert, streaming).await {
             Ended::Gone => return,

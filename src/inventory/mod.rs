@@ -10,6 +10,8 @@ pub mod file;
 mod filters;
 pub mod live;
 mod network_policies;
+mod pod_watch;
+mod protobuf;
 mod reconcile;
 pub mod shared;
 mod stream;

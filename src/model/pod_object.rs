@@ -18,7 +18,7 @@ use serde::Deserialize;
 use super::Labels;
 
 /// The annotations the guard reads (sidecar capture and ambient enrolment); others are skipped.
-pub(super) const READ_ANNOTATIONS: [&str; 7] = [
+pub(crate) const READ_ANNOTATIONS: [&str; 7] = [
     super::pod::AMBIENT_REDIRECTION,
     super::pod::REWRITE_PROBES,
     super::pod::EXCLUDE_INBOUND_PORTS,
