@@ -22,7 +22,7 @@ fi
 # the tree dirty (cargo fuzz has no --locked of its own).
 cargo +nightly metadata --locked --format-version 1 >/dev/null
 
-for target in admission inventory; do
+for target in admission inventory watch; do
     echo "== fuzz $target for ${seconds}s"
     cargo +nightly fuzz run "$target" -- -max_total_time="$seconds" -timeout=10
 done

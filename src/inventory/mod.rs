@@ -11,7 +11,7 @@ mod filters;
 pub mod live;
 mod network_policies;
 mod pod_watch;
-mod protobuf;
+pub mod protobuf;
 mod reconcile;
 pub mod shared;
 mod stream;
