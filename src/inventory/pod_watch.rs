@@ -2,9 +2,10 @@
 //! rest of the live inventory applies.
 //!
 //! It follows kube-rs' watcher for a streamed list: the list ends at the bookmark annotated
-//! `k8s.io/initial-events-end`, and a watch the API server closes when its timeout is up
-//! resumes from the last resource version it saw. Any error ends the stream, and the caller
-//! lists again after a backoff, as it does for every kind.
+//! `k8s.io/initial-events-end`, and a watch that ends after the list (the API server closes it
+//! when its timeout is up, a connection ends early, or nothing arrives for longer than that
+//! timeout) resumes from the last resource version it saw. Any other error ends the stream,
+//! and the caller lists again after a backoff, as it does for every kind.
 
 use bytes::BytesMut;
 use futures::Stream;
@@ -17,6 +18,10 @@ use crate::model::PodObject;
 
 /// How long the API server keeps one watch open, as kube-rs' watcher asks.
 const TIMEOUT_SECONDS: &str = "290";
+
+/// Silence after which a connection counts as dead: the API server's timeout and a margin, as
+/// kube-rs' watcher waits. Bookmarks keep a healthy watch well inside it.
+const IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(295);
 
 /// The largest watch frame read: far over any Pod etcd accepts (1.5 MiB by default), and a
 /// bound on what one connection makes the guard hold.
@@ -58,14 +63,14 @@ async fn next(
 ) -> Option<(Result<Event<PodObject>, Error>, State)> {
     loop {
         state = match state {
-            State::Start => return Some((Ok(Event::Init), State::Open { resume_from: None })),
+            State::Start => match open(client, None).await {
+                Ok(body) => {
+                    return Some((Ok(Event::Init), State::Reading(Reading::new(body, None))))
+                }
+                Err(e) => return Some((Err(e), State::Done)),
+            },
             State::Open { resume_from } => match open(client, resume_from.as_deref()).await {
-                Ok(body) => State::Reading(Box::new(Reading {
-                    body,
-                    buffer: BytesMut::new(),
-                    listing: resume_from.is_none(),
-                    version: resume_from,
-                })),
+                Ok(body) => State::Reading(Reading::new(body, resume_from)),
                 Err(e) => return Some((Err(e), State::Done)),
             },
             State::Reading(mut reading) => match reading.next().await {
@@ -107,6 +112,14 @@ async fn open(client: &Client, resume_from: Option<&str>) -> Result<kube::client
         .map_err(Error::WatchStartFailed)?;
     let code = response.status();
     if code.is_success() {
+        let media_type = response.headers().get(http::header::CONTENT_TYPE);
+        let media_type = media_type.and_then(|v| v.to_str().ok()).unwrap_or("");
+        if !media_type.starts_with("application/vnd.kubernetes.protobuf") {
+            let said = format!("the watch of Pods was answered in {media_type:?}, not protobuf");
+            return Err(Error::WatchStartFailed(kube::Error::ReadEvents(
+                std::io::Error::new(std::io::ErrorKind::InvalidData, said),
+            )));
+        }
         return Ok(response.into_body());
     }
     let body = Limited::new(response.into_body(), REFUSAL_LIMIT)
@@ -154,7 +167,32 @@ fn broken(e: ProtoError) -> Step {
     )))
 }
 
+/// Whether a read error is the connection ending early rather than failing: kube-rs resumes
+/// a watch after these too.
+fn ended_early(e: &kube::Error) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(error) = source {
+        let eof = error
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::UnexpectedEof);
+        if eof || error.to_string().contains("unexpected EOF during chunk") {
+            return true;
+        }
+        source = error.source();
+    }
+    false
+}
+
 impl Reading {
+    fn new(body: kube::client::Body, resume_from: Option<String>) -> Box<Reading> {
+        Box::new(Reading {
+            body,
+            buffer: BytesMut::new(),
+            listing: resume_from.is_none(),
+            version: resume_from,
+        })
+    }
+
     async fn next(&mut self) -> Step {
         loop {
             match protobuf::frame(&mut self.buffer, FRAME_LIMIT) {
@@ -162,15 +200,17 @@ impl Reading {
                 Ok(None) => {}
                 Err(e) => return broken(e),
             }
-            match self.body.frame().await {
+            let Ok(read) = tokio::time::timeout(IDLE_TIMEOUT, self.body.frame()).await else {
+                return Step::Ended;
+            };
+            match read {
                 Some(Ok(frame)) => {
                     if let Ok(data) = frame.into_data() {
                         self.buffer.extend_from_slice(&data);
                     }
                 }
-                // A connection dropped after the list is a watch to resume, as kube-rs
-                // resumes one; if the API server is gone, opening it again says so.
-                Some(Err(_)) if !self.listing => return Step::Ended,
+                // A watch to resume; if the API server is gone, opening it again says so.
+                Some(Err(e)) if ended_early(&e) => return Step::Ended,
                 Some(Err(e)) => {
                     return Step::Failed(Error::WatchFailed(kube::Error::ReadEvents(
                         std::io::Error::other(e),
@@ -272,7 +312,12 @@ mod tests {
                     .unwrap()
                     .push(format!("{} {query}", accept.unwrap_or("")));
                 let (code, body) = answers.lock().unwrap().next().unwrap_or((500, Vec::new()));
-                (axum::http::StatusCode::from_u16(code).unwrap(), body)
+                let media_type = match body.first() {
+                    Some(b'{') => "application/json",
+                    _ => WATCH_MEDIA_TYPE,
+                };
+                let code = axum::http::StatusCode::from_u16(code).unwrap();
+                (code, [(http::header::CONTENT_TYPE, media_type)], body)
             }
         };
         let app = axum::Router::new().route("/api/v1/pods", axum::routing::get(handler));
@@ -353,7 +398,7 @@ mod tests {
     #[tokio::test]
     async fn a_refusal_keeps_the_api_servers_code_and_message() {
         let (got, error, _) = watch(vec![(422, REFUSED.to_vec())]).await;
-        assert_eq!(got, ["Init"]);
+        assert!(got.is_empty(), "{got:?}");
         let Some(Error::WatchStartFailed(kube::Error::Api(status))) = error else {
             panic!("{error:?}");
         };
@@ -366,5 +411,16 @@ mod tests {
         let (got, error, _) = watch(vec![(200, vec![0xff, 0xff, 0xff, 0xff])]).await;
         assert_eq!(got, ["Init"]);
         assert!(matches!(error, Some(Error::WatchFailed(_))), "{error:?}");
+    }
+
+    #[tokio::test]
+    async fn an_answer_in_json_is_refused_rather_than_read_as_frames() {
+        let json = br#"{"type":"ADDED","object":{"kind":"Pod"}}"#.to_vec();
+        let (got, error, _) = watch(vec![(200, json)]).await;
+        assert!(got.is_empty(), "{got:?}");
+        let Some(Error::WatchStartFailed(e)) = error else {
+            panic!("{error:?}");
+        };
+        assert!(e.to_string().contains("application/json"), "{e}");
     }
 }

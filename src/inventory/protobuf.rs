@@ -1,9 +1,9 @@
 //! Kubernetes' protobuf encoding, read for the one stream where it pays: the watch of Pods.
 //!
 //! A cluster's Pods are most of what the API server sends the guard, and encoding them as JSON
-//! is most of what it spends doing so: at 100k Pods the streamed list takes it two to three
-//! times longer in JSON than in protobuf, and the guard parses every byte of the JSON where
-//! protobuf lets it step over a field by its length. client-go reads built-in kinds the same
+//! is most of what it spends doing so: at 100k Pods it streams the list in protobuf in 0.3–0.6×
+//! the time it takes in JSON, and the guard parses every byte of the JSON where protobuf lets
+//! it step over a field by its length. client-go reads built-in kinds the same
 //! way. Only the fields [`PodObject`] keeps are read, into the same type the JSON path fills,
 //! so everything after decoding is shared.
 //!
