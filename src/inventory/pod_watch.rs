@@ -25,15 +25,13 @@ const IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(295);
 
 /// The largest watch frame read: far over any Pod etcd accepts (1.5 MiB by default), and a
 /// bound on what one connection makes the guard hold.
-pub const FRAME_LIMIT: usize = 16 << 20;
+const FRAME_LIMIT: usize = 16 << 20;
 
 /// How much of a refusal's body is read for its message.
 const REFUSAL_LIMIT: usize = 64 << 10;
 
 /// Where the stream is.
 enum State {
-    /// Nothing sent yet: the list begins.
-    Start,
     /// A watch to open: with the initial list, or resuming from a resource version.
     Open { resume_from: Option<String> },
     /// Reading a watch; `listing` until the bookmark that ends the list.
@@ -51,7 +49,8 @@ struct Reading {
 
 /// Every Pod in the cluster, as a streamed list and then its changes.
 pub fn events(client: Client) -> impl Stream<Item = Result<Event<PodObject>, Error>> + Send {
-    futures::stream::unfold(State::Start, move |state| {
+    let start = State::Open { resume_from: None };
+    futures::stream::unfold(start, move |state| {
         let client = client.clone();
         async move { next(&client, state).await }
     })
@@ -63,24 +62,20 @@ async fn next(
 ) -> Option<(Result<Event<PodObject>, Error>, State)> {
     loop {
         state = match state {
-            State::Start => match open(client, None).await {
-                Ok(body) => {
+            State::Open { resume_from } => match open(client, resume_from.as_deref()).await {
+                // A list begins once the API server has accepted its watch.
+                Ok(body) if resume_from.is_none() => {
                     return Some((Ok(Event::Init), State::Reading(Reading::new(body, None))))
                 }
-                Err(e) => return Some((Err(e), State::Done)),
-            },
-            State::Open { resume_from } => match open(client, resume_from.as_deref()).await {
                 Ok(body) => State::Reading(Reading::new(body, resume_from)),
                 Err(e) => return Some((Err(e), State::Done)),
             },
             State::Reading(mut reading) => match reading.next().await {
                 Step::Event(event) => return Some((Ok(event), State::Reading(reading))),
                 Step::Skip => State::Reading(reading),
-                Step::Ended if !reading.listing => match reading.version {
-                    Some(version) => State::Open {
-                        resume_from: Some(version),
-                    },
-                    None => State::Start,
+                // Without a version to resume from, the list begins again.
+                Step::Ended if !reading.listing => State::Open {
+                    resume_from: reading.version,
                 },
                 Step::Ended => {
                     let e = std::io::Error::new(

@@ -124,6 +124,31 @@ fn non_empty(bytes: &[u8]) -> Option<String> {
     (!bytes.is_empty()).then(|| text(bytes))
 }
 
+/// The last value a message gives a length-delimited field, as protobuf reads a field written
+/// twice.
+fn last_bytes(message: &[u8], number: u64) -> Result<Option<&[u8]>, ProtoError> {
+    let mut last = None;
+    for field in fields(message) {
+        match field? {
+            (n, Value::Bytes(b)) if n == number => last = Some(b),
+            _ => {}
+        }
+    }
+    Ok(last)
+}
+
+/// The last value a message gives a varint field.
+fn last_varint(message: &[u8], number: u64) -> Result<Option<u64>, ProtoError> {
+    let mut last = None;
+    for field in fields(message) {
+        match field? {
+            (n, Value::Varint(v)) if n == number => last = Some(v),
+            _ => {}
+        }
+    }
+    Ok(last)
+}
+
 /// A map entry's key and value.
 fn entry(message: &[u8]) -> Result<(&[u8], &[u8]), ProtoError> {
     let (mut key, mut value): (&[u8], &[u8]) = (&[], &[]);
@@ -151,13 +176,7 @@ pub fn event(frame: &[u8]) -> Result<Event<'_>, ProtoError> {
     for field in fields(frame) {
         match field? {
             (1, Value::Bytes(b)) => kind = b,
-            (2, Value::Bytes(extension)) => {
-                for field in fields(extension) {
-                    if let (1, Value::Bytes(b)) = field? {
-                        raw = b;
-                    }
-                }
-            }
+            (2, Value::Bytes(extension)) => raw = last_bytes(extension, 1)?.unwrap_or(raw),
             _ => {}
         }
     }
@@ -175,13 +194,7 @@ fn unknown(raw: &[u8]) -> Result<(&[u8], &[u8]), ProtoError> {
     let (mut kind, mut object): (&[u8], &[u8]) = (&[], &[]);
     for field in fields(body) {
         match field? {
-            (1, Value::Bytes(type_meta)) => {
-                for field in fields(type_meta) {
-                    if let (2, Value::Bytes(b)) = field? {
-                        kind = b;
-                    }
-                }
-            }
+            (1, Value::Bytes(type_meta)) => kind = last_bytes(type_meta, 2)?.unwrap_or(kind),
             (2, Value::Bytes(b)) => object = b,
             _ => {}
         }
@@ -315,12 +328,10 @@ fn probe(message: &[u8]) -> Result<Probe, ProtoError> {
 }
 
 fn http_get_port(message: &[u8]) -> Result<PortOf<IntOrString>, ProtoError> {
-    let mut port = IntOrString::Int(0);
-    for field in fields(message) {
-        if let (2, Value::Bytes(b)) = field? {
-            port = int_or_string(b)?;
-        }
-    }
+    let port = match last_bytes(message, 2)? {
+        Some(b) => int_or_string(b)?,
+        None => IntOrString::Int(0),
+    };
     Ok(PortOf { port })
 }
 
@@ -342,12 +353,7 @@ fn int_or_string(message: &[u8]) -> Result<IntOrString, ProtoError> {
 }
 
 fn grpc_port(message: &[u8]) -> Result<PortOf<i32>, ProtoError> {
-    let mut port = 0;
-    for field in fields(message) {
-        if let (1, Value::Varint(v)) = field? {
-            port = int32(v);
-        }
-    }
+    let port = last_varint(message, 1)?.map_or(0, int32);
     Ok(PortOf { port })
 }
 
